@@ -1,0 +1,39 @@
+# moodstream: `make run` starts the daemon, `make test` runs every test. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+RUN_ARGS ?=
+
+.PHONY: run test test-fast bench models install-service uninstall-service clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Stamps make re-runs quick: pip runs again only when pyproject.toml changed.
+$(VENV)/.runtime: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.all: pyproject.toml | $(PY)
+	$(PIP) install -e '.[train,dev,pi]'
+	touch $@ $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	$(VENV)/bin/moodstream run --source auto $(RUN_ARGS)
+
+test: $(VENV)/.all
+	$(PY) -m pytest
+
+test-fast: $(VENV)/.all
+	$(PY) -m pytest -m "not slow"
+
+bench: $(VENV)/.all
+	$(PY) -m bench
+
+models: $(VENV)/.all
+	$(PY) -m trainer.make_models
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

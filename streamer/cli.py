@@ -1,0 +1,40 @@
+"""`moodstream` command line: one sub-command per module.
+
+Each command module provides ``configure(parser)`` and ``main(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("streamer.daemon", "listen and broadcast emotions (the daemon)"),
+    "devices": ("streamer.sources", "list audio input devices and their rates"),
+    "evaluate": ("streamer.evaluate", "score a model on a labelled folder, the daemon's way"),
+    "watch": ("streamer.watch", "show the dashboard of a running daemon over WebSocket"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moodstream", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        _load(module).configure(p)
+    return parser
+
+
+def _load(module: str):
+    return importlib.import_module(module)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(_load(args._module).main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The one feature pipeline: MFCC (python_speech_features) + spectral contrast (librosa's definition).
+
+The trainer calls :func:`extract` on whole clips; the daemon pushes audio chunks into a
+:class:`FeatureExtractor` as they arrive. ``extract`` *is* a single push into a fresh extractor, so
+the two cannot drift apart: a test proves that any chunking yields the batch frames.
+
+Frame convention: only complete frames are emitted. Frame ``i`` covers samples
+``[i*hop, i*hop + frame_length)`` of the pre-emphasised signal, so ``n`` samples give
+``max(0, 1 + (n - frame_length) // hop)`` frames. python_speech_features additionally zero-pads a
+last partial frame; that frame is never produced here (a stream cannot know it is the last one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from python_speech_features.base import get_filterbanks, lifter
+from scipy.fft import dct, rfft
+
+WINDOWS = ("hamming", "hann", "rect")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Feature settings; they ride inside every model file (see :meth:`to_dict`)."""
+
+    sample_rate: int = 16000
+    frame_length: int = 400  # 25 ms
+    hop_length: int = 160  # 10 ms
+    n_fft: int = 512
+    window: str = "hamming"  # python_speech_features' default is rect; hamming tames leakage
+    preemphasis: float = 0.97
+    n_mfcc: int = 13
+    n_filters: int = 26
+    ceplifter: int = 22
+    append_energy: bool = True
+    contrast_bands: int = 6
+    contrast_fmin: float = 200.0
+    contrast_quantile: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
+        if not 0 < self.hop_length <= self.frame_length <= self.n_fft:
+            raise ValueError("need 0 < hop_length <= frame_length <= n_fft")
+        if not 0 < self.n_mfcc <= self.n_filters:
+            raise ValueError("need 0 < n_mfcc <= n_filters")
+        if not 0 < self.contrast_fmin * 2 ** (self.contrast_bands - 1) < self.sample_rate / 2:
+            raise ValueError("need 0 < contrast_fmin * 2**(contrast_bands - 1) < Nyquist")
+        if not 0 < self.contrast_quantile < 1:
+            raise ValueError("contrast_quantile must be in (0, 1)")
+
+    @property
+    def n_features(self) -> int:
+        return self.n_mfcc + self.contrast_bands + 1
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def frames_for(self, seconds: float) -> int:
+        """Number of frames in a window of ``seconds`` of audio."""
+        return n_frames_for(round(seconds * self.sample_rate), self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown feature settings: {sorted(unknown)}")
+        return cls(**data)
+
+
+def n_frames_for(n_samples: int, config: FeatureConfig) -> int:
+    """Complete frames in ``n_samples`` samples."""
+    if n_samples < config.frame_length:
+        return 0
+    return 1 + (n_samples - config.frame_length) // config.hop_length
+
+
+class _Tables:
+    """Per-config constants: window, mel filterbank and contrast band masks (built once)."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        n = config.frame_length
+        self.window = {
+            "hamming": np.hamming(n),
+            "hann": np.hanning(n),
+            "rect": np.ones(n),
+        }[config.window]
+        self.filterbank = get_filterbanks(
+            config.n_filters, config.n_fft, config.sample_rate, 0, config.sample_rate / 2
+        ).T  # (n_bins, n_filters)
+        self.bands = _contrast_bands(config)
+
+
+def _contrast_bands(config: FeatureConfig) -> list[tuple[np.ndarray, int]]:
+    """Bin indices and quantile count per band, exactly as librosa.feature.spectral_contrast."""
+    n_bins = 1 + config.n_fft // 2
+    freq = np.arange(n_bins) * config.sample_rate / config.n_fft
+    octa = np.zeros(config.contrast_bands + 2)
+    octa[1:] = config.contrast_fmin * 2.0 ** np.arange(0, config.contrast_bands + 1)
+    bands = []
+    for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):
+        current = (freq >= f_low) & (freq <= f_high)
+        idx = np.flatnonzero(current)
+        if k > 0:
+            current[idx[0] - 1] = True
+        if k == config.contrast_bands:
+            current[idx[-1] + 1 :] = True
+        bins = np.flatnonzero(current)
+        count = max(int(np.rint(config.contrast_quantile * current.sum())), 1)
+        if k < config.contrast_bands:
+            bins = bins[:-1]
+        bands.append((bins, count))
+    return bands
+
+
+class FeatureExtractor:
+    """Streaming extractor: :meth:`push` returns the frames that each chunk completed.
+
+    State is the last raw sample (for pre-emphasis; python_speech_features leaves the very first
+    sample as it is, i.e. the sample before the stream counts as 0) and the pre-emphasised samples
+    not yet consumed by a complete frame, fewer than ``frame_length`` of them.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        self.config = config or FeatureConfig()
+        self._tables = _tables_for(self.config)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream (after a gap in the audio, for example)."""
+        self._pending = np.zeros(0, dtype=np.float64)
+        self._last = 0.0
+        self.frames_emitted = 0
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Add mono samples (float in [-1, 1] or int16); return (k, n_features) float32 frames."""
+        return _frame_features(self._frames(chunk), self.config, self._tables)
+
+    def _frames(self, chunk: np.ndarray) -> np.ndarray:
+        """Windowless pre-emphasised frames that this chunk completed: (k, frame_length)."""
+        x = _as_mono_float(chunk)
+        cfg = self.config
+        if x.size:
+            emphasised = np.empty_like(x)
+            emphasised[0] = x[0] - cfg.preemphasis * self._last
+            emphasised[1:] = x[1:] - cfg.preemphasis * x[:-1]
+            self._last = float(x[-1])
+            self._pending = np.concatenate([self._pending, emphasised])
+        n = n_frames_for(self._pending.size, cfg)
+        if n == 0:
+            return np.zeros((0, cfg.frame_length))
+        frames = np.lib.stride_tricks.sliding_window_view(self._pending, cfg.frame_length)[
+            :: cfg.hop_length
+        ][:n].copy()
+        self._pending = self._pending[n * cfg.hop_length :].copy()
+        self.frames_emitted += n
+        return frames
+
+
+def extract(signal: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:
+    """Batch features of a whole mono signal: (n_frames, n_features) float32."""
+    return FeatureExtractor(config).push(signal)
+
+
+def magnitude_spectra(signal: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:
+    """The per-frame magnitude spectra that :func:`extract` computes on: (n_frames, 1 + n_fft/2).
+
+    Exposed so that tests can hand the very same spectra to librosa."""
+    extractor = FeatureExtractor(config)
+    return _magnitude(extractor._frames(signal), extractor.config, extractor._tables)
+
+
+def _magnitude(frames: np.ndarray, cfg: FeatureConfig, tables: _Tables) -> np.ndarray:
+    return np.abs(rfft(frames * tables.window, n=cfg.n_fft, axis=1))
+
+
+def _frame_features(frames: np.ndarray, cfg: FeatureConfig, tables: _Tables) -> np.ndarray:
+    magnitude = _magnitude(frames, cfg, tables)
+    power = magnitude**2 / cfg.n_fft  # python_speech_features.sigproc.powspec
+    out = np.empty((frames.shape[0], cfg.n_features), dtype=np.float32)
+    out[:, : cfg.n_mfcc] = _mfcc(power, cfg, tables)
+    out[:, cfg.n_mfcc :] = _contrast(magnitude, tables)
+    return out
+
+
+def _mfcc(power: np.ndarray, cfg: FeatureConfig, tables: _Tables) -> np.ndarray:
+    """python_speech_features.mfcc from power spectra, step for step."""
+    eps = np.finfo(float).eps
+    energy = power.sum(axis=1)
+    energy = np.where(energy == 0, eps, energy)
+    fbank = power @ tables.filterbank
+    fbank = np.where(fbank == 0, eps, fbank)
+    cep = dct(np.log(fbank), type=2, axis=1, norm="ortho")[:, : cfg.n_mfcc]
+    cep = lifter(cep, cfg.ceplifter)
+    if cfg.append_energy:
+        cep[:, 0] = np.log(energy)
+    return cep
+
+
+def _contrast(magnitude: np.ndarray, tables: _Tables) -> np.ndarray:
+    """Peak over valley in dB per band (librosa's definition, per frame, without its global
+    ``top_db`` clamp, which needs the whole recording and so cannot stream)."""
+    out = np.empty((magnitude.shape[0], len(tables.bands)))
+    for k, (bins, count) in enumerate(tables.bands):
+        ordered = np.sort(magnitude[:, bins], axis=1)
+        valley = ordered[:, :count].mean(axis=1)
+        peak = ordered[:, -count:].mean(axis=1)
+        out[:, k] = _db(peak) - _db(valley)
+    return out
+
+
+def _db(x: np.ndarray) -> np.ndarray:
+    """librosa.power_to_db with ref=1, amin=1e-10 and no top_db."""
+    return 10.0 * np.log10(np.maximum(1e-10, x))
+
+
+_TABLES: dict[FeatureConfig, _Tables] = {}
+
+
+def _tables_for(config: FeatureConfig) -> _Tables:
+    tables = _TABLES.get(config)
+    if tables is None:
+        tables = _TABLES[config] = _Tables(config)
+    return tables
+
+
+def _as_mono_float(chunk: np.ndarray) -> np.ndarray:
+    x = np.asarray(chunk)
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.ndim != 1:
+        raise ValueError(
+            f"features need mono audio (1-D samples), got shape {x.shape}: mix or pick a channel first"
+        )
+    if x.dtype == np.int16:
+        return x.astype(np.float64) / 32768.0
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"samples must be float in [-1, 1] or int16, got dtype {x.dtype}")
+    x = x.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("audio contains NaN or infinite samples")
+    return x
