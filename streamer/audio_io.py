@@ -1,0 +1,52 @@
+"""Decoding any file soundfile reads into 16 kHz mono float32: shared by the trainer, the file
+source and `moodstream evaluate`, so that every path hears a file the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio, with the reason in the message."""
+
+
+def to_mono(samples: np.ndarray, channel: int = -1) -> np.ndarray:
+    """(n,) or (n, channels) -> (n,): one channel by index, or the mean of all (channel=-1)."""
+    if samples.ndim == 1:
+        return samples
+    if samples.ndim != 2:
+        raise AudioError(f"expected (samples, channels) audio, got shape {samples.shape}")
+    if channel >= 0:
+        if channel >= samples.shape[1]:
+            raise AudioError(f"channel {channel} requested but the audio has {samples.shape[1]}")
+        return samples[:, channel]
+    return samples.mean(axis=1)
+
+
+def resample(samples: np.ndarray, rate: int, target: int = 16000) -> np.ndarray:
+    """High-quality resampling (soxr); a no-op when the rates match."""
+    if rate == target:
+        return samples
+    return soxr.resample(samples, rate, target, quality="HQ")
+
+
+def load_audio(path: str | Path, target_rate: int = 16000, channel: int = -1) -> np.ndarray:
+    """Whole file as float32 mono at ``target_rate``; AudioError when it is missing or not audio."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"{path}: not a readable audio file ({exc})") from None
+    if samples.shape[0] == 0:
+        raise AudioError(f"{path}: contains no samples")
+    mono = to_mono(samples, channel)
+    out = resample(mono, rate, target_rate).astype(np.float32, copy=False)
+    if not np.all(np.isfinite(out)):
+        raise AudioError(f"{path}: decoded to NaN or infinite samples")
+    return out
