@@ -23,9 +23,12 @@ class ConfigError(ValueError):
     """A configuration problem, with the offending key in the message."""
 
 
+SOURCE_KINDS = ("device", "file", "stdin", "demo", "auto")
+
+
 @dataclass(frozen=True)
 class SourceSettings:
-    kind: str = "device"  # device | file | stdin | demo
+    kind: str = "device"  # device | file | stdin | demo | auto (device if there is one, else demo)
     device: str = ""  # sounddevice name (substring) or index; "" = system default input
     path: str = ""  # for kind = "file"
     realtime: bool = False  # pace a file source like a live input
@@ -35,7 +38,7 @@ class SourceSettings:
     block_seconds: float = 0.1  # audio callback / read block
 
     def validate(self) -> None:
-        _choice("source.kind", self.kind, ("device", "file", "stdin", "demo"))
+        _choice("source.kind", self.kind, SOURCE_KINDS)
         if self.kind == "file" and not self.path:
             raise ConfigError("source.path: a file source needs a path (--source file:PATH)")
         _positive("source.rate", self.rate)
@@ -88,12 +91,55 @@ class OutputSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """The WebSocket broadcast and its web page; loopback only unless a host is given."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # "0.0.0.0" (or an address) exposes it to the network
+    port: int = 8765
+    token: str = ""  # when set, clients must send it (?token= or Authorization: Bearer)
+    allowed_origins: tuple[str, ...] = ()  # browser Origins allowed besides the page's own
+    max_clients: int = 64
+    max_message_bytes: int = 4096  # larger client frames close the connection (1009)
+    client_queue: int = 64  # messages a client may lag behind before it is dropped (4000)
+    ping_interval: float = 20.0  # keepalive pings; a peer silent for as long again is closed
+
+    def validate(self) -> None:
+        if not self.host:
+            raise ConfigError("server.host: must not be empty (127.0.0.1 = this machine only)")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"server.port: must be in 0..65535, got {self.port!r}")
+        _positive("server.max_clients", self.max_clients)
+        _positive("server.max_message_bytes", self.max_message_bytes)
+        _positive("server.client_queue", self.client_queue)
+        _positive("server.ping_interval", self.ping_interval)
+
+
+@dataclass(frozen=True)
+class LivenessSettings:
+    """When a live input counts as lost, and how patiently it is reopened."""
+
+    stall_seconds: float = 5.0  # no audio from the device for this long -> lost, reopen
+    digital_silence_is_loss: bool = False  # only exact zeros for stall_seconds also counts as lost
+    backoff_initial_s: float = 0.5  # first wait before reopening; doubles per failed attempt...
+    backoff_max_s: float = 30.0  # ...up to this
+
+    def validate(self) -> None:
+        _positive("liveness.stall_seconds", self.stall_seconds)
+        _positive("liveness.backoff_initial_s", self.backoff_initial_s)
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigError("liveness.backoff_max_s: must be >= liveness.backoff_initial_s")
+
+
+@dataclass(frozen=True)
 class Settings:
     source: SourceSettings = field(default_factory=SourceSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
     gate: GateSettings = field(default_factory=GateSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
+    liveness: LivenessSettings = field(default_factory=LivenessSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     def validate(self) -> Settings:
         for f in dataclasses.fields(self):
@@ -120,6 +166,13 @@ FLAGS: dict[str, tuple[str, str]] = {
     "jsonl": ("output", "jsonl"),
     "dashboard": ("output", "dashboard"),
     "log_level": ("output", "log_level"),
+    "stall_seconds": ("liveness", "stall_seconds"),
+    "host": ("server", "host"),
+    "port": ("server", "port"),
+    "token": ("server", "token"),
+    "origin": ("server", "allowed_origins"),
+    "max_clients": ("server", "max_clients"),
+    "server_enabled": ("server", "enabled"),
 }
 
 
@@ -161,7 +214,24 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         value = getattr(args, dest, None)
         if value is not None:
             out.setdefault(section, {})[key] = value
+    spec = getattr(args, "source", None)
+    if spec is not None:
+        out.setdefault("source", {}).update(parse_source_spec(spec))
     return out
+
+
+def parse_source_spec(spec: str) -> dict[str, str]:
+    """``--source device|file:PATH|stdin|demo|auto`` -> source settings."""
+    kind, colon, path = spec.partition(":")
+    if kind == "file":
+        if not path:
+            raise ConfigError("--source file:PATH needs a path after 'file:'")
+        return {"kind": "file", "path": path}
+    if colon or kind not in SOURCE_KINDS:
+        raise ConfigError(
+            f"--source: expected device, file:PATH, stdin, demo or auto, got {spec!r}"
+        )
+    return {"kind": kind}
 
 
 def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
