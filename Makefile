@@ -35,5 +35,12 @@ bench: $(VENV)/.all
 models: $(VENV)/.all
 	$(PY) -m trainer.make_models
 
+# The Pi service (as root: `sudo make install-service`); see systemd/README.md.
+install-service:
+	systemd/install.sh $(INSTALL_ARGS)
+
+uninstall-service:
+	systemd/install.sh --uninstall $(INSTALL_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

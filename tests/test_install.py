@@ -1,0 +1,209 @@
+"""systemd/install.sh run for real into a temporary root: idempotent, never clobbers a config,
+uninstalls cleanly."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SNAPSHOT = ("pyproject.toml", "README.md", "streamer", "trainer", "models", "systemd")
+IS_ROOT = os.geteuid() == 0
+CAN_ADD_USERS = IS_ROOT and shutil.which("useradd") is not None
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A frozen copy of the files the installer takes (the real tree changes under our feet)."""
+    dest = tmp_path / "checkout"
+    for name in SNAPSHOT:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dest.mkdir(exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def fake_root(tmp_path: Path) -> Path:
+    """A root with just the account databases useradd needs (an audio group, as on a Pi)."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\naudio:x:29:\n")
+    (root / "etc/shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (root / "etc/gshadow").write_text("root:*::\naudio:*::\n")
+    for name in ("shadow", "gshadow"):
+        (root / "etc" / name).chmod(0o640)
+    return root
+
+
+def install(checkout: Path, root: Path, *args: str) -> str:
+    user = () if CAN_ADD_USERS else ("--no-user",)
+    systemctl = () if shutil.which("systemctl") else ("--no-systemctl",)
+    result = subprocess.run(
+        [str(checkout / "systemd/install.sh"), "--root", str(root), "--no-pip", *user, *systemctl, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Everything about every path under root that an installer could change."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        if path.is_symlink():
+            what = ("link", os.readlink(path))
+        elif path.is_file():
+            what = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
+        else:
+            what = ("dir",)
+        out[str(path.relative_to(root))] = (*what, st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)
+    return out
+
+
+def test_installing_twice_changes_nothing(tmp_path: Path, checkout: Path) -> None:
+    root = fake_root(tmp_path)
+    first_out = install(checkout, root)
+    first = snapshot(root)
+    second_out = install(checkout, root)
+    assert snapshot(root) == first
+    assert "installed" in first_out
+    changed = [line for line in second_out.splitlines() if "unchanged" not in line]
+    assert changed == [], second_out
+
+    unit = root / "etc/systemd/system/moodstream.service"
+    assert unit.read_bytes() == (checkout / "systemd/moodstream.service").read_bytes()
+    conf = root / "etc/moodstream/config.toml"
+    assert conf.read_bytes() == (checkout / "systemd/config.toml").read_bytes()
+    assert conf.stat().st_mode & 0o777 == 0o640  # may hold the WebSocket token
+    src = root / "opt/moodstream/src"
+    assert (src / "streamer/notify.py").read_bytes() == (checkout / "streamer/notify.py").read_bytes()
+    assert not list(src.rglob("__pycache__"))
+    if shutil.which("systemctl"):
+        wants = root / "etc/systemd/system/multi-user.target.wants/moodstream.service"
+        assert os.readlink(wants) == "/etc/systemd/system/moodstream.service"
+    if CAN_ADD_USERS:
+        passwd = (root / "etc/passwd").read_text()
+        user = next(line for line in passwd.splitlines() if line.startswith("moodstream:"))
+        assert user.endswith(":/nonexistent:/usr/sbin/nologin")
+        uid, gid = int(user.split(":")[2]), int(user.split(":")[3])
+        assert uid < 1000  # a system user
+        assert "audio:x:29:moodstream" in (root / "etc/group").read_text()
+        assert conf.stat().st_gid == gid  # readable by the service through its group
+
+
+def test_an_existing_config_is_never_overwritten_and_a_changed_unit_is_updated(
+    tmp_path: Path, checkout: Path
+) -> None:
+    root = fake_root(tmp_path)
+    conf = root / "etc/moodstream/config.toml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text('[server]\nport = 9000\n')
+    unit = root / "etc/systemd/system/moodstream.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Service]\nExecStart=/bin/old\n")
+    out = install(checkout, root)
+    assert conf.read_text() == '[server]\nport = 9000\n'
+    assert "never overwritten" in out
+    assert unit.read_bytes() == (checkout / "systemd/moodstream.service").read_bytes()
+
+
+def test_a_changed_checkout_replaces_the_snapshot(tmp_path: Path, checkout: Path) -> None:
+    root = fake_root(tmp_path)
+    install(checkout, root)
+    stale = root / "opt/moodstream/src/streamer/stale.py"
+    stale.write_text("# left over from an older version\n")
+    (checkout / "streamer/new.py").write_text("# a new module\n")
+    out = install(checkout, root)
+    assert f"installed {root}/opt/moodstream/src" in out
+    assert not stale.exists()
+    assert (root / "opt/moodstream/src/streamer/new.py").exists()
+
+
+def test_uninstall_keeps_the_config_unless_purged(tmp_path: Path, checkout: Path) -> None:
+    root = fake_root(tmp_path)
+    install(checkout, root)
+    out = install(checkout, root, "--uninstall")
+    assert not (root / "etc/systemd/system/moodstream.service").exists()
+    assert not (root / "etc/systemd/system/multi-user.target.wants/moodstream.service").is_symlink()
+    assert not (root / "opt/moodstream").exists()
+    assert (root / "etc/moodstream/config.toml").exists()
+    assert "--purge" in out
+    install(checkout, root, "--uninstall", "--purge")
+    assert not (root / "etc/moodstream").exists()
+    assert "moodstream:" not in (root / "etc/passwd").read_text()
+    install(checkout, root, "--uninstall", "--purge")  # nothing left to remove: still fine
+
+
+def test_bad_options_and_a_missing_root_say_what_to_do(checkout: Path) -> None:
+    script = str(checkout / "systemd/install.sh")
+    bad = subprocess.run([script, "--frobnicate"], capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "unknown option --frobnicate" in bad.stderr
+    usage = subprocess.run([script, "--help"], capture_output=True, text=True)
+    assert usage.returncode == 0 and "--root DIR" in usage.stdout and "--uninstall" in usage.stdout
+    if not IS_ROOT:
+        plain = subprocess.run([script], capture_output=True, text=True)
+        assert plain.returncode != 0 and "run as root" in plain.stderr
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def _system_python_can_build_offline() -> bool:
+    """Debian's python3 with python3-setuptools and python3-wheel builds the editable install
+    without downloading anything (CI is offline)."""
+    if not SYSTEM_PYTHON.exists():
+        return False
+    probe = "import setuptools, wheel, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 64)"
+    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not _system_python_can_build_offline(),
+    reason="needs /usr/bin/python3 with setuptools>=64 and wheel to build offline",
+)
+def test_the_venv_step_installs_the_snapshot_and_runs_pip_only_once(
+    tmp_path: Path, checkout: Path
+) -> None:
+    root = fake_root(tmp_path)
+    venv = root / "opt/moodstream/venv"
+    # The one offline concession: the venv sees Debian's setuptools/wheel, and pip gets --no-deps.
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", venv], check=True)
+    env = {"MOODSTREAM_PIP_ARGS": "--no-deps --no-build-isolation --no-index"}
+    args = ["--python", str(SYSTEM_PYTHON)]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [checkout / "systemd/install.sh", "--root", root, "--no-user", "--no-systemctl", *args],
+            capture_output=True, text=True, timeout=600, env={**os.environ, **env},
+        )
+
+    first = run()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"installed {venv}" in first.stdout
+    before = snapshot(root)
+    second = run()
+    assert second.returncode == 0, second.stderr
+    assert f"unchanged {venv}" in second.stdout
+    assert snapshot(root) == before
+    entry = venv / "bin/moodstream"
+    assert entry.exists()
+    where = subprocess.run(
+        [venv / "bin/python", "-c", "import streamer.notify as n; print(n.__file__)"],
+        capture_output=True, text=True, cwd=tmp_path, check=True,
+    )
+    # editable from the snapshot: the shipped models/ next to the code are found at run time
+    assert where.stdout.strip() == str(root / "opt/moodstream/src/streamer/notify.py")
