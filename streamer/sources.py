@@ -1,0 +1,415 @@
+"""Where audio comes from: a sounddevice input, a file, raw s16le on stdin, or the demo music.
+
+Every source yields float32 mono chunks at the feature rate (16 kHz) from an async ``read()``;
+``None`` means the stream ended (a file or stdin ran out). Live inputs (``live = True``) can be lost
+and reopened; the daemon's liveness loop does that, sources only report it (:class:`SourceLost`).
+
+Audio threads (the PortAudio callback, the stdin reader) only copy data into the event loop's
+queue; mono mixing and resampling happen in ``read()`` on the loop, never in the callback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import threading
+import time
+from types import ModuleType
+from typing import Any, BinaryIO
+
+import numpy as np
+import soxr
+
+from streamer.audio_io import AudioError, load_audio, to_mono
+from streamer.config import SourceSettings
+from streamer.demo import DemoMusic
+
+log = logging.getLogger(__name__)
+
+RATE = 16000  # what the features (and so every model) expect
+PROBE_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
+QUEUE_BLOCKS = 100  # about 10 s of audio between the audio thread and the loop
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or used; the message says why and what to do."""
+
+
+class NoInputDevice(SourceError):
+    """PortAudio is missing or lists no input device at all."""
+
+
+class DeviceNotFound(SourceError):
+    """A device name or index that matches no input device (the message lists those there are)."""
+
+
+class SourceLost(SourceError):
+    """A live input stopped delivering (unplugged, server gone); the daemon reopens it."""
+
+
+class Source:
+    """Base of all sources: ``open()``, ``await read()``, ``close()``."""
+
+    kind = ""
+    live = False  # True: may be lost and must then be reopened (liveness applies)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.overflows = 0  # blocks the audio thread reported lost (input overflow or full queue)
+
+    async def open(self) -> None:
+        """Acquire the input; raises SourceError with a clear reason."""
+
+    async def read(self) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the input; safe to call twice or after a failed open."""
+
+
+class _Paced:
+    """Sleeps so that ``n`` samples take ``n / RATE`` seconds of wall time, like a live input."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+        self._sent = 0
+
+    async def wait(self, n: int) -> None:
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        self._sent += n
+        await asyncio.sleep(max(0.0, self._start + self._sent / RATE - now))
+
+
+class FileSource(Source):
+    """Any audio file soundfile reads, decoded through streamer.audio_io (as the trainer hears it)."""
+
+    kind = "file"
+
+    def __init__(self, path: str, block_seconds: float, realtime: bool, channel: int = -1) -> None:
+        super().__init__(path)
+        self.block = max(1, round(block_seconds * RATE))
+        self.realtime = realtime
+        self.channel = channel
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._pos = 0
+        self._pace = _Paced()
+
+    async def open(self) -> None:
+        try:
+            self._audio = await asyncio.to_thread(load_audio, self.name, RATE, self.channel)
+        except AudioError as exc:
+            raise SourceError(str(exc)) from None
+        self._pos = 0
+
+    async def read(self) -> np.ndarray | None:
+        if self._pos >= self._audio.size:
+            return None
+        chunk = self._audio[self._pos : self._pos + self.block]
+        self._pos += chunk.size
+        if self.realtime:
+            await self._pace.wait(chunk.size)
+        else:
+            await asyncio.sleep(0)  # let sinks drain between blocks of a fast run
+        return chunk
+
+
+class DemoSource(Source):
+    """The project's own generated music, paced in real time."""
+
+    kind = "demo"
+
+    def __init__(self, block_seconds: float) -> None:
+        super().__init__("built-in demo music")
+        self.block = max(1, round(block_seconds * RATE))
+        self.music = DemoMusic(RATE)
+        self._pace = _Paced()
+
+    async def read(self) -> np.ndarray | None:
+        chunk = self.music.read(self.block)
+        await self._pace.wait(chunk.size)
+        return chunk
+
+
+class _Mixer:
+    """Interleaved blocks at any rate and channel count -> 16 kHz mono, streaming (no seams)."""
+
+    def __init__(self, rate: int, channel: int) -> None:
+        self.channel = channel
+        self._resampler = None if rate == RATE else soxr.ResampleStream(rate, RATE, 1, "float32")
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        try:
+            mono = np.ascontiguousarray(to_mono(block, self.channel), dtype=np.float32)
+        except AudioError as exc:
+            raise SourceError(str(exc)) from None
+        if self._resampler is None:
+            return mono
+        return self._resampler.resample_chunk(mono, last=last)
+
+
+class _Handoff:
+    """Blocks from a foreign thread into an asyncio queue without ever blocking that thread."""
+
+    def __init__(self, source: Source, loop: asyncio.AbstractEventLoop) -> None:
+        self._source = source
+        self._loop = loop
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_BLOCKS)
+
+    def put_threadsafe(self, item: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._put, item)
+        except RuntimeError:  # the loop has closed: we are shutting down
+            pass
+
+    def _put(self, item: Any) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            self._source.overflows += 1
+        self.queue.put_nowait(item)
+
+
+_END = object()  # the thread saw the end of its input
+_STOPPED = object()  # PortAudio finished the stream without being asked to
+
+
+class StdinSource(Source):
+    """Raw signed 16-bit little-endian PCM on stdin (``arecord -f S16_LE ... | moodstream run``)."""
+
+    kind = "stdin"
+
+    def __init__(self, settings: SourceSettings, stream: BinaryIO | None = None) -> None:
+        super().__init__(f"stdin (s16le, {settings.rate} Hz, {settings.channels} ch)")
+        self.settings = settings
+        self._stream = stream if stream is not None else sys.stdin.buffer
+        self._frame = 2 * settings.channels
+        self._block = max(1, round(settings.block_seconds * settings.rate)) * self._frame
+        self._handoff: _Handoff | None = None
+        self._mixer = _Mixer(settings.rate, settings.channel)
+        self._ended = False
+
+    async def read(self) -> np.ndarray | None:
+        if self._ended:
+            return None
+        if self._handoff is None:
+            self._handoff = _Handoff(self, asyncio.get_running_loop())
+            # a daemon thread: a blocked read() on a pipe must never hold up the exit
+            threading.Thread(target=self._reader, name="stdin-reader", daemon=True).start()
+        item = await self._handoff.queue.get()
+        if item is _END:
+            self._ended = True
+            return self._mixer(np.zeros((0, self.settings.channels), np.float32), last=True)
+        return self._mixer(item)
+
+    def _reader(self) -> None:
+        assert self._handoff is not None
+        rest = b""
+        while True:
+            data = self._stream.read(self._block)
+            if not data:
+                self._handoff.put_threadsafe(_END)
+                return
+            data = rest + data
+            usable = len(data) - len(data) % self._frame
+            rest = data[usable:]
+            pcm = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, self.settings.channels)
+            self._handoff.put_threadsafe(pcm.astype(np.float32) / 32768.0)
+
+
+def sounddevice_module() -> ModuleType:
+    """The sounddevice module; NoInputDevice when PortAudio itself is missing."""
+    try:
+        import sounddevice
+    except OSError as exc:  # sounddevice raises OSError when libportaudio cannot be loaded
+        raise NoInputDevice(f"PortAudio is not available ({exc}); install libportaudio2") from None
+    return sounddevice
+
+
+def input_devices(backend: ModuleType) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, dict(d)) for i, d in enumerate(backend.query_devices()) if d["max_input_channels"] > 0]
+
+
+def describe_inputs(devices: list[tuple[int, dict[str, Any]]]) -> str:
+    return "; ".join(
+        f"{i}: {d['name']!r} ({d['max_input_channels']} ch, {d['default_samplerate']:.0f} Hz)"
+        for i, d in devices
+    )
+
+
+def resolve_device(backend: ModuleType, spec: str) -> tuple[int, dict[str, Any]]:
+    """A device spec ("" = default input, an index, or a case-insensitive part of the name)."""
+    devices = input_devices(backend)
+    if not devices:
+        raise NoInputDevice("PortAudio lists no audio input device")
+    if spec == "":
+        default = backend.default.device[0]
+        for index, info in devices:
+            if index == default:
+                return index, info
+        return devices[0]
+    if spec.isdigit():
+        matches = [(i, d) for i, d in devices if i == int(spec)]
+    else:
+        exact = [(i, d) for i, d in devices if d["name"] == spec]
+        matches = exact or [(i, d) for i, d in devices if spec.lower() in d["name"].lower()]
+    if not matches:
+        raise DeviceNotFound(
+            f"no input device matches {spec!r}; the input devices are: {describe_inputs(devices)}"
+        )
+    return matches[0]
+
+
+def _supported_rates(backend: ModuleType, index: int, channels: int) -> list[int]:
+    rates = []
+    for rate in PROBE_RATES:
+        try:
+            backend.check_input_settings(device=index, samplerate=rate, channels=channels, dtype="float32")
+        except Exception:  # PortAudioError or ValueError: this rate is not offered
+            continue
+        rates.append(rate)
+    return rates
+
+
+class DeviceSource(Source):
+    """A sounddevice (PortAudio) input opened at a rate it supports and resampled to 16 kHz."""
+
+    kind = "device"
+    live = True
+
+    def __init__(self, settings: SourceSettings, backend: ModuleType | None = None) -> None:
+        super().__init__(settings.device or "default input")
+        self.settings = settings
+        self._backend = backend
+        self._stream: Any = None
+        self._handoff: _Handoff | None = None
+        self._mixer: _Mixer | None = None
+        self._found_name: str | None = None  # the device's full name once found: reopen by it
+        self._opened_before = False
+        self._closing = False
+        self.rate = 0
+        self.channels = 0
+
+    async def open(self) -> None:
+        """Find and start the device off the loop (PortAudio may block while a server is down)."""
+        await asyncio.to_thread(self._open, asyncio.get_running_loop())
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        backend = self._backend if self._backend is not None else sounddevice_module()
+        if self._opened_before:  # PortAudio lists devices once per initialisation: look again
+            backend._terminate()
+            backend._initialize()
+        try:
+            index, info = resolve_device(backend, self._found_name or self.settings.device)
+        except DeviceNotFound:
+            if not self._found_name:
+                raise
+            index, info = resolve_device(backend, self.settings.device)
+        channel = self.settings.channel
+        available = int(info["max_input_channels"])
+        if channel >= available:
+            raise SourceError(f"channel {channel} requested but {info['name']!r} has {available}")
+        self.channels = channel + 1 if channel >= 0 else min(available, 2)
+        rates = _supported_rates(backend, index, self.channels)
+        self.rate = rates[0] if rates else int(info["default_samplerate"])
+        self._handoff = _Handoff(self, loop)
+        self._mixer = _Mixer(self.rate, channel)
+        self._closing = False
+        try:
+            self._stream = backend.InputStream(
+                device=index,
+                samplerate=self.rate,
+                channels=self.channels,
+                dtype="float32",
+                blocksize=max(1, round(self.settings.block_seconds * self.rate)),
+                callback=self._callback,
+                finished_callback=self._finished,
+            )
+            self._stream.start()
+        except Exception as exc:  # PortAudioError, or the device vanished between list and open
+            self.close()
+            raise SourceError(f"cannot open input {info['name']!r}: {exc}") from None
+        self._opened_before = True
+        self._found_name = info["name"]
+        self.name = info["name"]
+        log.info("input %r opened at %d Hz, %d channel(s)", self.name, self.rate, self.channels)
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        """PortAudio's thread: copy and hand over, nothing else."""
+        if status.input_overflow:
+            self.overflows += 1
+        assert self._handoff is not None
+        self._handoff.put_threadsafe(indata.copy())
+
+    def _finished(self) -> None:
+        if not self._closing and self._handoff is not None:
+            self._handoff.put_threadsafe(_STOPPED)
+
+    async def read(self) -> np.ndarray | None:
+        if self._handoff is None or self._mixer is None:
+            raise SourceLost("the input is not open")
+        item = await self._handoff.queue.get()
+        if item is _STOPPED:
+            raise SourceLost(f"the input stream of {self.name!r} stopped")
+        return self._mixer(item)
+
+    def close(self) -> None:
+        self._closing = True
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort(ignore_errors=True)
+                stream.close(ignore_errors=True)
+            except Exception as exc:  # the device is gone already; nothing left to release
+                log.debug("closing %r: %s", self.name, exc)
+
+
+def build_source(settings: SourceSettings, backend: ModuleType | None = None) -> Source:
+    """The source the settings ask for; ``auto`` = the default input, else the demo music."""
+    if settings.kind == "file":
+        return FileSource(settings.path, settings.block_seconds, settings.realtime, settings.channel)
+    if settings.kind == "stdin":
+        return StdinSource(settings)
+    if settings.kind == "demo":
+        return DemoSource(settings.block_seconds)
+    if settings.kind == "auto":
+        try:
+            resolve_device(backend if backend is not None else sounddevice_module(), settings.device)
+        except SourceError as exc:
+            log.warning(
+                "no usable audio input (%s): playing the built-in demo music instead. "
+                "Connect a microphone, or choose --source device|file:PATH|stdin.", exc,
+            )
+            return DemoSource(settings.block_seconds)
+    return DeviceSource(settings, backend)
+
+
+# `moodstream devices`
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "Use a name (or part of it) or the index with `moodstream run --device`."
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        backend = sounddevice_module()
+        devices = input_devices(backend)
+    except SourceError as exc:
+        print(f"no input devices: {exc}", file=sys.stderr)
+        return 1
+    if not devices:
+        print("PortAudio lists no audio input device.", file=sys.stderr)
+        return 1
+    default = backend.default.device[0]
+    for index, info in devices:
+        channels = min(2, int(info["max_input_channels"]))
+        rates = ", ".join(str(r) for r in _supported_rates(backend, index, channels)) or "none probed"
+        mark = "*" if index == default else " "
+        print(
+            f"{mark}{index:3d}  {info['name']}  ({info['max_input_channels']} ch, "
+            f"default {info['default_samplerate']:.0f} Hz; opens at: {rates})"
+        )
+    return 0
