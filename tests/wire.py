@@ -66,7 +66,7 @@ def describe_for(bus: EventBus) -> Callable[[], dict[str, Any]]:
 @asynccontextmanager
 async def serving(bus: EventBus, **settings: Any) -> AsyncIterator[Server]:
     """A real Server on a free loopback port, stopped on exit."""
-    server = Server(ServerSettings(port=0, **settings), bus, describe_for(bus))
+    server = Server(ServerSettings(**{"port": 0, **settings}), bus, describe_for(bus))
     stop = asyncio.Event()
     task = asyncio.create_task(server.run(stop))
     waiter = asyncio.create_task(server.listening.wait())

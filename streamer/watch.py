@@ -1,0 +1,128 @@
+"""`moodstream watch [ws://HOST:PORT] [--token T]`: the dashboard of a running daemon.
+
+Fed only by the WebSocket protocol, so it attaches to the systemd service over SSH; it keeps
+reconnecting with backoff while the daemon restarts, and gives up only when it is refused for
+good (wrong token, Origin). Without a terminal it prints one line per event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from rich.console import Console
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from streamer import protocol
+from streamer.dashboard import REFRESH_S, Dashboard, Screen
+
+DEFAULT_URL = "ws://127.0.0.1:8765/"
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 10.0
+FATAL_STATUS = {401: "the daemon refused the token (use --token)", 403: "the daemon refused this client"}
+
+
+class WatchError(RuntimeError):
+    """Refused for good: retrying cannot help."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", nargs="?", default=DEFAULT_URL,
+                        help=f"the daemon's WebSocket (default {DEFAULT_URL}; HOST:PORT is fine)")
+    parser.add_argument("--token", help="the daemon's token, if it requires one")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_main(normalise_url(args.url), args.token))
+    except WatchError as exc:
+        print(f"moodstream watch: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _main(url: str, token: str | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await watch(url, token, Console(), stop, lambda line: print(line, flush=True))
+    return 0
+
+
+def normalise_url(url: str) -> str:
+    """ws:// URL from what a person types: HOST:PORT, http://HOST:PORT/ or ws(s)://..."""
+    if "://" not in url:
+        url = "ws://" + url
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
+
+
+async def watch(url: str, token: str | None, console: Console, stop: asyncio.Event,
+                emit: Callable[[str], None], dashboard: Dashboard | None = None) -> None:
+    """Show the daemon at ``url`` until ``stop`` is set; reconnect whenever the connection ends."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    delay = BACKOFF_INITIAL_S
+    with Screen(dashboard or Dashboard(url), console, emit) as screen:
+        while not stop.is_set():
+            session = asyncio.create_task(_session(url, headers, screen))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not session.done():
+                session.cancel()
+                await asyncio.gather(session, return_exceptions=True)
+                return
+            reason, connected = session.result()
+            if connected:
+                delay = BACKOFF_INITIAL_S
+            screen.connection(f"{url}: {reason}; retrying in {delay:.1f} s", ok=False)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+            delay = min(2 * delay, BACKOFF_MAX_S)
+
+
+async def _session(url: str, headers: dict[str, str], screen: Screen) -> tuple[str, bool]:
+    """One connection; returns (why it ended, whether it got as far as a hello)."""
+    try:
+        async with connect(url, additional_headers=headers, open_timeout=5,
+                           max_size=2**20, ping_interval=20) as ws:
+            screen.connection(f"{url}: connected", ok=True)
+            poller = asyncio.create_task(_poll_state(ws))
+            try:
+                async for text in ws:
+                    try:
+                        screen.show(protocol.decode(text))
+                    except protocol.ProtocolError as exc:
+                        screen.connection(f"{url}: ignored a bad message ({exc})", ok=True)
+            finally:
+                poller.cancel()
+            return f"closed ({ws.close_code} {ws.close_reason})".rstrip(), True
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        if status in FATAL_STATUS:
+            raise WatchError(f"{url}: HTTP {status}: {FATAL_STATUS[status]}") from None
+        return f"HTTP {status}", False
+    except InvalidURI as exc:
+        raise WatchError(f"not a WebSocket URL: {exc}") from None
+    except ConnectionClosed as exc:
+        return f"connection lost ({exc})", True
+    except (OSError, TimeoutError, InvalidHandshake) as exc:
+        return f"cannot connect ({exc})", False
+
+
+async def _poll_state(ws: ClientConnection) -> None:
+    """Ask for a snapshot now and then: counters (clients, overflows...) change between hops."""
+    try:
+        while True:
+            await asyncio.sleep(REFRESH_S * 2)
+            await ws.send('{"type": "get_state"}')
+    except ConnectionClosed:
+        pass
