@@ -34,6 +34,7 @@ from streamer.events import EventBus
 log = logging.getLogger(__name__)
 
 FANOUT_QUEUE = 1024  # events the fan-out task may lag behind the bus (it never should)
+DRAIN_S = 1.0  # at stop, how long queued messages may take to go out before clients are closed
 SEND_BUFFER_BYTES = 32768  # kernel send buffer per client: about 70 messages
 PAGE_PATHS = ("/", "/index.html")
 PAGE_HEADERS = {
@@ -131,12 +132,21 @@ class Server:
         fanout = asyncio.create_task(self._fanout(subscription))
         try:
             await stop.wait()
+            await self._drain(subscription)
         finally:
             fanout.cancel()
             subscription.close()
             server.close(close_connections=True, code=protocol.CLOSE_GOING_AWAY, reason="stopping")
             await server.wait_closed()
             self.listening.clear()
+
+    async def _drain(self, subscription: Any) -> None:
+        """Deliver, briefly, what is already queued: the daemon's last events ("stopped")."""
+        deadline = asyncio.get_running_loop().time() + DRAIN_S
+        while subscription.pending() or any(c.queue.qsize() for c in self._clients):
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.01)
 
     async def _fanout(self, subscription: Any) -> None:
         async for event in subscription:

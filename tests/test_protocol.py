@@ -1,0 +1,85 @@
+"""Building and parsing protocol messages; every server message obeys the JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+
+from streamer import protocol
+from streamer.events import EventBus
+from tests.wire import VALIDATOR, describe_for, emotion, status, valid
+
+SERVER = {"clients": 0, "dropped_clients": 0, "max_clients": 64, "missed_events": 0}
+
+
+def _state() -> dict:
+    return protocol.snapshot("state", describe_for(EventBus())(), SERVER)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"type": "ping"}', "pong"),
+    ('{"type": "ping", "id": "a"}', "pong"),
+    ('{"type": "get_state", "id": 3}', "state"),
+    ("nonsense", "error"),
+    ("", "error"),
+    ("null", "error"),
+    ('{"type": 5}', "error"),
+    ('{"type": "shutdown"}', "error"),
+    ('{"type": "ping", "id": true}', "error"),
+    ('{"type": "ping", "id": [1]}', "error"),
+])
+def test_every_request_gets_a_valid_reply(text: str, expected: str) -> None:
+    reply = valid(json.loads(protocol.encode(protocol.reply(text, _state))))
+    assert reply["type"] == expected
+    request = json.loads(text) if expected != "error" else None
+    if request and "id" in request:
+        assert reply["id"] == request["id"]
+
+
+def test_event_messages_are_the_events_wire_form() -> None:
+    bus = EventBus()
+    bus.publish(emotion(9, "angry"))
+    for event in (emotion(1), emotion(2, state="silence"), emotion(3, state="warming_up"),
+                  status("overflow")):
+        valid(json.loads(protocol.encode(protocol.event_message(event))))
+    hello = valid(json.loads(protocol.encode(protocol.snapshot("hello", describe_for(bus)(),
+                                                               SERVER))))
+    assert hello["protocol"] == protocol.PROTOCOL_VERSION and hello["state"]["seq"] == 9
+
+
+def test_non_finite_numbers_become_null_not_invalid_json() -> None:
+    message = protocol.event_message(emotion(1))
+    message["level"]["rms_dbfs"] = float("-inf")
+    message["level"]["peak_dbfs"] = float("nan")
+    text = protocol.encode(message)
+    assert "Infinity" not in text and "NaN" not in text
+    valid(json.loads(text))
+
+
+def test_the_schema_rejects_what_the_protocol_forbids() -> None:
+    event = protocol.event_message(emotion(1))
+    for broken in ({**event, "label": None}, {**event, "seq": -1}, {**event, "extra": 1},
+                   {"type": "emotion"}, {"type": "hello"}):
+        with pytest.raises(jsonschema.ValidationError):
+            VALIDATOR.validate(broken)
+    leaky = _state()
+    leaky["config"] = {"server": {"token": "secret"}}
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate(leaky)
+
+
+def test_decode_errors_are_protocol_errors() -> None:
+    for text, code in [(b"\xff", "invalid_json"), ("1", "not_an_object"), ("{}", "missing_type")]:
+        with pytest.raises(protocol.ProtocolError) as info:
+            protocol.decode(text)
+        assert info.value.code == code
+
+
+def test_label_colours_are_stable_hex_for_any_label() -> None:
+    assert protocol.label_color("happy") == protocol.PALETTE["happy"]
+    for label in ("euphoric", "tense", "x"):
+        color = protocol.label_color(label)
+        assert re.fullmatch(r"#[0-9a-f]{6}", color) and color == protocol.label_color(label)
