@@ -1,0 +1,208 @@
+"""Sources: files (as fast as possible or paced), raw s16le on stdin at any rate, the demo music,
+and sounddevice inputs found by name and resampled to 16 kHz (through a sounddevice test double)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from streamer import sources
+from streamer.config import ConfigError, SourceSettings, parse_source_spec
+from streamer.demo import MOODS, DemoMusic
+from streamer.sources import (
+    DemoSource,
+    DeviceNotFound,
+    DeviceSource,
+    FileSource,
+    NoInputDevice,
+    SourceError,
+    StdinSource,
+    build_source,
+    resolve_device,
+)
+from tests.audio import music
+from tests.fakesd import FakeSoundDevice
+
+
+async def read_all(source: sources.Source, limit: int = 10_000) -> list[np.ndarray]:
+    await source.open()
+    chunks = []
+    try:
+        while len(chunks) < limit and (chunk := await source.read()) is not None:
+            chunks.append(chunk)
+    finally:
+        source.close()
+    return chunks
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("device", {"kind": "device"}),
+        ("demo", {"kind": "demo"}),
+        ("auto", {"kind": "auto"}),
+        ("stdin", {"kind": "stdin"}),
+        ("file:/tmp/a b.wav", {"kind": "file", "path": "/tmp/a b.wav"}),
+        ("file:C:/x.flac", {"kind": "file", "path": "C:/x.flac"}),
+    ],
+)
+def test_source_specs(spec: str, expected: dict[str, str]) -> None:
+    assert parse_source_spec(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["file:", "mic", "demo:x", ""])
+def test_bad_source_specs_say_what_is_expected(spec: str) -> None:
+    with pytest.raises(ConfigError, match="--source"):
+        parse_source_spec(spec)
+
+
+def test_file_source_delivers_the_whole_file_in_blocks(tmp_path: Path) -> None:
+    audio = music(2.05).astype(np.float32)
+    sf.write(tmp_path / "a.wav", audio, 16000, subtype="FLOAT")
+    chunks = asyncio.run(read_all(FileSource(str(tmp_path / "a.wav"), 0.1, realtime=False)))
+    assert [c.size for c in chunks] == [1600] * 20 + [800]
+    np.testing.assert_array_equal(np.concatenate(chunks), audio)
+
+
+def test_realtime_file_source_is_paced_like_a_live_input(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", music(1.0), 16000)
+    t0 = time.monotonic()
+    asyncio.run(read_all(FileSource(str(tmp_path / "a.wav"), 0.1, realtime=True)))
+    assert 0.85 <= time.monotonic() - t0 < 2.0
+    t0 = time.monotonic()
+    asyncio.run(read_all(FileSource(str(tmp_path / "a.wav"), 0.1, realtime=False)))
+    assert time.monotonic() - t0 < 0.5
+
+
+@pytest.mark.parametrize(("name", "content", "reason"), [
+    ("missing.wav", None, "no such file"),
+    ("text.wav", b"this is not audio", "not a readable audio file"),
+])
+def test_file_source_errors_are_clear(tmp_path: Path, name: str, content: bytes | None, reason: str) -> None:
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(SourceError, match=reason):
+        asyncio.run(read_all(FileSource(str(tmp_path / name), 0.1, realtime=False)))
+
+
+def test_stdin_s16le_at_44k_stereo_is_resampled_to_16k_mono() -> None:
+    """Bytes arrive in pieces that split frames; the stream resampler leaves no seams."""
+    reference = (0.5 * music(3.0, sr=44100)).astype(np.float32)
+    stereo = np.stack([reference, reference], axis=1)
+    pcm = (stereo * 32767).astype("<i2").tobytes()
+    read_fd, write_fd = os.pipe()
+
+    def writer() -> None:
+        with os.fdopen(write_fd, "wb") as out:
+            for start in range(0, len(pcm), 7777):  # odd sizes: frames split across writes
+                out.write(pcm[start : start + 7777])
+
+    threading.Thread(target=writer, daemon=True).start()
+    settings = SourceSettings(kind="stdin", rate=44100, channels=2, block_seconds=0.05)
+    with os.fdopen(read_fd, "rb") as stream:
+        got = np.concatenate(asyncio.run(read_all(StdinSource(settings, stream))))
+    expected = soxr.resample(reference, 44100, 16000, quality="HQ")
+    assert abs(got.size - expected.size) <= 2
+    n = min(got.size, expected.size)
+    assert np.max(np.abs(got[:n] - expected[:n])) < 2e-3  # int16 quantisation, nothing more
+
+
+def test_stdin_with_a_chosen_channel(tmp_path: Path) -> None:
+    left = np.full(1600, 0.25, np.float32)
+    frames = np.stack([left, -left], axis=1)
+    path = tmp_path / "raw"
+    path.write_bytes((frames * 32768).astype("<i2").tobytes())
+    settings = SourceSettings(kind="stdin", rate=16000, channels=2, channel=1)
+    with path.open("rb") as stream:
+        got = np.concatenate(asyncio.run(read_all(StdinSource(settings, stream))))
+    np.testing.assert_allclose(got, -0.25)
+
+
+def test_demo_music_changes_mood_every_20_seconds() -> None:
+    demo = DemoMusic(16000, mood_seconds=20.0)
+    moods, levels = [], []
+    for _ in range(3):
+        part = np.concatenate([demo.read(16000) for _ in range(20)])
+        moods.append(demo.mood.name)
+        levels.append(20 * np.log10(np.sqrt(np.mean(part[16000:] ** 2))))
+        assert np.max(np.abs(part)) <= 1.0
+    assert moods == [m.name for m in MOODS]
+    assert max(levels) - min(levels) > 10  # quiet ballad vs loud rock: the dashboard sees changes
+    again = DemoMusic(16000, mood_seconds=20.0)
+    np.testing.assert_array_equal(again.read(5000), DemoMusic(16000, mood_seconds=20.0).read(5000))
+
+
+def test_demo_source_is_paced() -> None:
+    async def run() -> tuple[int, float]:
+        source = DemoSource(0.1)
+        await source.open()
+        t0 = time.monotonic()
+        n = sum([(await source.read()).size for _ in range(5)])
+        return n, time.monotonic() - t0
+
+    n, elapsed = asyncio.run(run())
+    assert n == 8000 and 0.4 <= elapsed < 1.0
+
+
+def test_devices_are_found_by_default_index_or_part_of_the_name() -> None:
+    fake = FakeSoundDevice()
+    assert resolve_device(fake, "")[0] == 1
+    assert resolve_device(fake, "1")[0] == 1
+    assert resolve_device(fake, "usb mic")[1]["name"].startswith("USB Mic")
+
+
+def test_a_device_that_matches_nothing_lists_the_inputs_there_are() -> None:
+    fake = FakeSoundDevice()
+    with pytest.raises(DeviceNotFound) as info:
+        resolve_device(fake, "Blue Yeti")
+    message = str(info.value)
+    assert "'Blue Yeti'" in message and "USB Mic, USB Audio (hw:1,0)" in message and "48000 Hz" in message
+    assert "Built-in Output" not in message  # not an input
+    with pytest.raises(DeviceNotFound):
+        resolve_device(fake, "0")  # an output-only device is no input
+    fake.present = False
+    with pytest.raises(NoInputDevice, match="no audio input device"):
+        resolve_device(fake, "")
+
+
+def test_device_source_opens_at_a_supported_rate_and_resamples() -> None:
+    fake = FakeSoundDevice(rates=(44100, 48000), speed=10.0)
+    fake.overflow_every = 5
+
+    async def run() -> tuple[DeviceSource, list[np.ndarray]]:
+        source = DeviceSource(SourceSettings(device="USB Mic"), fake)
+        return source, await read_all(source, limit=20)
+
+    source, chunks = asyncio.run(run())
+    assert (source.rate, source.channels) == (48000, 2)  # 16 kHz not offered: 48 kHz, resampled
+    audio = np.concatenate(chunks)
+    assert abs(audio.size - 20 * 1600) < 200  # 20 blocks of 0.1 s (minus the resampler's delay)
+    spectrum = np.abs(np.fft.rfft(audio[2000:18000]))
+    assert np.fft.rfftfreq(16000, 1 / 16000)[np.argmax(spectrum)] == pytest.approx(440, abs=2)
+    assert source.overflows >= 3  # counted from the callback's status flags
+    assert fake.streams[0].closed
+
+
+def test_auto_uses_the_device_when_there_is_one_else_the_demo(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeSoundDevice()
+    assert isinstance(build_source(SourceSettings(kind="auto"), fake), DeviceSource)
+    fake.present = False
+    with caplog.at_level("WARNING"):
+        source = build_source(SourceSettings(kind="auto"), fake)
+    assert isinstance(source, DemoSource)
+    assert "playing the built-in demo music instead" in caplog.text
+
+
+def test_devices_command_lists_inputs_with_rates(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(sources, "sounddevice_module", lambda: FakeSoundDevice(rates=(16000, 48000)))
+    assert sources.main(None) == 0  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "USB Mic" in out and "16000, 48000" in out and "Built-in Output" not in out
