@@ -7,8 +7,6 @@ official flatbuffer schema; the daemon reads it back without TensorFlow (streame
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.python import schema_py_generated as schema
 
+from streamer.atomic import write_atomic
 from streamer.modelfile import METADATA_NAME, ModelMetadata
 from trainer.models import batch_one_copy
 
@@ -59,30 +58,23 @@ def embed_metadata(tflite: bytes, payload: bytes) -> bytes:
     """The model with its "moodstream" metadata entry set to ``payload`` (JSON of a
     ModelMetadata), replacing an earlier one."""
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite, 0))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(payload, dtype=np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
-    model.metadata.append(entry)
+    data = np.frombuffer(payload, dtype=np.uint8)
+    model.metadata = model.metadata or []
+    for entry in model.metadata:
+        if entry.name in (METADATA_NAME, METADATA_NAME.encode()):
+            model.buffers[entry.buffer].data = data
+            break
+    else:
+        buffer = schema.BufferT()
+        buffer.data = data
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = METADATA_NAME
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
     builder = flatbuffers.Builder(len(tflite) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: no half-written model ever."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export(

@@ -1,0 +1,115 @@
+"""`moodstream evaluate DATA_DIR [--model FILE] --json OUT.json`: score a model on a labelled
+folder the daemon's way.
+
+Every clip is decoded like a file source (streamer.audio_io), fed through the daemon's own
+:class:`~streamer.pipeline.Pipeline` (same features, window, model runner and gate) and decided by
+:func:`~streamer.pipeline.clip_decision`; there is no second inference path to disagree with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamer import config as config_mod
+from streamer.atomic import write_atomic
+from streamer.audio_io import AudioError, load_audio
+from streamer.config import ConfigError, Settings
+from streamer.labelled import audio_files, label_folders
+from streamer.metrics import classification_metrics
+from streamer.model import ModelRunner, default_model_path
+from streamer.modelfile import ModelFileError
+from streamer.pipeline import Pipeline, clip_decision
+
+
+def clip_probabilities(path: Path, runner: ModelRunner, settings: Settings) -> np.ndarray | None:
+    """The daemon's verdict on one file (None when no hop was classified: too short or silent)."""
+    audio = load_audio(path, runner.metadata.feature_config.sample_rate, settings.source.channel)
+    return clip_decision(Pipeline(runner, settings).process(audio))
+
+
+def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[str, Any]:
+    """Metrics over every clip whose label the model knows; the rest is reported, not scored."""
+    labels = runner.labels
+    y_true, y_pred = [], []
+    skipped_labels: Counter[str] = Counter()
+    skipped_files: list[dict[str, str]] = []
+    for label in label_folders(data_dir):
+        files = audio_files(data_dir / label)
+        if label not in labels:
+            skipped_labels[label] += len(files)
+            continue
+        for path in files:
+            try:
+                probs = clip_probabilities(path, runner, settings)
+            except AudioError as exc:
+                skipped_files.append({"file": str(path), "reason": str(exc)})
+                continue
+            if probs is None:
+                reason = f"no hop classified (shorter than the {runner.metadata.window_seconds:g} s window, or silent)"
+                skipped_files.append({"file": str(path), "reason": reason})
+                continue
+            y_true.append(labels.index(label))
+            y_pred.append(int(np.argmax(probs)))
+    m = classification_metrics(y_true, y_pred, labels)
+    meta = runner.metadata
+    return {
+        "labels": list(labels),
+        "n_clips": m["n"],
+        **{k: v for k, v in m.items() if k != "n"},
+        "model": {
+            "name": meta.name, "path": str(runner.path), "architecture": meta.architecture,
+            "window_seconds": meta.window_seconds, "backend": runner.backend,
+        },
+        "hop_seconds": settings.model.hop_seconds,
+        "data_dir": str(data_dir),
+        "skipped_labels": dict(skipped_labels),
+        "skipped_files": skipped_files,
+    }
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("data_dir", type=Path, help="folder with one sub-folder per label (any audio format or rate)")
+    a("--model", help="model file (default: the shipped 3-class model)")
+    a("--json", type=Path, help="write the metrics here as JSON")
+    a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
+    a("--hop", type=float, help="seconds between classifications (as the daemon; 1.0)")
+    a("--silence-dbfs", type=float, help="hop RMS below this is silence, not scored (-50)")
+    a("--channel", type=int, help="input channel to use; -1 = mean of all (default)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
+        runner = ModelRunner(settings.model.path or default_model_path())
+        result = evaluate(args.data_dir, runner, settings)
+    except (ConfigError, ModelFileError, FileNotFoundError) as exc:
+        print(f"moodstream evaluate: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        write_atomic(args.json, json.dumps(result, indent=2) + "\n")
+    print(_summary(result))
+    return 0 if result["n_clips"] else 1
+
+
+def _summary(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['model']['name']} on {r['data_dir']}: {r['n_clips']} clips, accuracy {r['accuracy']:.3f}, "
+        f"balanced accuracy {r['balanced_accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}",
+    ]
+    lines += [
+        f"  {label:10s} P {c['precision']:.3f}  R {c['recall']:.3f}  F1 {c['f1']:.3f}  n {c['support']}"
+        for label, c in r["per_class"].items()
+    ]
+    if r["skipped_labels"]:
+        lines.append("  labels unknown to the model, skipped: "
+                     + ", ".join(f"{k} ({n} files)" for k, n in r["skipped_labels"].items()))
+    lines += [f"  skipped {s['file']}: {s['reason']}" for s in r["skipped_files"]]
+    return "\n".join(lines)

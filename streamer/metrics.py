@@ -1,0 +1,60 @@
+"""Classification metrics in plain numpy, shared by the trainer's report and `moodstream evaluate`
+so that both print the same numbers for the same predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarray:
+    """Rows are true labels, columns predictions."""
+    m = np.zeros((n_labels, n_labels), dtype=np.int64)
+    np.add.at(m, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return m
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, the paper's weighted accuracy (Eq. 2: total true positives over total support,
+    i.e. per-class recall weighted by support), balanced accuracy (unweighted mean recall),
+    per-class precision/recall/F1/support, macro and weighted averages and the confusion matrix."""
+    n = len(labels)
+    cm = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), n)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(axis=1).astype(float)
+    predicted = cm.sum(axis=0).astype(float)
+    precision = _ratio(tp, predicted)
+    recall = _ratio(tp, support)
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    total = support.sum()
+    present = support > 0
+    used = present | (predicted > 0)  # macro averages over labels seen (sklearn's convention)
+    weights = support / total if total else np.zeros(n)
+    return {
+        "n": int(total),
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "weighted_accuracy": float(np.sum(recall * weights)),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_precision": float(precision[used].mean()) if used.any() else 0.0,
+        "macro_recall": float(recall[used].mean()) if used.any() else 0.0,
+        "macro_f1": float(f1[used].mean()) if used.any() else 0.0,
+        "weighted_precision": float(np.sum(precision * weights)),
+        "weighted_recall": float(np.sum(recall * weights)),
+        "weighted_f1": float(np.sum(f1 * weights)),
+        "per_class": {
+            label: {
+                "precision": float(precision[k]),
+                "recall": float(recall[k]),
+                "f1": float(f1[k]),
+                "support": int(support[k]),
+            }
+            for k, label in enumerate(labels)
+        },
+        "confusion_matrix": cm.tolist(),
+    }

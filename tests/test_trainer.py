@@ -1,0 +1,181 @@
+"""Trainer parts: scan, splits (no group in two parts), windows, augmentation of the training part
+only, the feature cache, class weights, and the metrics shared with `moodstream evaluate`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamer.features import FeatureConfig
+from streamer.metrics import classification_metrics
+from tests.trainer_data import add_bad_files, make_dataset
+from trainer import featurecache, prepare as prepare_mod
+from trainer.augment import AUGMENTATIONS, ORIGINAL
+from trainer.dataset import DatasetError, scan
+from trainer.segments import segment, window_geometry
+from trainer.split import split_by_group, split_random
+
+
+def _random_groups(n: int, seed: int) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    groups = [f"g{int(g)}" for g in rng.zipf(1.6, n) % (n // 2)]
+    labels = [("angry", "happy", "sad", "calm")[int(rng.integers(4))] for _ in range(n)]
+    return labels, groups
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_by_group_never_puts_a_group_in_two_parts(seed: int) -> None:
+    labels, groups = _random_groups(600, seed)
+    split = split_by_group(labels, groups, seed=seed)
+    assert sorted(i for ix in split.values() for i in ix) == list(range(600))
+    owner: dict[str, str] = {}
+    for part, ix in split.items():
+        for i in ix:
+            assert owner.setdefault(groups[i], part) == part, f"group {groups[i]} in two parts"
+    for label, n in Counter(labels).items():  # stratified: each part near its share of each label
+        for part, share in zip(("train", "val", "test"), (0.7, 0.15, 0.15)):
+            got = sum(labels[i] == label for i in split[part])
+            assert abs(got - share * n) <= 0.06 * n + 3, (label, part, got, share * n)
+
+
+def test_split_is_seeded() -> None:
+    labels, groups = _random_groups(300, 0)
+    assert split_by_group(labels, groups, seed=1) == split_by_group(labels, groups, seed=1)
+    assert split_by_group(labels, groups, seed=1) != split_by_group(labels, groups, seed=2)
+
+
+def test_split_random_is_stratified_and_complete() -> None:
+    labels = ["a"] * 100 + ["b"] * 40
+    split = split_random(labels, seed=0)
+    assert sorted(i for ix in split.values() for i in ix) == list(range(140))
+    assert sum(labels[i] == "a" for i in split["train"]) == 70
+    assert sum(labels[i] == "b" for i in split["test"]) == 6
+
+
+def test_window_geometry_and_segments() -> None:
+    cfg = FeatureConfig()
+    frames, hop = window_geometry(cfg, 10.0, 0.5)
+    assert (frames, hop) == (998, 500)
+    x = np.arange(3000 * 20, dtype=np.float32).reshape(3000, 20)
+    w = segment(x, frames, hop)
+    assert w.shape == (5, 998, 20)
+    assert np.array_equal(w[2], x[1000:1998])
+    assert segment(x[:997], frames, hop).shape == (0, 998, 20)
+    with pytest.raises(ValueError):
+        window_geometry(cfg, 10.0, 1.0)
+
+
+def test_class_weights_are_inverse_frequency() -> None:
+    from trainer.fit import class_weights
+
+    w = class_weights(np.array([0] * 60 + [1] * 30 + [2] * 10), 3)
+    assert w[0] * 60 == pytest.approx(w[1] * 30) == pytest.approx(w[2] * 10)
+    assert w[2] == pytest.approx(100 / 30)
+
+
+def test_metrics_match_scikit_learn() -> None:
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 300)
+    p = np.where(rng.random(300) < 0.6, y, rng.integers(0, 4, 300))
+    m = classification_metrics(y, p, ["a", "b", "c", "d"])
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
+    assert m["weighted_accuracy"] == pytest.approx(skm.accuracy_score(y, p))  # Eq. 2 = total TP / support
+    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, p))
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y, p, average="macro"))
+    assert m["weighted_f1"] == pytest.approx(skm.f1_score(y, p, average="weighted"))
+    assert m["per_class"]["c"]["precision"] == pytest.approx(skm.precision_score(y, p, average=None)[2])
+    assert m["confusion_matrix"] == skm.confusion_matrix(y, p).tolist()
+
+
+def test_metrics_with_absent_labels_and_no_data() -> None:
+    m = classification_metrics([0, 0, 1], [0, 1, 1], ["a", "b", "c"])
+    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)  # c never seen: not averaged
+    empty = classification_metrics([], [], ["a", "b"])
+    assert empty["n"] == 0 and empty["accuracy"] == 0.0
+
+
+def test_scan_groups_labels_and_errors(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", clips_per_label=4, seconds=1.0)
+    clips, labels = scan(root, ["sad", "angry"])
+    assert labels == ["sad", "angry"] and len(clips) == 8
+    assert {c.group for c in clips if c.label == "sad"} == {"artist:sad-artist-0", "artist:sad-artist-1"}
+    with pytest.raises(DatasetError, match="calm"):
+        scan(root, ["calm", "sad"])
+    with pytest.raises(DatasetError, match="no such data folder"):
+        scan(tmp_path / "missing")
+    (root / "metadata.csv").unlink()
+    clips, _ = scan(root)
+    assert len({c.group for c in clips}) == len(clips)  # without metadata each file is its own group
+
+
+def _prepare(root: Path, cache: Path, **kw):
+    return prepare_mod.prepare(root, None, 2.0, 0.5, cache, workers=1, **kw)
+
+
+@pytest.mark.slow  # librosa augmentation
+def test_augmentation_touches_only_the_training_part(tmp_path: Path, monkeypatch) -> None:
+    root = make_dataset(tmp_path / "d", clips_per_label=7, seconds=3.0)
+    jobs: list[featurecache.Job] = []
+    real = prepare_mod.features
+
+    def spy(js, *args, **kwargs):
+        js = list(js)
+        jobs.extend(js)
+        return real(js, *args, **kwargs)
+
+    monkeypatch.setattr(prepare_mod, "features", spy)
+    data = _prepare(root, tmp_path / "cache")
+    train_paths = {data.clips[i].path for i in np.unique(data.parts["train"].clips)}
+    for job in jobs:
+        if job.path in train_paths:
+            assert job.variants == (ORIGINAL, *AUGMENTATIONS)
+        else:
+            assert job.variants == (ORIGINAL,), f"{job.path} is not training data but was augmented"
+    frames = 198  # 2 s window
+    for part in ("val", "test"):  # exactly the original windows: 3 s clips give 2 windows of 2 s at 50 %
+        assert len(data.parts[part].y) == 2 * len(np.unique(data.parts[part].clips))
+        assert data.parts[part].x.shape[1] == frames
+    groups = {p: {data.clips[i].group for i in np.unique(data.parts[p].clips)} for p in data.parts}
+    assert not (groups["train"] & groups["val"] or groups["train"] & groups["test"] or groups["val"] & groups["test"])
+
+
+@pytest.mark.slow  # librosa augmentation
+def test_paper_protocol_leaks_clips_across_parts(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", clips_per_label=5, seconds=4.0)
+    data = _prepare(root, tmp_path / "cache", protocol="paper")
+    shared = set(data.parts["train"].clips) & set(data.parts["test"].clips)
+    assert shared, "the paper protocol puts windows of one clip on both sides of the split"
+
+
+def test_second_run_reads_the_cache(tmp_path: Path, monkeypatch) -> None:
+    root = make_dataset(tmp_path / "d", clips_per_label=3, seconds=2.5)
+    calls = []
+    real = featurecache.extract
+    monkeypatch.setattr(featurecache, "extract", lambda *a: calls.append(1) or real(*a))
+    jobs = [featurecache.Job(p, (ORIGINAL,)) for p in sorted(root.rglob("*.wav"))]
+    first, _ = featurecache.features(jobs, FeatureConfig(), tmp_path / "cache", workers=1)
+    assert len(calls) == 9
+    second, failed = featurecache.features(jobs, FeatureConfig(), tmp_path / "cache", workers=1)
+    assert len(calls) == 9 and not failed
+    assert all(np.array_equal(first[k], second[k]) for k in first)
+    changed = FeatureConfig(n_mfcc=12)  # other settings: other cache entries
+    featurecache.features(jobs[:1], changed, tmp_path / "cache", workers=1)
+    assert len(calls) == 10
+
+
+def test_unusable_files_are_skipped_with_reasons(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", clips_per_label=7, seconds=3.0)
+    expected = add_bad_files(root)
+    data = _prepare(root, tmp_path / "cache", augment=False)
+    by_name = {Path(p).name: why for p, why in data.skipped.items()}
+    assert set(by_name) == set(expected)
+    for name, fragment in expected.items():
+        assert fragment in by_name[name]
+    used = {data.clips[i].path.name for part in data.parts.values() for i in part.clips}
+    assert not used & set(expected)

@@ -1,0 +1,85 @@
+"""`moodstream-train DATA_DIR --out OUT`: train, export (int8 + float TFLite) and report.
+
+DATA_DIR has one folder per label and optionally a metadata.csv (file, label, group column such
+as artist). OUT collects the models, curves, report.md and metrics.json; a finished model there
+is not retrained when the same command runs again."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from streamer.audio_io import AudioError
+from trainer.dataset import DatasetError
+from trainer.prepare import PROTOCOLS
+from trainer.run import RunConfig, RunError, run
+
+ARCHITECTURES = ("cnn", "cnn_lstm", "cnn_gru")
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "moodstream" / "features"
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="moodstream-train", description=__doc__.splitlines()[0])
+    p.add_argument("data_dir", type=Path, help="folder with one sub-folder per label")
+    p.add_argument("--out", type=Path, required=True, help="run folder (models, report, metrics)")
+    p.add_argument("--labels", type=_csv, help="comma-separated subset of label folders, e.g. angry,happy,sad")
+    p.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10)")
+    p.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
+    p.add_argument("--architectures", type=_csv, default=ARCHITECTURES, help="comma-separated: cnn,cnn_lstm,cnn_gru")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the logistic-regression floor")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="honest",
+                   help="honest: split by group first (default); paper: augment+segment, then split at random (leaky)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="no pitch shift / time stretch")
+    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--time-budget", type=float, help="minutes per model; training stops after the epoch that exceeds it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--group-column", help="metadata.csv column that groups clips (default: artist when present)")
+    p.add_argument("--name", default="moodstream", help="model name prefix")
+    p.add_argument("--cache", type=Path, default=default_cache(), help="feature cache folder")
+    p.add_argument("--workers", type=int, help="feature extraction processes (default: up to 2)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    unknown = [a for a in args.architectures if a not in ARCHITECTURES]
+    if unknown:
+        print(f"moodstream-train: unknown architecture(s) {unknown}; choose from {ARCHITECTURES}", file=sys.stderr)
+        return 2
+    config = RunConfig(
+        data_dir=str(args.data_dir), out=str(args.out), labels=args.labels, window_seconds=args.window,
+        overlap=args.overlap, architectures=tuple(args.architectures), baseline=args.baseline,
+        protocol=args.protocol, augment=args.augment, epochs=args.epochs, patience=args.patience,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None, seed=args.seed,
+        group_column=args.group_column, name=args.name,
+    )
+    try:
+        results = run(config, args.cache, args.workers)
+    except (DatasetError, RunError, AudioError, ValueError) as exc:
+        print(f"moodstream-train: {exc}", file=sys.stderr)
+        return 1
+    for name, result in results.items():
+        kind = "int8" if "int8" in result["test"] else "float"
+        m = result["test"][kind]["clip"]
+        print(f"{name:10s} {kind:5s} test clip-level accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}")
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

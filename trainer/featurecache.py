@@ -1,0 +1,109 @@
+"""Features of every (clip, variant), computed through streamer.features.extract on both cores and
+cached on disk per file and settings, so that a second run skips extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from streamer.atomic import write_atomic
+from streamer.audio_io import AudioError, load_audio
+from streamer.features import FeatureConfig, extract
+from trainer.augment import apply
+
+CACHE_VERSION = 1
+SILENCE_DBFS = -60.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One clip and the variants (original and/or augmentations) wanted of it."""
+
+    path: Path
+    variants: tuple[str, ...]
+
+
+def _key(path: Path, variant: str, config: FeatureConfig) -> str:
+    stat = path.stat()
+    ident = json.dumps(
+        [CACHE_VERSION, str(path.resolve()), stat.st_size, stat.st_mtime_ns, variant, config.to_dict()],
+        sort_keys=True,
+    )
+    return hashlib.sha1(ident.encode()).hexdigest()
+
+
+def check_audio(audio: np.ndarray, path: Path) -> None:
+    """Silent audio teaches nothing: reject it with the reason."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    if 20 * np.log10(max(rms, 1e-12)) < SILENCE_DBFS:
+        raise AudioError(f"{path}: silent (RMS below {SILENCE_DBFS:.0f} dBFS)")
+
+
+def _compute(args: tuple[Job, FeatureConfig, Path]) -> tuple[Path, dict[str, np.ndarray] | str]:
+    """Worker: cached features per variant, or the reason the clip is unusable."""
+    job, config, cache = args
+    try:
+        out: dict[str, np.ndarray] = {}
+        audio = None
+        for variant in job.variants:
+            file = cache / f"{_key(job.path, variant, config)}.npy"
+            if file.is_file():
+                out[variant] = np.load(file)
+                continue
+            if audio is None:
+                audio = load_audio(job.path, config.sample_rate)
+                check_audio(audio, job.path)
+            frames = extract(apply(audio, variant, config.sample_rate), config)
+            _save(file, frames)
+            out[variant] = frames
+        return job.path, out
+    except (AudioError, ValueError, OSError) as exc:
+        return job.path, str(exc)
+
+
+def _save(file: Path, frames: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, frames)
+    write_atomic(file, buf.getvalue())
+
+
+def features(
+    jobs: Iterable[Job], config: FeatureConfig, cache: Path, workers: int | None = None
+) -> tuple[dict[tuple[Path, str], np.ndarray], dict[Path, str]]:
+    """{(path, variant): frames} and {path: reason} for the clips that could not be used."""
+    jobs = list(jobs)
+    cache.mkdir(parents=True, exist_ok=True)
+    workers = workers or min(2, os.cpu_count() or 1)
+    done: dict[tuple[Path, str], np.ndarray] = {}
+    failed: dict[Path, str] = {}
+    tasks = [(job, config, cache) for job in jobs]
+    bar = tqdm(total=len(tasks), desc="features", unit="clip", leave=False)
+    if workers > 1 and len(tasks) > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(workers) as pool:
+            results = list(_progress(pool.imap_unordered(_compute, tasks, chunksize=2), bar))
+    else:
+        results = list(_progress(map(_compute, tasks), bar))
+    bar.close()
+    for path, result in results:
+        if isinstance(result, str):
+            failed[path] = result
+        else:
+            for variant, frames in result.items():
+                done[(path, variant)] = frames
+    return done, failed
+
+
+def _progress(results: Iterable, bar: tqdm) -> Iterable:
+    for item in results:
+        bar.update()
+        yield item
