@@ -1,0 +1,153 @@
+"""Streaming cost (issue 7.1): CPU seconds per second of audio for features + inference + smoothing
+(``streamer.pipeline.Pipeline`` fed 100 ms blocks, as the daemon's source delivers them), per model,
+int8 and float, hop 1 s and 0.5 s; against the naive way: at every hop, recompute the features of
+the whole window from the last samples (``streamer.features.extract``, and librosa) and run the model.
+All three contenders of one (model, hop) run interleaved on the same audio."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.common import Section, fmt, interleaved, stats, table, target
+from bench.features_speed import librosa_features
+from bench.models import BenchModel, default_model, models_under_test
+from streamer.config import from_dict
+from streamer.features import FeatureExtractor, extract
+from streamer.model import ModelRunner
+from streamer.pipeline import Pipeline
+from streamer.ring import sample_ring
+from tests.audio import music
+
+BLOCK_SECONDS = 0.1
+HOPS = (1.0, 0.5)
+
+
+def _blocks(audio: np.ndarray, rate: int) -> list[np.ndarray]:
+    step = round(BLOCK_SECONDS * rate)
+    return [audio[i:i + step] for i in range(0, audio.size, step)]
+
+
+class Naive:
+    """Keeps the last window of samples; at every hop recomputes the window's features.
+
+    ``extra`` samples are added to the window for librosa, whose frames span n_fft samples."""
+
+    def __init__(self, runner: ModelRunner, hop_seconds: float, features, extra: int = 0) -> None:
+        cfg = runner.metadata.feature_config
+        self.runner, self.features = runner, features
+        self.window_samples = cfg.frame_length + (runner.window_frames - 1) * cfg.hop_length + extra
+        self.ring = sample_ring(cfg.sample_rate, seconds=self.window_samples / cfg.sample_rate + 1)
+        self.hop = round(hop_seconds * cfg.sample_rate)
+        self.fill = 0
+        self.outputs = 0
+
+    def process(self, block: np.ndarray) -> None:
+        while block.size:
+            take = min(block.size, self.hop - self.fill)
+            self.ring.push(block[:take])
+            self.fill += take
+            block = block[take:]
+            if self.fill == self.hop:
+                self.fill = 0
+                if len(self.ring) >= self.window_samples:
+                    window = self.features(self.ring.latest(self.window_samples))[-self.runner.window_frames:]
+                    self.runner.predict(window)
+                    self.outputs += 1
+
+
+def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict:
+    runner = ModelRunner(model.path)
+    cfg = runner.metadata.feature_config
+    settings = from_dict({"model": {"hop_seconds": hop, "path": str(model.path)}}).validate()
+    pipeline = Pipeline(runner, settings)
+    naive = Naive(runner, hop, lambda s: extract(s, cfg))
+    naive_librosa = Naive(runner, hop, lambda s: librosa_features(s, cfg), extra=cfg.n_fft - cfg.frame_length)
+    warm = _blocks(music(runner.metadata.window_seconds + 1.0, seed=5).astype(np.float32), cfg.sample_rate)
+    blocks = _blocks(music(seconds, seed=7).astype(np.float32), cfg.sample_rate)
+    states: list[str] = []
+    for b in warm:  # fill every window, compile librosa's numba kernels, touch every code path
+        states += [e.state for e in pipeline.process(b)]
+        naive.process(b)
+        naive_librosa.process(b)
+    emitted: list = []
+
+    def run_pipeline() -> None:
+        for b in blocks:
+            emitted.extend(pipeline.process(b))
+
+    def run_naive(which: Naive):
+        def go() -> None:
+            for b in blocks:
+                which.process(b)
+        return go
+
+    def run_features() -> None:
+        for b in blocks:
+            extractor.push(b)
+
+    extractor = FeatureExtractor(cfg)
+    times = interleaved(
+        {"pipeline": run_pipeline, "features_only": run_features,
+         "naive_features": run_naive(naive), "naive_librosa": run_naive(naive_librosa)},
+        repeats,
+    )
+    hops_per_run = round(seconds / hop)
+    if len(emitted) != repeats * hops_per_run or emitted[-1].state != "emotion":
+        raise RuntimeError(f"pipeline emitted {len(emitted)} events (last state "
+                           f"{emitted[-1].state if emitted else None}), expected {repeats * hops_per_run} emotions")
+    per_audio = {k: stats([t / seconds for t in v]) for k, v in times.items()}
+    return {
+        "model": model.path.name, "architecture": model.metadata.architecture, "kind": model.kind,
+        "shipped": model.shipped, "window_seconds": runner.metadata.window_seconds, "hop_seconds": hop,
+        "backend": runner.backend, "audio_seconds": seconds, "repeats": repeats,
+        "cpu_seconds_per_audio_second": per_audio,
+        "naive_over_pipeline": stats([n / p for n, p in zip(times["naive_features"], times["pipeline"])]),
+        "naive_librosa_over_pipeline": stats([n / p for n, p in zip(times["naive_librosa"], times["pipeline"])]),
+    }
+
+
+def run(quick: bool = False) -> Section:
+    models = models_under_test()
+    if quick:
+        models = models[:1]
+    seconds, repeats = (2.0, 2) if quick else (20.0, 7)
+    rows_data = [measure(m, hop, seconds, repeats) for m in models for hop in HOPS]
+    main = default_model(models)
+    headline = next(r for r in rows_data if r["model"] == main.path.name and r["hop_seconds"] == 1.0)
+    rows = [
+        [r["model"], r["architecture"], r["kind"], f"{r['hop_seconds']:g}",
+         fmt(100 * r["cpu_seconds_per_audio_second"]["pipeline"]["median"]),
+         fmt(100 * r["cpu_seconds_per_audio_second"]["features_only"]["median"]),
+         fmt(100 * r["cpu_seconds_per_audio_second"]["naive_features"]["median"]),
+         fmt(100 * r["cpu_seconds_per_audio_second"]["naive_librosa"]["median"]),
+         fmt(r["naive_over_pipeline"]["median"]), fmt(r["naive_librosa_over_pipeline"]["median"])]
+        for r in rows_data
+    ]
+    which = ("the **shipped** models in `models/`" if main.shipped else
+             "models trained and exported by the trainer benchmark on synthetic data "
+             "(`cache/bench/models/`, no shipped model existed when this ran)")
+    md = (
+        f"Models: {which}. {seconds:g} s of synthetic music per run in {BLOCK_SECONDS * 1000:g} ms blocks, "
+        f"after a warm-up that fills the window; {repeats} interleaved rounds, process CPU time; medians. "
+        "The pipeline is `streamer.pipeline.Pipeline` (incremental features, rings, level gate, model, "
+        "smoothing, the event); the naive contenders keep the last window of samples and at every hop "
+        "recompute all its features (`streamer.features.extract`, or librosa `mfcc` + `spectral_contrast`) "
+        "and run the same `ModelRunner` (no level gate or smoothing: the naive side is flattered). "
+        "Interpreter: ai-edge-litert, 1 thread. \"of which features\" is `FeatureExtractor.push` alone on "
+        "the same blocks (a fourth interleaved contender).\n\n"
+        + table(["model", "arch", "kind", "hop s", "pipeline % of a core", "of which features %", "naive % (ours)",
+                 "naive % (librosa)", "naive/pipeline", "librosa naive/pipeline"], rows)
+        + f"\n\nHeadline (the daemon's default: {main.label}, hop 1 s): "
+        f"**{fmt(100 * headline['cpu_seconds_per_audio_second']['pipeline']['median'])}% of one core**, "
+        f"the naive recompute costs **{fmt(headline['naive_over_pipeline']['median'])}x** as much "
+        f"(librosa naive {fmt(headline['naive_librosa_over_pipeline']['median'])}x). "
+        f"The best possible ratio is bounded by window / hop ({fmt(headline['window_seconds'])} s / 1 s): "
+        "incremental extraction computes each frame once, the naive way about window/hop times."
+    )
+    targets = [
+        target(f"streaming CPU, {main.path.name}, hop 1 s",
+               100 * headline["cpu_seconds_per_audio_second"]["pipeline"]["median"], 1.0, "% of one core"),
+        target("CPU saved vs naive recompute", headline["naive_over_pipeline"]["median"], 10.0, "x",
+               higher_is_better=True),
+    ]
+    return Section("streaming", "Streaming cost (issue 7.1)", {"runs": rows_data}, md, targets)
