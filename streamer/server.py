@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 FANOUT_QUEUE = 1024  # events the fan-out task may lag behind the bus (it never should)
 DRAIN_S = 1.0  # at stop, how long queued messages may take to go out before clients are closed
-SEND_BUFFER_BYTES = 32768  # kernel send buffer per client: about 70 messages
+SEND_BUFFER_BYTES = 16384  # kernel send buffer per client (Linux doubles it): about 70 messages
+WRITE_LIMIT_BYTES = 8192  # user-space buffer before a send waits: a stalled peer fills it soon
 PAGE_PATHS = ("/", "/index.html")
 PAGE_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
@@ -120,6 +121,7 @@ class Server:
                 ping_interval=s.ping_interval,
                 ping_timeout=s.ping_interval,
                 close_timeout=5,
+                write_limit=WRITE_LIMIT_BYTES,
                 server_header=None,
             )
         except OSError as exc:

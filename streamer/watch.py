@@ -68,7 +68,9 @@ async def watch(url: str, token: str | None, console: Console, stop: asyncio.Eve
     """Show the daemon at ``url`` until ``stop`` is set; reconnect whenever the connection ends."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     delay = BACKOFF_INITIAL_S
-    with Screen(dashboard or Dashboard(url), console, emit) as screen:
+    dashboard = dashboard or Dashboard()
+    dashboard.source_label = url
+    with Screen(dashboard, console, emit) as screen:
         while not stop.is_set():
             session = asyncio.create_task(_session(url, headers, screen))
             stopping = asyncio.create_task(stop.wait())
