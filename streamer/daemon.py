@@ -25,7 +25,7 @@ import numpy as np
 from streamer import config as config_mod
 from streamer import logs, server
 from streamer.config import ConfigError, Settings
-from streamer.events import EmotionEvent, EventBus, StatusEvent, to_dict
+from streamer.events import EventBus, StatusEvent, to_dict
 from streamer.modelfile import ModelFileError
 from streamer.notify import Notifier
 from streamer.pipeline import Pipeline
@@ -132,9 +132,9 @@ class Daemon:
             self.bus.publish(StatusEvent("stopped", "moodstream stopped", details=self.describe()["counters"]))
             self.bus.close()  # sinks drain what is queued, then see the end
             services_stop.set()
-            results = await asyncio.gather(*services, return_exceptions=True)
-            for result in results:
-                if isinstance(result, Exception):
+            failing = sys.exc_info()[1]  # already on its way to the caller: not logged twice
+            for result in await asyncio.gather(*services, return_exceptions=True):
+                if isinstance(result, Exception) and result is not failing:
                     log.error("a service failed during shutdown: %s", result)
 
     # capture and liveness

@@ -4,7 +4,6 @@ streams that deliver audio from a thread (as PortAudio does), stall, or stop by 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
