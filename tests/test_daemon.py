@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from streamer import cli
-from streamer.config import ModelSettings, ServerSettings, Settings, SourceSettings
+from streamer.config import ModelSettings, ServerSettings, Settings, SourceSettings, load
 from streamer.daemon import Daemon
 from streamer.events import to_dict
 from streamer.model import ModelRunner
@@ -176,3 +176,11 @@ def test_describe_reports_model_source_state_and_hides_the_token(tiny_model: Pat
     assert info["counters"]["hops"] == 9 and info["counters"]["hops_warming_up"] == 1
     assert "s3cret" not in json.dumps(info)
     assert info["config"]["model"]["hop_seconds"] == 1.0
+
+
+def test_the_readme_config_example_is_the_defaults(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "config.toml"
+    config.write_text(block)
+    assert load(config) == Settings()
