@@ -37,6 +37,7 @@ JSONL_QUEUE = 100_000  # a file sink must never drop events of a fast file run
 CLOSE_TIMEOUT_S = 5.0  # a stream whose server vanished may hang in close(); do not wait forever
 # PortAudio through PulseAudio's ALSA plugin takes up to about 2 s to deliver the first block
 FIRST_AUDIO_GRACE_S = 3.0
+OVERFLOW_REPORT_S = 10.0
 
 
 class Daemon:
@@ -60,6 +61,8 @@ class Daemon:
         self.counters: Counter[str] = Counter()
         self.server: server.Server | None = None
         self.jsonl_written = 0
+        self._overflows_reported = 0
+        self._overflow_reported_at = float("-inf")
         self._started = time.monotonic()
 
     def describe(self) -> dict[str, Any]:
@@ -161,9 +164,20 @@ class Daemon:
                 self.counters[f"hops_{event.state}"] += 1
                 self.bus.publish(event)
                 self.notifier.watchdog()
+            if events:
+                self._report_overflows()
         if not stop.is_set():
             self.source_state = "ended"
             self.bus.publish(StatusEvent("source_ended", f"{self.source.name}: end of stream"))
+
+    def _report_overflows(self) -> None:
+        """New input overflows (audio lost before we saw it): one status event per 10 s at most."""
+        total = self.source.overflows
+        now = time.monotonic()
+        if total > self._overflows_reported and now - self._overflow_reported_at >= OVERFLOW_REPORT_S:
+            log.warning("input %r overflowed (%d blocks lost so far)", self.source.name, total)
+            self._status("overflow", f"input {self.source.name} lost audio blocks", overflows=total)
+            self._overflows_reported, self._overflow_reported_at = total, now
 
     async def _next_chunk(self, stop: asyncio.Event, grace: float) -> np.ndarray | None:
         """Next chunk; None when stopping or at the end; SourceLost when a live input stalls

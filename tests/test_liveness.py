@@ -201,3 +201,17 @@ def test_overflows_are_counted_in_describe(runner: ModelRunner) -> None:
 
     info = asyncio.run(scenario())
     assert info["source"]["overflows"] >= 3 and info["source"]["kind"] == "device"
+
+
+def test_overflows_are_reported_without_flooding(runner: ModelRunner) -> None:
+    fake = FakeSoundDevice(speed=SPEED)
+    fake.overflow_every = 2
+
+    async def scenario() -> list[StatusEvent]:
+        async with Harness(runner, fake) as h:
+            await h.until(lambda: len(h.emotions()) >= 6)
+            return h.statuses("overflow")
+
+    reports = asyncio.run(scenario())
+    assert len(reports) == 1  # many overflows in those hops, one report per 10 s
+    assert reports[0].details["overflows"] >= 1
