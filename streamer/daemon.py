@@ -29,7 +29,14 @@ from streamer.events import EventBus, StatusEvent, to_dict
 from streamer.modelfile import ModelFileError
 from streamer.notify import Notifier
 from streamer.pipeline import Pipeline
-from streamer.sources import DeviceNotFound, Source, SourceError, SourceLost, build_source
+from streamer.sources import (
+    DeviceNotFound,
+    Source,
+    SourceError,
+    SourceLost,
+    build_source,
+    in_daemon_thread,
+)
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +258,7 @@ class Daemon:
 
     async def _close_source(self) -> None:
         try:
-            await asyncio.wait_for(asyncio.to_thread(self.source.close), CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(in_daemon_thread(self.source.close), CLOSE_TIMEOUT_S)
         except TimeoutError:
             log.warning("closing %r took over %.0f s; abandoned", self.source.name, CLOSE_TIMEOUT_S)
         if self.source_state == "connected":

@@ -16,8 +16,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import soxr
@@ -27,6 +28,7 @@ from streamer.config import SourceSettings
 from streamer.demo import DemoMusic
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RATE = 16000  # what the features (and so every model) expect
 PROBE_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
@@ -67,6 +69,34 @@ class Source:
 
     def close(self) -> None:
         """Release the input; safe to call twice or after a failed open."""
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a call that may hang (PortAudio while its server is gone) off the loop, in a daemon
+    thread: unlike the default executor, an abandoned call can never hold up the process's exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:  # handed to the awaiting task, not lost in the thread
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is gone: nobody is waiting any more
+            pass
+
+    threading.Thread(target=work, name=getattr(fn, "__name__", "call"), daemon=True).start()
+    return await future
 
 
 class _Paced:
@@ -294,7 +324,7 @@ class DeviceSource(Source):
 
     async def open(self) -> None:
         """Find and start the device off the loop (PortAudio may block while a server is down)."""
-        await asyncio.to_thread(self._open, asyncio.get_running_loop())
+        await in_daemon_thread(self._open, asyncio.get_running_loop())
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> None:
         backend = self._backend if self._backend is not None else sounddevice_module()

@@ -206,3 +206,19 @@ def test_devices_command_lists_inputs_with_rates(monkeypatch: pytest.MonkeyPatch
     assert sources.main(None) == 0  # type: ignore[arg-type]
     out = capsys.readouterr().out
     assert "USB Mic" in out and "16000, 48000" in out and "Built-in Output" not in out
+
+
+def test_a_hung_blocking_call_is_abandoned_without_holding_up_exit() -> None:
+    release = threading.Event()
+
+    async def run() -> int:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sources.in_daemon_thread(release.wait), 0.1)
+        with pytest.raises(ValueError):
+            await sources.in_daemon_thread(int, "not a number")
+        return await sources.in_daemon_thread(sum, [1, 2])
+
+    t0 = time.monotonic()
+    assert asyncio.run(run()) == 3  # asyncio.run would wait for a default-executor thread forever
+    assert time.monotonic() - t0 < 1.0
+    release.set()
