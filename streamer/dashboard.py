@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -224,16 +225,28 @@ class Screen:
         self.console = console
         self.emit = emit
         self._live: Live | None = None
+        self._moved: list[logging.StreamHandler] = []
+        self._stderr = sys.stderr
 
     def __enter__(self) -> Screen:
         if self.console.is_terminal:
+            stderr = sys.stderr
             self._live = Live(self.dashboard.render(), console=self.console, auto_refresh=False,
-                              redirect_stderr=False)
+                              redirect_stderr=True)
             self._live.__enter__()
+            # Log handlers hold the real stderr: point them at rich's proxy so that log lines
+            # print above the dashboard instead of tearing it.
+            self._moved = [h for h in logging.getLogger().handlers
+                           if isinstance(h, logging.StreamHandler) and h.stream is stderr]
+            for handler in self._moved:
+                handler.setStream(sys.stderr)
+            self._stderr = stderr
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
+            for handler in self._moved:
+                handler.setStream(self._stderr)
             self._live.__exit__(None, None, None)
 
     def show(self, message: Message) -> None:

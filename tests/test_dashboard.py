@@ -115,3 +115,24 @@ def test_run_local_on_a_terminal_renders_until_stopped() -> None:
 
     text = asyncio.run(main())
     assert "H  A  P  P  Y" in text and "subtitle" not in text and "local" in text
+
+
+def test_log_lines_print_above_the_live_dashboard_not_through_it() -> None:
+    import io
+    import sys
+
+    from streamer.dashboard import Screen
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(sys.stderr)
+    logging.getLogger().addHandler(handler)
+    try:
+        console = Console(width=100, height=60, file=out, force_terminal=True)
+        with Screen(Dashboard(), console, print) as screen:
+            assert handler.stream is not screen._stderr
+            logging.getLogger("streamer.test").warning("a log line")
+            screen.refresh()
+        assert handler.stream is sys.stderr
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "a log line" in out.getvalue()
