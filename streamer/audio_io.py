@@ -37,6 +37,8 @@ def resample(samples: np.ndarray, rate: int, target: int = 16000) -> np.ndarray:
 def load_audio(path: str | Path, target_rate: int = 16000, channel: int = -1) -> np.ndarray:
     """Whole file as float32 mono at ``target_rate``; AudioError when it is missing or not audio."""
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:

@@ -188,6 +188,10 @@ def load(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None =
             raise ConfigError(f"config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
     for section, values in (overrides or {}).items():
         data.setdefault(section, {}).update(values)
     return from_dict(data).validate()
