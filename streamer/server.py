@@ -34,6 +34,7 @@ from streamer.events import EventBus
 log = logging.getLogger(__name__)
 
 FANOUT_QUEUE = 1024  # events the fan-out task may lag behind the bus (it never should)
+CLOSE_TIMEOUT_S = 5.0  # wait this long for a closing peer's close frame, then cut the TCP connection
 DRAIN_S = 1.0  # at stop, how long queued messages may take to go out before clients are closed
 SEND_BUFFER_BYTES = 16384  # kernel send buffer per client (Linux doubles it): about 70 messages
 WRITE_LIMIT_BYTES = 8192  # user-space buffer before a send waits: a stalled peer fills it soon
@@ -120,7 +121,8 @@ class Server:
                 max_size=s.max_message_bytes,
                 ping_interval=s.ping_interval,
                 ping_timeout=s.ping_interval,
-                close_timeout=5,
+                # a peer that did not answer a ping will not answer a close frame either
+                close_timeout=min(CLOSE_TIMEOUT_S, s.ping_interval),
                 write_limit=WRITE_LIMIT_BYTES,
                 server_header=None,
             )

@@ -251,3 +251,43 @@ def test_port_in_use_is_a_clear_error() -> None:
             assert bus.subscriber_count == 0
 
     asyncio.run(main())
+
+
+def test_keepalive_closes_a_peer_that_stopped_answering() -> None:
+    async def main() -> None:
+        bus = EventBus()
+        async with serving(bus, ping_interval=0.2) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            assert (await reader.readline()).startswith(b"HTTP/1.1 101")
+            assert server.client_count == 1
+            # A dead peer: it never reads, so it never answers the server's pings.
+            async with asyncio.timeout(5):
+                while server.client_count:
+                    await asyncio.sleep(0.05)
+            writer.close()
+
+    asyncio.run(main())
+
+
+def test_run_flags_set_the_server_section(tmp_path) -> None:
+    from streamer import cli, config
+
+    args = cli.build_parser().parse_args([
+        "run", "--host", "0.0.0.0", "--port", "9000", "--token", "x", "--origin", "http://a",
+        "--origin", "http://b", "--max-clients", "3", "--no-server",
+    ])
+    (tmp_path / "empty.toml").write_text("")
+    settings = config.load(tmp_path / "empty.toml", config.overrides_from_args(args))
+    assert settings.server == ServerSettings(
+        enabled=False, host="0.0.0.0", port=9000, token="x", allowed_origins=("http://a", "http://b"),
+        max_clients=3,
+    )
+    default = config.load(tmp_path / "empty.toml", config.overrides_from_args(
+        cli.build_parser().parse_args(["run"])))
+    assert default.server.host == "127.0.0.1" and default.server.enabled
+    with pytest.raises(config.ConfigError, match="server.port"):
+        config.load(tmp_path / "empty.toml", {"server": {"port": 70000}})
