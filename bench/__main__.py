@@ -4,6 +4,7 @@
     python -m bench --quick         # tiny sizes and repeats: proves the code paths, not the speed
     python -m bench --only features,aarch64
 
+The Raspberry Pi estimate is derived from the others' figures at the end.
 A benchmark that cannot run here (a missing tool) is reported as skipped with the reason; one
 that fails is reported with its error and makes the exit status non-zero, after the others ran.
 """
@@ -21,6 +22,7 @@ import traceback
 from pathlib import Path
 
 from bench.common import ROOT, Section, Skipped, fmt, machine, table
+from bench.pi_estimate import estimate
 
 # key -> module; run in this order (cheap and independent first).
 BENCHMARKS = {
@@ -28,6 +30,8 @@ BENCHMARKS = {
     "trainer": "bench.trainer_speed",  # also exports the fallback models the next ones use
     "inference": "bench.inference",
     "streaming": "bench.streaming",
+    "daemon": "bench.daemon_cost",
+    "latency": "bench.latency",
     "aarch64": "bench.aarch64",
 }
 
@@ -102,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {list(BENCHMARKS)}")
     info = machine()
     sections, skipped, failed = run_all(keys, args.quick)
+    pi = estimate({s.key: s.data for s in sections})
+    if pi is not None:
+        sections.append(pi)
     report = {
         "quick": args.quick,
         "machine": info,

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "cache" / "bench"
+# Scratch (generated audio, fallback models); tests point it at a temporary folder.
+CACHE = Path(os.environ.get("MOODSTREAM_BENCH_CACHE", ROOT / "cache" / "bench"))
 
 LIBRARIES = (
     "numpy",

@@ -110,7 +110,7 @@ def run(quick: bool = False) -> Section:
     models = models_under_test()
     if quick:
         models = models[:1]
-    seconds, repeats = (2.0, 2) if quick else (20.0, 7)
+    seconds, repeats = (2.0, 2) if quick else (10.0, 5)
     rows_data = [measure(m, hop, seconds, repeats) for m in models for hop in HOPS]
     main = default_model(models)
     headline = next(r for r in rows_data if r["model"] == main.path.name and r["hop_seconds"] == 1.0)

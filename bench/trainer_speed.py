@@ -4,7 +4,8 @@ epoch per architecture on small synthetic data (a few epochs, through ``trainer.
 TensorFlow is heavy and keeps threads alive, so the training runs in a child process
 (``python -m bench.trainer_speed --json OUT``) and the benchmark process stays clean for the
 streaming figures. The child also exports each architecture's int8 and float model into
-cache/bench/models: the models the other benchmarks use when no shipped model exists yet.
+cache/bench/models: the models the other benchmarks use when no shipped model exists yet (same window and overlap as the
+shipped models, ``trainer.make_models``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,46 +25,36 @@ from bench.common import CACHE, Section, fmt, stats, table
 from streamer.features import FeatureConfig, extract
 
 MODELS = CACHE / "models"
-WINDOW_S = 3.0  # fallback models' window; shipped models bring their own
-
-
-def _clip_features(args: tuple[str, int, float]) -> int:
-    from tests.conftest import mood_audio
-
-    label, seed, seconds = args
-    return extract(mood_audio(label, seconds, seed=seed)).shape[0]
-
-
-def _synthesis_seconds(jobs: list[tuple[str, int, float]]) -> float:
-    from tests.conftest import mood_audio
-
-    start = time.monotonic()
-    for label, seed, seconds in jobs:
-        mood_audio(label, seconds, seed=seed)
-    return time.monotonic() - start
 
 
 def extraction_speed(quick: bool) -> dict:
-    """Wall-clock x real time of ``extract`` over many clips with one worker per core.
+    """Wall-clock x real time of the trainer's own feature step (``trainer.featurecache.features``:
+    decode, ``extract``, write the cache; a process per core) on WAV files of synthetic moods, with
+    an empty cache so that everything is computed."""
+    import soundfile
 
-    The synthetic audio is made inside the workers too; its cost is measured alone (one process)
-    and reported, so the feature figure is not flattered or hidden by it."""
-    from tests.conftest import TINY_LABELS
+    from tests.conftest import TINY_LABELS, mood_audio
+    from trainer.augment import ORIGINAL
+    from trainer.featurecache import Job, features
 
-    seconds = 10.0 if quick else 30.0
-    jobs = [(TINY_LABELS[i % 3], i, seconds) for i in range(4 if quick else 16)]
-    cores = os.cpu_count() or 1
-    with ProcessPoolExecutor(cores) as pool:
-        list(pool.map(_clip_features, jobs[:cores]))  # start the workers, import everything
+    seconds, clips = (10.0, 4) if quick else (30.0, 24)
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        folder = Path(tmp)
+        jobs = []
+        for i in range(clips):
+            path = folder / f"clip{i}.wav"
+            soundfile.write(path, mood_audio(TINY_LABELS[i % 3], seconds, seed=i), 16000, subtype="PCM_16")
+            jobs.append(Job(path, (ORIGINAL,)))
+        workers = min(2, os.cpu_count() or 1)
         start = time.monotonic()
-        frames = sum(pool.map(_clip_features, jobs))
+        done, failed = features(jobs, FeatureConfig(), folder / "cache", workers=workers)
         wall = time.monotonic() - start
-    audio = seconds * len(jobs)
-    synth = _synthesis_seconds(jobs[:2]) * len(jobs) / 2 / cores
-    return {"workers": cores, "clips": len(jobs), "audio_seconds": audio, "frames": frames,
-            "wall_seconds": wall, "x_real_time": audio / wall,
-            "synthesis_wall_seconds_estimate": synth,
-            "x_real_time_features_only": audio / max(1e-9, wall - synth)}
+    if failed or len(done) != clips:
+        raise RuntimeError(f"feature extraction failed for {failed}")
+    audio = seconds * clips
+    return {"workers": workers, "clips": clips, "audio_seconds": audio,
+            "frames": int(sum(f.shape[0] for f in done.values())), "wall_seconds": wall,
+            "x_real_time": audio / wall}
 
 
 class _EpochTimer:
@@ -96,22 +87,23 @@ def epochs(quick: bool) -> dict:
     from tests.conftest import TINY_LABELS, mood_audio
     from trainer.export import export
     from trainer.fit import fit
+    from trainer.make_models import OVERLAP, WINDOW_S
     from trainer.models import ARCHITECTURES, build
     from trainer.segments import segment, standardisation, standardise, window_geometry
 
     config = FeatureConfig()
-    frames, hop = window_geometry(config, WINDOW_S, 0.5)
+    frames, hop = window_geometry(config, WINDOW_S, OVERLAP)
     xs, ys = [], []
     for k, label in enumerate(TINY_LABELS):
-        for clip in range(2 if quick else 8):
-            w = segment(extract(mood_audio(label, 12.0, seed=clip)), frames, hop)
+        for clip in range(2 if quick else 12):
+            w = segment(extract(mood_audio(label, WINDOW_S + 30.0, seed=clip)), frames, hop)
             xs.append(w)
             ys += [k] * len(w)
     x, y = np.concatenate(xs), np.asarray(ys)
     mean, std = standardisation(x)
     x = standardise(x, mean, std)
     val = np.arange(len(y)) % 5 == 0
-    steady_epochs = 2 if quick else 5
+    steady_epochs = 2 if quick else 4
     MODELS.mkdir(parents=True, exist_ok=True)
     out: dict = {"window_seconds": WINDOW_S, "window_frames": frames, "train_windows": int((~val).sum()),
                  "val_windows": int(val.sum()), "batch_size": 64, "steady_epochs": steady_epochs,
@@ -161,11 +153,11 @@ def run(quick: bool = False) -> Section:
         for arch, a in ep["architectures"].items()
     ]
     md = (
-        f"**Feature extraction for training**: {fx['clips']} synthetic clips, {fmt(fx['audio_seconds'])} s of "
-        f"audio, `streamer.features.extract` in {fx['workers']} worker processes (one per core): "
-        f"**{fmt(fx['x_real_time'])}x real time** wall clock including making the synthetic audio in the "
-        f"workers (about {fmt(fx['synthesis_wall_seconds_estimate'])} s of the {fmt(fx['wall_seconds'])} s); "
-        f"features alone about {fmt(fx['x_real_time_features_only'])}x real time.\n\n"
+        f"**Feature extraction for training**: the trainer's own step (`trainer.featurecache.features`: "
+        f"decode, `streamer.features.extract`, write the cache) with {fx['workers']} worker processes on "
+        f"{fx['clips']} WAV files of synthetic moods, {fmt(fx['audio_seconds'])} s of audio, empty cache: "
+        f"**{fmt(fx['x_real_time'])}x real time** (wall clock {fmt(fx['wall_seconds'])} s, worker start-up "
+        "included; originals only, the augmented variants cost librosa's pitch shift / time stretch on top).\n\n"
         f"**Seconds per epoch** (`trainer.fit`, Adam, batch {ep['batch_size']}), {ep['train_windows']} training + "
         f"{ep['val_windows']} validation windows of {ep['window_seconds']:g} s ({ep['window_frames']} frames) "
         f"from synthetic moods. The first epoch runs through `trainer.fit` and includes compiling and graph "

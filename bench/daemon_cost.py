@@ -1,0 +1,158 @@
+"""`moodstream run` as a process (issue 7.3): start-up time to ready, peak RSS, and the whole
+daemon's CPU per second of audio when paced like a live input.
+
+Ready is the daemon's own sd_notify ``READY=1`` (sent once the source and the model are up), read
+from a NOTIFY_SOCKET this benchmark binds, exactly as systemd would see it. Peak RSS is the child's
+``ru_maxrss`` from ``wait4`` (that child alone, not every child this process ever had).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import soundfile
+
+from bench.common import CACHE, ROOT, Section, fmt, stats, target
+from bench.models import default_model, models_under_test
+from tests.audio import music
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Daemon:
+    """A running `moodstream run` child with its notify socket."""
+
+    proc: subprocess.Popen
+    notify: socket.socket
+    started: float  # time.monotonic() just before the spawn
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds from spawn to READY=1."""
+        self.notify.settimeout(timeout)
+        while True:
+            try:
+                data = self.notify.recv(4096)
+            except TimeoutError:
+                raise RuntimeError(f"no READY=1 within {timeout} s: {self.stderr_tail()}") from None
+            if b"READY=1" in data.split(b"\n"):
+                return time.monotonic() - self.started
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU so far, from /proc (while it runs)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def finish(self, timeout: float = 120.0) -> tuple[int, resource.struct_rusage]:
+        """Wait for the exit; (status, that child's own rusage)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                self.notify.close()
+                return self.proc.returncode, usage
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError("the daemon did not exit")
+            time.sleep(0.02)
+
+    def stderr_tail(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return ""
+        return self.proc.stderr.read()[-2000:].decode(errors="replace")
+
+
+def start(args: list[str], stdin: int | IO | None = subprocess.DEVNULL, stdout: int | None = subprocess.DEVNULL) -> Daemon:
+    """Spawn ``moodstream run ARGS`` with a notify socket of our own (binary pipes)."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp", prefix="bench-notify-"))
+    path = folder / "notify"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(path))
+    env = dict(os.environ, NOTIFY_SOCKET=str(path), PYTHONUNBUFFERED="1")
+    env.pop("WATCHDOG_USEC", None)
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "run", *args], cwd=ROOT, env=env,
+                            stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+    return Daemon(proc, notify, started)
+
+
+def _file(seconds: float, name: str) -> Path:
+    path = CACHE / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, music(seconds, seed=11), 16000, subtype="PCM_16")
+    return path
+
+
+def run(quick: bool = False) -> Section:
+    model = default_model(models_under_test())
+    runs = 2 if quick else 5
+    short = _file(3.0, "daemon-short.wav")
+    base = ["--model", str(model.path), "--port", "0", "--log-level", "warning"]
+    ready, first_event, rss = [], [], []
+    for _ in range(runs):
+        d = start([*base, "--source", f"file:{short}", "--jsonl", "-"], stdout=subprocess.PIPE)
+        ready.append(d.wait_ready())
+        for line in d.proc.stdout:
+            if b'"type":"emotion"' in line.replace(b" ", b""):
+                first_event.append(time.monotonic() - d.started)
+                break
+        d.proc.stdout.read()
+        status, usage = d.finish()
+        if status != 0:
+            raise RuntimeError(f"moodstream run exited with {status}: {d.stderr_tail()}")
+        rss.append(usage.ru_maxrss / 1024)  # KiB -> MiB
+    paced_s = 4.0 if quick else 20.0
+    paced = _file(paced_s, "daemon-paced.wav")
+    d = start([*base, "--source", f"file:{paced}", "--realtime"])
+    d.wait_ready()
+    cpu_at_ready = d.cpu_seconds()
+    status, usage = d.finish(timeout=paced_s + 60)
+    if status != 0:
+        raise RuntimeError(f"moodstream run --realtime exited with {status}: {d.stderr_tail()}")
+    cpu_total = usage.ru_utime + usage.ru_stime
+    rss.append(usage.ru_maxrss / 1024)
+    data = {
+        "model": model.path.name, "shipped": model.shipped, "runs": runs,
+        "ready_seconds": stats(ready), "first_event_seconds": stats(first_event),
+        "peak_rss_mib": stats(rss),
+        "paced": {"audio_seconds": paced_s, "cpu_seconds_after_ready": cpu_total - cpu_at_ready,
+                  "cpu_seconds_to_ready": cpu_at_ready,
+                  "percent_of_one_core": 100 * (cpu_total - cpu_at_ready) / paced_s},
+    }
+    md = (
+        f"`moodstream run --model {model.path.name} --port 0` (WebSocket server on, as installed) on a file "
+        f"source, {runs} runs of a 3 s file plus one run paced in real time (`--realtime`, {paced_s:g} s). "
+        "Ready = the daemon's sd_notify `READY=1` (source and model up) on a NOTIFY_SOCKET bound by the "
+        "benchmark; first event = the first emotion event line on stdout (`--jsonl -`); peak RSS = "
+        "`ru_maxrss` of that child from `wait4`.\n\n"
+        f"- start-up to ready: median **{fmt(data['ready_seconds']['median'])} s** "
+        f"(range {fmt(data['ready_seconds']['min'])}-{fmt(data['ready_seconds']['max'])})\n"
+        f"- start-up to first event: median {fmt(data['first_event_seconds']['median'])} s\n"
+        f"- peak RSS: median **{fmt(data['peak_rss_mib']['median'])} MiB** "
+        f"(max {fmt(data['peak_rss_mib']['max'])} MiB over {len(rss)} runs)\n"
+        f"- the whole daemon paced in real time (capture loop, pipeline, bus, server, asyncio): "
+        f"**{fmt(data['paced']['percent_of_one_core'])}% of one core** after ready "
+        f"({fmt(data['paced']['cpu_seconds_after_ready'])} CPU s for {paced_s:g} s of audio; "
+        f"start-up itself took {fmt(cpu_at_ready)} CPU s; one run)."
+    )
+    targets = [
+        target("peak RSS of `moodstream run`", data["peak_rss_mib"]["max"], 100.0, "MiB"),
+        target("start-up to ready", data["ready_seconds"]["median"], 2.0, "s"),
+    ]
+    return Section("daemon", "The daemon process: start-up, memory, CPU (issue 7.3)", data, md, targets)

@@ -1,0 +1,82 @@
+"""The benchmarks' code paths in --quick mode (tiny sizes), so that `make bench` cannot rot.
+
+These check structure and sanity of the results, never a timing threshold: the machine is shared.
+The aarch64 wheel check needs PyPI, so only its offline part (requirements for aarch64) runs here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.aarch64 import requirements
+from bench.common import interleaved, percentile, stats
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFLINE = ["features", "trainer", "inference", "streaming", "daemon", "latency"]
+
+
+def _numbers(obj):
+    if isinstance(obj, bool) or obj is None:
+        return
+    if isinstance(obj, (int, float)):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _numbers(v)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
+    out = tmp_path / "docs"
+    env = dict(os.environ, MOODSTREAM_BENCH_CACHE=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", ",".join(OFFLINE), "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "benchmarks.json").read_text())
+    assert report["quick"] is True and report["failed"] == {} and report["skipped"] == {}
+    assert set(report["benchmarks"]) == set(OFFLINE) | {"pi_estimate"}
+    assert report["machine"]["cores"] >= 1 and report["machine"]["libraries"]["numpy"]
+    assert all(math.isfinite(x) for x in _numbers(report["benchmarks"]))
+    features = report["benchmarks"]["features"]["audio_seconds_per_cpu_second"]
+    assert {"batch", "stream_100ms", "librosa"} == set(features) and all(v["median"] > 0 for v in features.values())
+    for run in report["benchmarks"]["streaming"]["runs"]:
+        costs = run["cpu_seconds_per_audio_second"]
+        assert set(costs) == {"pipeline", "features_only", "naive_features", "naive_librosa"}
+        assert all(0 < c["median"] for c in costs.values())
+    for run in report["benchmarks"]["latency"]["runs"]:
+        assert run["states"] == ["emotion"] and run["samples"] == run["clients"] * run["hops"]
+        assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+    daemon = report["benchmarks"]["daemon"]
+    assert daemon["peak_rss_mib"]["median"] > 10 and daemon["ready_seconds"]["median"] > 0
+    assert {t["target"].split(",")[0] for t in report["targets"]} >= {"peak RSS of `moodstream run`", "start-up to ready"}
+    assert all(isinstance(t["met"], bool) for t in report["targets"])
+    text = (out / "BENCHMARKS.md").read_text()
+    assert "--quick" in text and "## Targets" in text and "An estimate, not a measurement" in text
+
+
+def test_aarch64_requirements_come_from_pyproject_with_markers_evaluated() -> None:
+    reqs = requirements()
+    names = [r.split(">")[0].split("=")[0].lower() for r in reqs]
+    assert "ai-edge-litert" in names and "numpy" in names and "python_speech_features" in names
+    assert len(names) == len(set(names))  # the [pi] extra repeats ai-edge-litert: listed once
+    assert not any(";" in r for r in reqs) and not any("tensorflow" in n for n in names)
+
+
+def test_statistics_helpers() -> None:
+    assert percentile(list(range(1, 101)), 99) == 99 and percentile([5.0], 50) == 5.0
+    s = stats([3.0, 1.0, 2.0, 10.0])
+    assert s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 10.0 and s["q1"] <= s["q3"]
+    calls: list[str] = []
+    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    assert calls == ["a", "b", "b", "a", "a", "b"]  # the order rotates each round
