@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -110,18 +111,20 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         """Open the source (errors propagate: nothing is running yet), then serve until ``stop``
         is set or a finite source (file, stdin) ends."""
-        jsonl = self.bus.subscribe(JSONL_QUEUE) if self.settings.output.jsonl else None
+        out = _open_jsonl(self.settings.output.jsonl)
+        jsonl = self.bus.subscribe(JSONL_QUEUE) if out is not None else None
         try:
             await self.source.open()
         except BaseException:
-            if jsonl is not None:
+            if jsonl is not None and out is not None:
                 jsonl.close()
+                _close_output(out)
             raise
         self._connected("source_connected", f"listening to {self.source.name}")
         services_stop = asyncio.Event()
         services = []
-        if jsonl is not None:
-            services.append(asyncio.create_task(self._jsonl(jsonl)))
+        if jsonl is not None and out is not None:
+            services.append(asyncio.create_task(self._jsonl(jsonl, out, stop)))
         if self.settings.server.enabled:
             self.server = server.Server(self.settings.server, self.bus, self.describe)
             services.append(asyncio.create_task(self.server.run(services_stop)))
@@ -266,19 +269,38 @@ class Daemon:
 
     # sinks
 
-    async def _jsonl(self, subscription: Any) -> None:
-        """Every event as one JSON line; flushed per line so a pipe reader sees each hop."""
-        path = self.settings.output.jsonl
-        out: TextIO = sys.stdout if path == "-" else open(path, "a", encoding="utf-8")  # noqa: SIM115
+    async def _jsonl(self, subscription: Any, out: TextIO, stop: asyncio.Event) -> None:
+        """Every event as one JSON line; flushed per line so a pipe reader sees each hop. A reader
+        that goes away (``| head``) ends the run, as it would for any command-line tool."""
         try:
             async for event in subscription:
                 out.write(json.dumps(to_dict(event), separators=(",", ":")) + "\n")
                 out.flush()
                 self.jsonl_written += 1
+        except BrokenPipeError:
+            log.info("the reader of the JSON lines went away; stopping")
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())  # no flush error at exit
+            stop.set()
         finally:
             subscription.close()
-            if out is not sys.stdout:
-                out.close()
+            _close_output(out)
+
+
+def _open_jsonl(path: str) -> TextIO | None:
+    """The JSONL output, opened before anything starts so a bad path is a start-up error."""
+    if not path:
+        return None
+    if path == "-":
+        return sys.stdout
+    try:
+        return open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by the sink)
+    except OSError as exc:
+        raise ConfigError(f"output.jsonl: cannot write to {path}: {exc.strerror}") from None
+
+
+def _close_output(out: TextIO) -> None:
+    if out is not sys.stdout:
+        out.close()
 
 
 async def _first_failure(tasks: list[asyncio.Task[Any]]) -> None:
@@ -347,6 +369,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(_serve(daemon))
+    except ConfigError as exc:
+        print(f"moodstream: configuration error: {exc}", file=sys.stderr)
+        return 2
     except DeviceNotFound as exc:
         print(f"moodstream: {exc}", file=sys.stderr)
         return 2

@@ -184,3 +184,22 @@ def test_the_readme_config_example_is_the_defaults(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(block)
     assert load(config) == Settings()
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tiny_model: Path) -> None:
+    proc = moodstream("--source", "demo", "--model", str(tiny_model), "--hop", "0.25", "--jsonl", "-",
+                      "--no-server")
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "went away" in err and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_an_unwritable_jsonl_path_is_a_configuration_error(tiny_model: Path, clip: Path) -> None:
+    proc = moodstream("--source", f"file:{clip}", "--model", str(tiny_model), "--no-server",
+                      "--jsonl", "/nonexistent/dir/events.jsonl")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "output.jsonl" in err and "No such file or directory" in err and "Traceback" not in err
