@@ -32,6 +32,7 @@ BENCHMARKS = {
     "streaming": "bench.streaming",
     "daemon": "bench.daemon_cost",
     "latency": "bench.latency",
+    "fanout": "bench.fanout",
     "aarch64": "bench.aarch64",
 }
 

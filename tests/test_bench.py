@@ -19,7 +19,7 @@ from bench.aarch64 import requirements
 from bench.common import interleaved, percentile, stats
 
 ROOT = Path(__file__).resolve().parent.parent
-OFFLINE = ["features", "trainer", "inference", "streaming", "daemon", "latency"]
+OFFLINE = ["features", "trainer", "inference", "streaming", "daemon", "latency", "fanout"]
 
 
 def _numbers(obj):
@@ -56,6 +56,7 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
     for run in report["benchmarks"]["latency"]["runs"]:
         assert run["states"] == ["emotion"] and run["samples"] == run["clients"] * run["hops"]
         assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+    assert all(r["missed_hops"] == 0 for r in report["benchmarks"]["fanout"]["runs"])
     daemon = report["benchmarks"]["daemon"]
     assert daemon["peak_rss_mib"]["median"] > 10 and daemon["ready_seconds"]["median"] > 0
     assert {t["target"].split(",")[0] for t in report["targets"]} >= {"peak RSS of `moodstream run`", "start-up to ready"}
