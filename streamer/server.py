@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("WebSocket server")
     group.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 = all)")
     group.add_argument("--port", type=int, help="port of the WebSocket and the web page (8765)")
-    group.add_argument("--token", help="require this token from clients (?token= or Bearer)")
+    group.add_argument("--token", help="require this token from clients (?token= or Bearer); "
+                                       "flags show in ps: prefer server.token in the config file")
     group.add_argument(
         "--origin", action="append", metavar="ORIGIN",
         help="allow browser pages from this Origin (repeatable; default: any)",
