@@ -64,11 +64,11 @@ class Dashboard:
         kind = message.get("type")
         if kind in ("hello", "state"):
             self.info = message
+            state = message.get("state")
             if kind == "hello":  # a (re)started daemon numbers hops from its own start
-                state = message.get("state")
                 self._last_seq = state["seq"] if state else None
-                if state:
-                    self.last = state
+            if state and (kind == "hello" or self.last is None):
+                self.last = state
         elif kind == "emotion":
             self._emotion(message)
         elif kind == "status":

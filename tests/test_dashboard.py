@@ -62,6 +62,14 @@ def test_dashboard_colours_the_label_with_the_palette() -> None:
     assert protocol.PALETTE["happy"] in html and "H  A  P  P  Y" in html
 
 
+def test_a_snapshot_shows_the_last_hop_before_the_next_one_comes() -> None:
+    bus = EventBus()
+    bus.publish(emotion(3, "angry"))
+    dash = Dashboard()
+    dash.apply({"type": "state", **describe_for(bus)()})  # what run_local starts with
+    assert "A  N  G  R  Y" in _text(dash)
+
+
 def test_sequence_gaps_are_counted_and_reset_by_a_new_hello() -> None:
     bus = EventBus()
     dash = Dashboard()
