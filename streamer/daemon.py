@@ -27,11 +27,13 @@ from streamer import config as config_mod
 from streamer import logs, server
 from streamer.config import ConfigError, Settings
 from streamer.events import EventBus, StatusEvent, to_dict
+from streamer.model import ModelRunner, default_model_path
 from streamer.modelfile import ModelFileError
 from streamer.notify import Notifier
 from streamer.pipeline import Pipeline
 from streamer.sources import (
     DeviceNotFound,
+    NoInputDevice,
     Source,
     SourceError,
     SourceLost,
@@ -359,8 +361,6 @@ def main(args: argparse.Namespace) -> int:
         return 2
     logs.setup(settings.output.log_level)
     try:
-        from streamer.model import ModelRunner, default_model_path
-
         runner = ModelRunner(settings.model.path or default_model_path())
         source = build_source(settings.source)
         daemon = Daemon(settings, runner, source)
@@ -375,6 +375,9 @@ def main(args: argparse.Namespace) -> int:
     except DeviceNotFound as exc:
         print(f"moodstream: {exc}", file=sys.stderr)
         return 2
+    except NoInputDevice as exc:
+        print(f"moodstream: {exc}; try --source demo, file:PATH or stdin", file=sys.stderr)
+        return 1
     except (SourceError, server.ServerError) as exc:
         print(f"moodstream: {exc}", file=sys.stderr)
         return 1

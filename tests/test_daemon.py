@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from streamer import cli
 from streamer.config import ModelSettings, ServerSettings, Settings, SourceSettings, load
@@ -203,3 +204,17 @@ def test_an_unwritable_jsonl_path_is_a_configuration_error(tiny_model: Path, cli
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "output.jsonl" in err and "No such file or directory" in err and "Traceback" not in err
+
+
+def test_stdin_s16le_at_44k_stereo_through_the_command(tiny_model: Path, tmp_path: Path) -> None:
+    mono = soxr.resample(mood_audio("happy", 4.0), 16000, 44100)
+    raw = tmp_path / "audio.s16le"
+    raw.write_bytes((np.stack([mono, mono], axis=1) * 32767).astype("<i2").tobytes())
+    with raw.open("rb") as stdin:  # as `arecord -f S16_LE -r 44100 -c 2 | moodstream run ...`
+        proc = moodstream("--source", "stdin", "--rate", "44100", "--channels", "2", "--model",
+                          str(tiny_model), "--hop", "0.5", "--jsonl", "-", "--no-server", stdin=stdin)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    hops = [e for e in lines_of(out) if e["type"] == "emotion"]
+    assert len(hops) == 8  # 4 s at 0.5 s per hop
+    assert [e["label"] for e in hops[4:]] == ["happy"] * 4
