@@ -5,13 +5,16 @@ Every source yields float32 mono chunks at the feature rate (16 kHz) from an asy
 and reopened; the daemon's liveness loop does that, sources only report it (:class:`SourceLost`).
 
 Audio threads (the PortAudio callback, the stdin reader) only copy data into the event loop's
-queue; mono mixing and resampling happen in ``read()`` on the loop, never in the callback.
+queue; mono mixing and resampling happen in ``read()`` on the loop, never in the callback. A
+device cannot wait, so its blocks are dropped (and counted) when the loop falls behind; stdin
+can, so its reader waits instead (``cat long.raw | moodstream run --source stdin`` loses nothing).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import logging
 import sys
 import threading
@@ -182,7 +185,8 @@ class _Mixer:
 
 
 class _Handoff:
-    """Blocks from a foreign thread into an asyncio queue without ever blocking that thread."""
+    """Blocks from a foreign thread into an asyncio queue: a real-time thread never waits (when
+    the loop falls behind, the oldest block is dropped and counted); a reader of a pipe waits."""
 
     def __init__(self, source: Source, loop: asyncio.AbstractEventLoop) -> None:
         self._source = source
@@ -193,6 +197,13 @@ class _Handoff:
         try:
             self._loop.call_soon_threadsafe(self._put, item)
         except RuntimeError:  # the loop has closed: we are shutting down
+            pass
+
+    def put_waiting(self, item: Any) -> None:
+        """Backpressure: block the calling thread until the queue has room."""
+        try:
+            asyncio.run_coroutine_threadsafe(self.queue.put(item), self._loop).result()
+        except (RuntimeError, concurrent.futures.CancelledError):  # the loop is gone
             pass
 
     def _put(self, item: Any) -> None:
@@ -240,13 +251,13 @@ class StdinSource(Source):
         while True:
             data = self._stream.read(self._block)
             if not data:
-                self._handoff.put_threadsafe(_END)
+                self._handoff.put_waiting(_END)
                 return
             data = rest + data
             usable = len(data) - len(data) % self._frame
             rest = data[usable:]
             pcm = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, self.settings.channels)
-            self._handoff.put_threadsafe(pcm.astype(np.float32) / 32768.0)
+            self._handoff.put_waiting(pcm.astype(np.float32) / 32768.0)
 
 
 def sounddevice_module() -> ModuleType:

@@ -222,3 +222,27 @@ def test_a_hung_blocking_call_is_abandoned_without_holding_up_exit() -> None:
     assert asyncio.run(run()) == 3  # asyncio.run would wait for a default-executor thread forever
     assert time.monotonic() - t0 < 1.0
     release.set()
+
+
+def test_stdin_waits_for_a_slow_consumer_instead_of_dropping(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources, "QUEUE_BLOCKS", 2)
+    pcm = (np.arange(16000 * 3) % 1000).astype("<i2").tobytes()
+    read_fd, write_fd = os.pipe()
+
+    def writer() -> None:
+        with os.fdopen(write_fd, "wb") as out:
+            out.write(pcm)  # all at once, far faster than the consumer
+
+    threading.Thread(target=writer, daemon=True).start()
+
+    async def slow() -> tuple[np.ndarray, int]:
+        source = StdinSource(SourceSettings(kind="stdin"), os.fdopen(read_fd, "rb"))
+        chunks = []
+        while (chunk := await source.read()) is not None:
+            chunks.append(chunk)
+            await asyncio.sleep(0.005)
+        return np.concatenate(chunks), source.overflows
+
+    audio, overflows = asyncio.run(slow())
+    assert overflows == 0
+    np.testing.assert_array_equal(audio, (np.arange(16000 * 3) % 1000) / 32768.0)
