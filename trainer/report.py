@@ -65,7 +65,8 @@ def markdown(run: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
         "| part | clips | groups | windows | clips per label |",
         "|---|---|---|---|---|",
     ]
-    for part, s in run["data"].items():
+    for part in ("train", "val", "test"):
+        s = run["data"][part]
         per = ", ".join(f"{k} {v}" for k, v in s["clips_per_label"].items())
         lines.append(f"| {part} | {s['clips']} | {s['groups']} | {s['windows']} | {per} |")
     lines += [

@@ -70,6 +70,7 @@ def run(config: RunConfig, cache: Path, workers: int | None = None) -> dict[str,
     run_info = {**dataclasses.asdict(config), "labels": data.labels, "data": data.summary(),
                 "skipped": data.skipped, "window_frames": data.window_frames}
     write_json(out / "run.json", run_info)
+    write_json(out / "split.json", _split_files(data, Path(config.data_dir)))
     results: dict[str, dict[str, Any]] = {}
     if config.baseline:
         results["baseline"] = _cached(out / "baseline", lambda d: _baseline(data, mean, std, config))
@@ -78,6 +79,14 @@ def run(config: RunConfig, cache: Path, workers: int | None = None) -> dict[str,
     write_json(out / "metrics.json", {"run": run_info, "results": results})
     write_atomic(out / "report.md", markdown(run_info, results))
     return results
+
+
+def _split_files(data: Prepared, root: Path) -> dict[str, list[str]]:
+    """The clips of each part, relative to the data folder (to evaluate on exactly the test part)."""
+    return {
+        part: sorted(data.clips[i].path.relative_to(root).as_posix() for i in np.unique(p.clips))
+        for part, p in data.parts.items()
+    }
 
 
 def _claim(out: Path, config: RunConfig) -> None:

@@ -1,0 +1,154 @@
+"""models/README.md, the model card, written from the runs' metrics so that its figures are the
+measured ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TARGETS = {"3class": 0.85, "4class": 0.81}
+
+
+def _pair(m: dict[str, Any] | None) -> str:
+    return f"{m['accuracy']:.3f} / {m['macro_f1']:.3f}" if m else "-"
+
+
+def _results_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| model | float window | float clip | int8 window | int8 clip | int8 size | int8 ms | epochs (best) | s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        test = r["test"]
+        fit = r.get("fit")
+        size = r.get("size_bytes", {}).get("int8")
+        ms = r.get("inference_ms", {}).get("int8")
+        int8 = test.get("int8", {})
+        epochs = f"{fit['epochs_run']} ({fit['best_epoch']})" if fit else "-"
+        cells = [
+            name, _pair(test["float"]["window"]), _pair(test["float"]["clip"]), _pair(int8.get("window")),
+            _pair(int8.get("clip")), f"{size / 1024:.0f} KB" if size else "-", f"{ms:.2f}" if ms else "-",
+            epochs, str(fit["seconds_per_epoch"]) if fit else "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _split_table(data: dict[str, Any]) -> list[str]:
+    lines = ["| part | clips | artists | windows | clips per label |", "|---|---|---|---|---|"]
+    for part in ("train", "val", "test"):
+        s = data[part]
+        per = ", ".join(f"{k} {v}" for k, v in s["clips_per_label"].items())
+        lines.append(f"| {part} | {s['clips']} | {s['groups']} | {s['windows']} | {per} |")
+    return lines
+
+
+def model_card(runs: Path, shipped: dict[str, dict[str, Any]], paper: dict[str, Any] | None,
+               notes: str = "") -> str:
+    """The card: shipped files, data and split, every architecture's test figures, the baseline,
+    the paper-protocol figure beside the honest one, the daemon-path figure, and limits."""
+    lines = ["# moodstream models", ""]
+    lines += [
+        "| file | classes | architecture | window | size | test macro-F1, int8, clip level (trainer) | "
+        "`moodstream evaluate` on the test part (accuracy / macro-F1) | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    runs_metrics = {}
+    for name, s in shipped.items():
+        metrics = json.loads((runs / name / "metrics.json").read_text())
+        runs_metrics[name] = metrics
+        r = metrics["results"][s["architecture"]]
+        ev = s["evaluate"]
+        f1 = r["test"]["int8"]["clip"]["macro_f1"]
+        lines.append(
+            f"| `{s['file']}` | {', '.join(metrics['run']['labels'])} | {s['architecture']} | "
+            f"{metrics['run']['window_seconds']:g} s | {s['size'] / 1024:.0f} KB | {f1:.3f} | "
+            f"{ev['accuracy']:.3f} / {ev['macro_f1']:.3f} ({ev['n_clips']} clips) | "
+            f"{TARGETS[name]:.2f}: {'met' if f1 >= TARGETS[name] else 'NOT met'} |"
+        )
+    lines += [
+        "",
+        "Each file is a full-integer (int8) TFLite model with everything the daemon needs inside "
+        "(TFLite metadata entry \"moodstream\": labels, feature settings, window, standardisation, "
+        "quantisation, training summary and test metrics); `streamer.modelfile.read_metadata` reads it "
+        "without TensorFlow. The shipped architecture of each is the one with the best VALIDATION "
+        "clip-level macro-F1 (int8); the test part was used for nothing but the figures below.",
+        "",
+    ]
+    if notes:
+        lines += [notes.strip(), ""]
+    for name, metrics in runs_metrics.items():
+        run = metrics["run"]
+        lines += [
+            f"## {name}: {', '.join(run['labels'])}",
+            "",
+            f"Split by artist (no artist in two parts), stratified by label, 70/15/15, seed {run['seed']}; "
+            f"{len(run['skipped'])} file(s) skipped.",
+            "",
+            *_split_table(run["data"]),
+            "",
+            "Test part, accuracy / macro-F1 (window level = each window alone; clip level = window "
+            "probabilities averaged over the clip):",
+            "",
+            *_results_table(metrics["results"]),
+            "",
+        ]
+        s = shipped[name]
+        ev = s["evaluate"]
+        lines += [
+            f"Shipped `{s['file']}` through the daemon's own path (`moodstream evaluate`, hop "
+            f"{ev['hop_seconds']:g} s, level gate on): accuracy {ev['accuracy']:.3f}, weighted accuracy "
+            f"{ev['weighted_accuracy']:.3f}, balanced accuracy {ev['balanced_accuracy']:.3f}, "
+            f"macro-F1 {ev['macro_f1']:.3f} on {ev['n_clips']} test clips.",
+            "",
+            "| label | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+            *[f"| {k} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+              for k, c in ev["per_class"].items()],
+            "",
+            "Confusion matrix (rows true, columns predicted: " + ", ".join(ev["labels"]) + "):",
+            "",
+            "```",
+            *["  ".join(f"{v:4d}" for v in row) for row in ev["confusion_matrix"]],
+            "```",
+            "",
+        ]
+    if paper:
+        lines += [
+            "## The paper's protocol beside the honest one",
+            "",
+            "Same data (3 classes), same features and training; the paper protocol augments and "
+            "segments every clip first and then splits the windows at random, so windows of one song "
+            "(and its pitch-shifted and stretched copies) sit on both sides of the split.",
+            "",
+            "| protocol | model | test window accuracy / macro-F1 (int8) | test clip accuracy / macro-F1 (int8) |",
+            "|---|---|---|---|",
+        ]
+        honest = runs_metrics.get("3class", {}).get("results", {})
+        for arch, r in paper["results"].items():
+            if "int8" not in r["test"]:
+                continue
+            if arch in honest:
+                h = honest[arch]["test"]["int8"]
+                lines.append(f"| honest (artist-disjoint) | {arch} | {_pair(h['window'])} | {_pair(h['clip'])} |")
+            lines.append(f"| paper (random windows) | {arch} | {_pair(r['test']['int8']['window'])} | "
+                         f"{_pair(r['test']['int8']['clip'])} |")
+        lines.append("")
+    lines += [
+        "## Known limits",
+        "",
+        "- Labels come from AllMusic mood tags of 30 s previews (4Q data set, Panda et al. 2018): "
+        "one label per clip, although a song's mood can change within 30 s.",
+        "- Valence (happy vs angry, sad vs calm) is much harder than arousal for MFCC and spectral "
+        "contrast; most errors are between those pairs.",
+        "- Trained on studio recordings; a room microphone adds noise and reverberation that the "
+        "training data did not contain.",
+        "- The test part is small (about 15 % of the clips), so each figure carries a few points of "
+        "sampling uncertainty.",
+        "",
+        "Reproduce: `make models` (runs `python -m trainer.make_models`; data in ../shared/data/4q or "
+        "$MOODSTREAM_DATA; resumable). Per-run reports: `report-*.md`, metrics: `metrics-*.json`.",
+        "",
+    ]
+    return "\n".join(lines)
