@@ -335,7 +335,13 @@ class DeviceSource(Source):
 
     async def open(self) -> None:
         """Find and start the device off the loop (PortAudio may block while a server is down)."""
-        await in_daemon_thread(self._open, asyncio.get_running_loop())
+        try:
+            await in_daemon_thread(self._open, asyncio.get_running_loop())
+        except SourceError:
+            raise
+        except Exception as exc:  # PortAudio itself failing (re-initialising, listing): retry later
+            self.close()
+            raise SourceError(f"cannot open input {self.name!r}: {exc}") from None
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> None:
         backend = self._backend if self._backend is not None else sounddevice_module()

@@ -71,6 +71,7 @@ class FakeSoundDevice:
         self.speed = speed  # > 1 delivers audio faster than real time
         self.present = True  # False: the devices are unplugged (PortAudio lists none)
         self.fail_start = False
+        self.fail_initialize = False
         self.mode = "play"  # play | stall | finish
         self.overflow_every = 0
         self.blocks = 0
@@ -105,4 +106,6 @@ class FakeSoundDevice:
         pass
 
     def _initialize(self) -> None:
+        if self.fail_initialize:
+            raise FakePortAudioError("Error initializing PortAudio: Unanticipated host error")
         self.initialisations += 1

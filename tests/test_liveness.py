@@ -136,17 +136,22 @@ def test_an_unplugged_device_is_found_again_by_name_at_a_new_index(runner: Model
     asyncio.run(scenario())
 
 
-def test_an_input_that_raises_on_start_is_retried(runner: ModelRunner) -> None:
+@pytest.mark.parametrize(("failure", "message"), [
+    ("fail_start", "Device unavailable"),
+    ("fail_initialize", "Error initializing PortAudio"),
+])
+def test_an_input_that_raises_when_reopened_is_retried(runner: ModelRunner, failure: str, message: str) -> None:
     fake = FakeSoundDevice(speed=SPEED)
 
     async def scenario() -> None:
         async with Harness(runner, fake) as h:
             await h.until(lambda: len(h.emotions()) >= 1)
-            fake.fail_start = True
+            setattr(fake, failure, True)
             fake.mode = "finish"
             await h.until(lambda: len(h.statuses("source_retry")) >= 2)
-            assert "Device unavailable" in h.statuses("source_retry")[0].message
-            fake.fail_start, fake.mode = False, "play"
+            assert message in h.statuses("source_retry")[0].message
+            setattr(fake, failure, False)
+            fake.mode = "play"
             await h.until(lambda: h.statuses("source_recovered"))
             # every failed stream was closed again: nothing leaks while retrying
             assert all(s.closed for s in fake.streams[:-1])
