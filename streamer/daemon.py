@@ -318,10 +318,11 @@ async def _first_failure(tasks: list[asyncio.Task[Any]]) -> None:
 async def _wait_or_stop(stop: asyncio.Event, seconds: float, notifier: Notifier) -> bool:
     """Sleep ``seconds`` (sending watchdog pings: waiting for a device is not a stall); True if stopped."""
     deadline = time.monotonic() + seconds
+    step = min(1.0, notifier.watchdog_interval or 1.0)  # however short WatchdogSec is
     while (left := deadline - time.monotonic()) > 0:
         notifier.watchdog()
         try:
-            await asyncio.wait_for(stop.wait(), min(left, 1.0))
+            await asyncio.wait_for(stop.wait(), min(left, step))
             return True
         except TimeoutError:
             pass
