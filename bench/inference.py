@@ -86,14 +86,15 @@ def run(quick: bool = False) -> Section:
                      "shipped": m.shipped, "bytes": m.path.stat().st_size, "window_frames": m.metadata.window_frames,
                      "ai_edge_litert_ms": litert[m.path.name]["ms"],
                      "tflite_runtime_ms": tflite.get(m.path.name, {}).get("ms")})
-        rows.append([m.path.name, m.metadata.architecture, m.kind, f"{m.path.stat().st_size / 1024:.0f}",
+        rows.append([m.path.name, "shipped" if m.shipped else "benchmark's", m.metadata.architecture, m.kind, f"{m.path.stat().st_size / 1024:.0f}",
                      m.metadata.window_frames, fmt(a), fmt(t), fmt(t / a) if t else "-"])
     md = (
         f"`ModelRunner.predict` on one window, CPU ms per call (median of {repeats} rounds of {calls} calls, "
         "models interleaved), 1 interpreter thread. tflite-runtime runs in a separate venv with numpy<2 "
-        "(`cache/tflite-venv`), measured right after in a child process"
+        "(`cache/tflite-venv`), measured right after in a child process. \"benchmark's\" models were "
+        "trained on synthetic data by the trainer benchmark (same window as the shipped ones)"
         + (f"; not measured: {why}" if why else "") + ".\n\n"
-        + table(["model", "arch", "kind", "KiB", "frames", "ai-edge-litert ms", "tflite-runtime ms",
+        + table(["model", "origin", "arch", "kind", "KiB", "frames", "ai-edge-litert ms", "tflite-runtime ms",
                  "tflite-runtime / litert"], rows)
     )
     return Section("inference", "Model size and inference time (issue 7.4)",

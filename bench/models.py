@@ -1,5 +1,6 @@
-"""Which model files the benchmarks measure: the shipped ones in models/, or, until they exist,
-the ones the trainer benchmark trained and exported into cache/bench/models (said so in the report)."""
+"""Which model files the benchmarks measure: the shipped ones in models/, plus the ones the trainer
+benchmark trained and exported into cache/bench/models for the kinds (architecture, int8/float)
+that are not shipped. Every table says which is which."""
 
 from __future__ import annotations
 
@@ -25,17 +26,24 @@ class BenchModel:
 
     @property
     def label(self) -> str:
-        return f"{self.path.name} ({self.metadata.architecture}, {self.kind})"
+        return f"{self.path.name} ({self.metadata.architecture}, {self.kind}, {self.origin})"
+
+    @property
+    def origin(self) -> str:
+        return "shipped" if self.shipped else "trained by the benchmark"
 
 
 def models_under_test() -> list[BenchModel]:
-    """Shipped models when there are any, else the trainer benchmark's; int8 before float."""
-    for folder, shipped in ((SHIPPED, True), (TRAINED, False)):
-        found = [BenchModel(p, read_metadata(p), shipped) for p in sorted(folder.glob("*.tflite"))]
-        if found:
-            return sorted(found, key=lambda m: (m.metadata.name, m.kind != "int8", m.path.name))
-    raise Skipped("no model files: neither shipped ones in models/ nor the trainer benchmark's "
-                  "(run `python -m bench --only trainer` first)")
+    """Shipped models first, then trained ones of kinds not shipped; int8 before float."""
+    shipped = [BenchModel(p, read_metadata(p), True) for p in sorted(SHIPPED.glob("*.tflite"))]
+    kinds = {(m.metadata.architecture, m.kind) for m in shipped}
+    trained = [m for p in sorted(TRAINED.glob("*.tflite"))
+               if ((m := BenchModel(p, read_metadata(p), False)).metadata.architecture, m.kind) not in kinds]
+    found = shipped + sorted(trained, key=lambda m: (m.metadata.architecture, m.kind != "int8"))
+    if not found:
+        raise Skipped("no model files: neither shipped ones in models/ nor the trainer benchmark's "
+                      "(run `python -m bench --only trainer` first)")
+    return found
 
 
 def default_model(models: list[BenchModel]) -> BenchModel:
