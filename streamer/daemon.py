@@ -374,8 +374,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"moodstream: configuration error: {exc}", file=sys.stderr)
         return 2
     except DeviceNotFound as exc:
+        # 1, not 2: the named microphone may be plugged in later, and systemd retries exit 1
+        # (the unit's RestartPreventExitStatus=2 is for mistakes that restarting cannot fix)
         print(f"moodstream: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except NoInputDevice as exc:
         print(f"moodstream: {exc}; try --source demo, file:PATH or stdin", file=sys.stderr)
         return 1

@@ -86,7 +86,7 @@ def test_daemon_hears_what_pulseaudio_plays(pulse: PulseServer, tiny_model: Path
 def test_a_device_name_that_matches_nothing_lists_the_devices(pulse: PulseServer, tiny_model: Path) -> None:  # noqa: F811
     proc = command(pulse, "run", "--device", "Blue Yeti", "--model", str(tiny_model), "--no-server")
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 2
+    assert proc.returncode == 1  # retryable: the device may be plugged in later
     assert "no input device matches 'Blue Yeti'" in err and "'pulse'" in err and "Traceback" not in err
 
 
