@@ -106,6 +106,17 @@ def cpu_seconds(fn: Callable[[], Any]) -> float:
     return time.process_time() - start
 
 
+def one_blas_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with OpenBLAS limited to one thread (as OPENBLAS_NUM_THREADS=1 would): on a busy
+    machine BLAS worker threads spin-wait and burn CPU time that a single thread would not."""
+    from threadpoolctl import threadpool_limits
+
+    def limited() -> Any:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn()
+    return limited
+
+
 def interleaved(contenders: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
     """CPU seconds of each contender, run round-robin ``repeats`` times so that load on the
     machine falls on all of them alike (rotating the order each round)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.common import Section, fmt, interleaved, stats, table, target
+from bench.common import Section, fmt, interleaved, one_blas_thread, stats, table, target
 from bench.features_speed import librosa_features
 from bench.models import BenchModel, default_model, models_under_test
 from streamer.config import from_dict
@@ -87,14 +87,15 @@ def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict
 
     extractor = FeatureExtractor(cfg)
     times = interleaved(
-        {"pipeline": run_pipeline, "features_only": run_features,
+        {"pipeline": run_pipeline, "pipeline_1_blas_thread": one_blas_thread(run_pipeline),
+         "features_only": run_features,
          "naive_features": run_naive(naive), "naive_librosa": run_naive(naive_librosa)},
         repeats,
     )
     hops_per_run = round(seconds / hop)
-    if len(emitted) != repeats * hops_per_run or emitted[-1].state != "emotion":
+    if len(emitted) != 2 * repeats * hops_per_run or emitted[-1].state != "emotion":
         raise RuntimeError(f"pipeline emitted {len(emitted)} events (last state "
-                           f"{emitted[-1].state if emitted else None}), expected {repeats * hops_per_run} emotions")
+                           f"{emitted[-1].state if emitted else None}), expected {2 * repeats * hops_per_run} emotions")
     per_audio = {k: stats([t / seconds for t in v]) for k, v in times.items()}
     return {
         "model": model.path.name, "architecture": model.metadata.architecture, "kind": model.kind,
@@ -118,6 +119,7 @@ def run(quick: bool = False) -> Section:
     rows = [
         [r["model"], "shipped" if r["shipped"] else "benchmark's", r["architecture"], r["kind"], f"{r['hop_seconds']:g}",
          fmt(100 * r["cpu_seconds_per_audio_second"]["pipeline"]["median"]),
+         fmt(100 * r["cpu_seconds_per_audio_second"]["pipeline_1_blas_thread"]["median"]),
          fmt(100 * r["cpu_seconds_per_audio_second"]["features_only"]["median"]),
          fmt(100 * r["cpu_seconds_per_audio_second"]["naive_features"]["median"]),
          fmt(100 * r["cpu_seconds_per_audio_second"]["naive_librosa"]["median"]),
@@ -134,8 +136,9 @@ def run(quick: bool = False) -> Section:
         "recompute all its features (`streamer.features.extract`, or librosa `mfcc` + `spectral_contrast`) "
         "and run the same `ModelRunner` (no level gate or smoothing: the naive side is flattered). "
         "Interpreter: ai-edge-litert, 1 thread. \"of which features\" is `FeatureExtractor.push` alone on "
-        "the same blocks (a fourth interleaved contender).\n\n"
-        + table(["model", "origin", "arch", "kind", "hop s", "pipeline % of a core", "of which features %", "naive % (ours)",
+        "the same blocks; \"1 BLAS thread\" is the pipeline inside `threadpoolctl.threadpool_limits(1, 'blas')` "
+        "(as `OPENBLAS_NUM_THREADS=1` would run it); all five contenders interleaved.\n\n"
+        + table(["model", "origin", "arch", "kind", "hop s", "pipeline % of a core", "same, 1 BLAS thread %", "of which features %", "naive % (ours)",
                  "naive % (librosa)", "naive/pipeline", "librosa naive/pipeline"], rows)
         + f"\n\nHeadline (the daemon's default: {main.label}, hop 1 s): "
         f"**{fmt(100 * headline['cpu_seconds_per_audio_second']['pipeline']['median'])}% of one core**, "

@@ -48,10 +48,10 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
     assert report["machine"]["cores"] >= 1 and report["machine"]["libraries"]["numpy"]
     assert all(math.isfinite(x) for x in _numbers(report["benchmarks"]))
     features = report["benchmarks"]["features"]["audio_seconds_per_cpu_second"]
-    assert {"batch", "stream_100ms", "librosa"} == set(features) and all(v["median"] > 0 for v in features.values())
+    assert {"batch", "stream_100ms", "librosa"} <= set(features) and all(v["median"] > 0 for v in features.values())
     for run in report["benchmarks"]["streaming"]["runs"]:
         costs = run["cpu_seconds_per_audio_second"]
-        assert set(costs) == {"pipeline", "features_only", "naive_features", "naive_librosa"}
+        assert set(costs) == {"pipeline", "pipeline_1_blas_thread", "features_only", "naive_features", "naive_librosa"}
         assert all(0 < c["median"] for c in costs.values())
     for run in report["benchmarks"]["latency"]["runs"]:
         assert run["states"] == ["emotion"] and run["samples"] == run["clients"] * run["hops"]
