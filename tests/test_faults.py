@@ -259,3 +259,32 @@ def test_events_resume_after_pulseaudio_restarts_mid_run(
     assert any("lost" in s for s in status) and any("is back" in s for s in status)
     listener.wait_for(lambda: "STOPPING=1" in listener.lines(), 5, "STOPPING=1")
     assert listener.lines("WATCHDOG=1") and listener.lines()[-1] == "STOPPING=1"
+
+
+def test_a_watchdog_kill_leaves_every_threads_stack_in_the_journal(
+    tiny_model: Path, tmp_path: Path, listener: NotifyListener
+) -> None:
+    """systemd ends a stalled service with SIGABRT; the unit's PYTHONFAULTHANDLER=1 makes that
+    print where each thread was stuck, which is what one needs to read in the journal."""
+    unit = (REPO / "systemd/moodstream.service").read_text()
+    assert "PYTHONFAULTHANDLER=1" in unit
+    env = dict(os.environ, NOTIFY_SOCKET=str(listener.path), WATCHDOG_USEC="30000000",
+               PYTHONFAULTHANDLER="1")
+    env.pop("WATCHDOG_PID", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run", "--source", "demo", "--model", str(tiny_model),
+         "--hop", "0.5", "--no-server"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        listener.wait_for(lambda: len(listener.lines("WATCHDOG=1")) >= 2, 60, "watchdog pings")
+        assert "READY=1" in listener.lines()
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGABRT  # systemd sees the kill; Restart=on-failure applies
+    assert "Fatal Python error: Aborted" in err
+    assert "streamer/daemon.py" in err  # the main thread's stack, down in the daemon
