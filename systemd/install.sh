@@ -21,6 +21,7 @@
 #   --python PATH     interpreter for the venv (default python3; needs >= 3.11)
 #   MOODSTREAM_PIP_ARGS="..."   extra arguments for pip install (e.g. an index or --no-deps)
 set -euo pipefail
+umask 022  # the service user must be able to read the venv and the code, whatever root's umask is
 
 NAME=moodstream
 CHECKOUT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -135,6 +136,7 @@ install_snapshot() {
         [ ! -e "$SRC" ] || mv "$SRC" "$SRC.old"
         mv "$SRC.new" "$SRC"
         rm -rf "$SRC.old"
+        CODE_CHANGED=1
         say "installed $SRC"
     fi
     rm -rf "$stage"
@@ -159,6 +161,7 @@ install_venv() {
         -e "$SRC[pi]" || die "pip install failed (network? piwheels?); rerun when fixed"
     "$VENV/bin/python" -m compileall -q "$SRC/streamer" >/dev/null  # the service cannot write .pyc
     echo "$want" > "$stamp"
+    CODE_CHANGED=1
     say "installed $VENV"
 }
 
@@ -193,20 +196,19 @@ fi
 
 ensure_user
 install -d -m 0755 "$PREFIX"
+CODE_CHANGED=0
 install_snapshot
-before=$(cat "$VENV/.installed-src" 2>/dev/null || true)
 install_venv
-after=$(cat "$VENV/.installed-src" 2>/dev/null || true)
 install_config
 unit_changed=0
 install_unit && unit_changed=1
 if [ -z "$ROOT" ]; then
     [ "$unit_changed" -eq 0 ] || systemctl_ daemon-reload
     systemctl_ enable --quiet "$NAME.service"
-    if [ "$unit_changed" -eq 1 ] || [ "$before" != "$after" ]; then
-        systemctl_ restart "$NAME.service" || die "the service did not start: journalctl -u $NAME"
+    if [ "$unit_changed" -eq 1 ] || [ "$CODE_CHANGED" -eq 1 ]; then
+        systemctl_ restart "$NAME.service" || die "installed and enabled, but it did not start: journalctl -u $NAME"
     else
-        systemctl_ start "$NAME.service" || die "the service did not start: journalctl -u $NAME"
+        systemctl_ start "$NAME.service" || die "installed and enabled, but it did not start: journalctl -u $NAME"
     fi
     [ "$SYSTEMCTL" -eq 0 ] || say "enabled and running: systemctl status $NAME; journalctl -fu $NAME"
 else

@@ -207,3 +207,50 @@ def test_the_venv_step_installs_the_snapshot_and_runs_pip_only_once(
     )
     # editable from the snapshot: the shipped models/ next to the code are found at run time
     assert where.stdout.strip() == str(root / "opt/moodstream/src/streamer/notify.py")
+
+
+def _can_unshare_mounts() -> bool:
+    if not IS_ROOT or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_mounts(), reason="needs root and mount namespaces (unshare -m)")
+def test_on_a_live_system_it_enables_starts_and_restarts_only_on_change(
+    tmp_path: Path, checkout: Path
+) -> None:
+    """The real paths (/opt, /etc), inside a private mount namespace over copies, with a
+    systemctl that records its calls: what a Pi would see, without touching this machine."""
+    etc = tmp_path / "etc"
+    shutil.copytree("/etc", etc, symlinks=True, ignore_dangling_symlinks=True)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "calls"
+    (fake / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (fake / "systemctl").chmod(0o755)
+    script = checkout / "systemd/install.sh"
+    steps = [
+        f"{script} --no-pip --no-user",
+        f"{script} --no-pip --no-user",  # nothing changed: start (a no-op when running)
+        f"echo '# changed' >> {checkout}/streamer/notify.py",
+        f"{script} --no-pip --no-user",  # new code: restart
+        f"{script} --uninstall",
+        "echo ==listing==; ls /opt /etc/systemd/system /etc/moodstream",
+    ]
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-euc",
+         f"mount -t tmpfs opt /opt; mount --bind {etc} /etc; " + "; ".join(steps)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls.read_text().splitlines() == [
+        "daemon-reload", "enable --quiet moodstream.service", "restart moodstream.service",
+        "enable --quiet moodstream.service", "start moodstream.service",
+        "enable --quiet moodstream.service", "restart moodstream.service",
+        "disable --now moodstream.service", "daemon-reload",
+    ]
+    listing = result.stdout.split("==listing==")[-1]
+    assert "moodstream.service" not in listing and "config.toml" in listing  # config kept
+    assert not Path("/opt/moodstream").exists() and not Path("/etc/moodstream").exists()
