@@ -99,7 +99,7 @@ uninstall() {
             say "removed user $NAME"
         fi
     elif [ -e "$CONF" ]; then
-        say "kept $CONF and user $NAME (--purge removes them)"
+        say "kept $CONF and the user $NAME, if any (--purge removes them)"
     fi
 }
 
