@@ -179,3 +179,18 @@ def test_unusable_files_are_skipped_with_reasons(tmp_path: Path) -> None:
         assert fragment in by_name[name]
     used = {data.clips[i].path.name for part in data.parts.values() for i in part.clips}
     assert not used & set(expected)
+
+
+def test_shipped_model_is_chosen_on_validation_not_test() -> None:
+    from trainer.make_models import best_model
+
+    def result(val: float, test: float) -> dict:
+        part = lambda f: {"int8": {"clip": {"macro_f1": f}, "window": {"macro_f1": f}}}  # noqa: E731
+        return {"val": part(val), "test": part(test)}
+
+    candidates = {
+        "3class": {"results": {"cnn": result(0.70, 0.90), "cnn_gru": result(0.74, 0.60),
+                               "baseline": {"val": {"float": {}}, "test": {"float": {}}}}},
+        "3class-noaug": {"results": {"cnn": result(0.72, 0.95)}},
+    }
+    assert best_model(candidates) == ("3class", "cnn_gru")

@@ -3,8 +3,6 @@ measured ones."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 TARGETS = {"3class": 0.85, "4class": 0.81}
@@ -44,8 +42,8 @@ def _split_table(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def model_card(runs: Path, shipped: dict[str, dict[str, Any]], paper: dict[str, Any] | None,
-               notes: str = "") -> str:
+def model_card(runs: dict[str, dict[str, Any]], shipped: dict[str, dict[str, Any]],
+               paper: dict[str, Any] | None, notes: str = "") -> str:
     """The card: shipped files, data and split, every architecture's test figures, the baseline,
     the paper-protocol figure beside the honest one, the daemon-path figure, and limits."""
     lines = ["# moodstream models", ""]
@@ -54,15 +52,14 @@ def model_card(runs: Path, shipped: dict[str, dict[str, Any]], paper: dict[str, 
         "`moodstream evaluate` on the test part (accuracy / macro-F1) | target |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    runs_metrics = {}
     for name, s in shipped.items():
-        metrics = json.loads((runs / name / "metrics.json").read_text())
-        runs_metrics[name] = metrics
+        metrics = runs[s["run"]]
         r = metrics["results"][s["architecture"]]
         ev = s["evaluate"]
         f1 = r["test"]["int8"]["clip"]["macro_f1"]
         lines.append(
-            f"| `{s['file']}` | {', '.join(metrics['run']['labels'])} | {s['architecture']} | "
+            f"| `{s['file']}` | {', '.join(metrics['run']['labels'])} | {s['architecture']}"
+            f"{'' if metrics['run']['augment'] else ' (no augmentation)'} | "
             f"{metrics['run']['window_seconds']:g} s | {s['size'] / 1024:.0f} KB | {f1:.3f} | "
             f"{ev['accuracy']:.3f} / {ev['macro_f1']:.3f} ({ev['n_clips']} clips) | "
             f"{TARGETS[name]:.2f}: {'met' if f1 >= TARGETS[name] else 'NOT met'} |"
@@ -72,14 +69,15 @@ def model_card(runs: Path, shipped: dict[str, dict[str, Any]], paper: dict[str, 
         "Each file is a full-integer (int8) TFLite model with everything the daemon needs inside "
         "(TFLite metadata entry \"moodstream\": labels, feature settings, window, standardisation, "
         "quantisation, training summary and test metrics); `streamer.modelfile.read_metadata` reads it "
-        "without TensorFlow. The shipped architecture of each is the one with the best VALIDATION "
-        "clip-level macro-F1 (int8); the test part was used for nothing but the figures below.",
+        "without TensorFlow. The shipped model of each is, among all architectures trained with and "
+        "without augmentation on the same split, the one with the best VALIDATION clip-level "
+        "macro-F1 (int8); the test part was used for nothing but the figures below.",
         "",
     ]
     if notes:
         lines += [notes.strip(), ""]
-    for name, metrics in runs_metrics.items():
-        run = metrics["run"]
+    for name, s in shipped.items():
+        run = runs[s["run"]]["run"]
         lines += [
             f"## {name}: {', '.join(run['labels'])}",
             "",
@@ -91,10 +89,11 @@ def model_card(runs: Path, shipped: dict[str, dict[str, Any]], paper: dict[str, 
             "Test part, accuracy / macro-F1 (window level = each window alone; clip level = window "
             "probabilities averaged over the clip):",
             "",
-            *_results_table(metrics["results"]),
-            "",
         ]
-        s = shipped[name]
+        for run_name in s["runs"]:
+            aug = runs[run_name]["run"]["augment"]
+            lines += [f"Training part {'augmented (pitch +-2 semitones, stretch 0.8x/1.2x)' if aug else 'not augmented'} "
+                      f"(`report-{run_name}.md`):", "", *_results_table(runs[run_name]["results"]), ""]
         ev = s["evaluate"]
         lines += [
             f"Shipped `{s['file']}` through the daemon's own path (`moodstream evaluate`, hop "
@@ -125,7 +124,7 @@ def model_card(runs: Path, shipped: dict[str, dict[str, Any]], paper: dict[str, 
             "| protocol | model | test window accuracy / macro-F1 (int8) | test clip accuracy / macro-F1 (int8) |",
             "|---|---|---|---|",
         ]
-        honest = runs_metrics.get("3class", {}).get("results", {})
+        honest = runs.get("3class", {}).get("results", {})
         for arch, r in paper["results"].items():
             if "int8" not in r["test"]:
                 continue

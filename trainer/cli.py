@@ -14,10 +14,9 @@ from pathlib import Path
 
 from streamer.audio_io import AudioError
 from trainer.dataset import DatasetError
+from trainer.models import ARCHITECTURES
 from trainer.prepare import PROTOCOLS
 from trainer.run import RunConfig, RunError, run
-
-ARCHITECTURES = ("cnn", "cnn_lstm", "cnn_gru")
 
 
 def default_cache() -> Path:

@@ -3,6 +3,7 @@ daemon's clip decision), with the metric code that `moodstream evaluate` uses to
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,8 +38,6 @@ def score(probs: np.ndarray, y: np.ndarray, clips: np.ndarray, labels: Sequence[
 
 def timed(fn: Callable[[np.ndarray], np.ndarray], window: np.ndarray, repeats: int = 50) -> float:
     """Median milliseconds of one call (batch-1 inference time for the model card)."""
-    import time
-
     fn(window)
     times = []
     for _ in range(repeats):
