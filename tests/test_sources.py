@@ -79,7 +79,7 @@ def test_realtime_file_source_is_paced_like_a_live_input(tmp_path: Path) -> None
     assert 0.85 <= time.monotonic() - t0 < 2.0
     t0 = time.monotonic()
     asyncio.run(read_all(FileSource(str(tmp_path / "a.wav"), 0.1, realtime=False)))
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 0.8
 
 
 @pytest.mark.parametrize(("name", "content", "reason"), [
@@ -149,7 +149,7 @@ def test_demo_source_is_paced() -> None:
         return n, time.monotonic() - t0
 
     n, elapsed = asyncio.run(run())
-    assert n == 8000 and 0.4 <= elapsed < 1.0
+    assert n == 8000 and 0.4 <= elapsed < 2.0
 
 
 def test_devices_are_found_by_default_index_or_part_of_the_name() -> None:
