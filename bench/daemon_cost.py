@@ -169,6 +169,8 @@ def run(quick: bool = False) -> Section:
         f"start-up itself took {fmt(cpu_at_ready)} CPU s; one run)."
     )
     targets = [
+        target("streaming CPU, the whole daemon process paced in real time (stricter reading)",
+               data["paced"]["percent_of_one_core"], 1.0, "% of one core"),
         target("peak RSS of `moodstream run`", data["peak_rss_mib"]["max"], 100.0, "MiB"),
         target("start-up to ready", data["ready_seconds"]["median"], 2.0, "s"),
     ]

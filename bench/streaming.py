@@ -113,7 +113,7 @@ def run(quick: bool = False) -> Section:
     # The daemon's architecture, int8 and float (the other architectures' costs differ only by the
     # inference time per window, in the table above).
     models = [main] if quick else [m for m in every if m.metadata.architecture == main.metadata.architecture]
-    seconds, repeats = (2.0, 2) if quick else (10.0, 5)
+    seconds, repeats = (2.0, 2) if quick else (20.0, 7)
     rows_data = [measure(m, hop, seconds, repeats) for m in models for hop in HOPS]
     headline = next(r for r in rows_data if r["model"] == main.path.name and r["hop_seconds"] == 1.0)
     rows = [
