@@ -14,7 +14,7 @@ from pathlib import Path
 
 from streamer.audio_io import AudioError
 from trainer.dataset import DatasetError
-from trainer.models import ARCHITECTURES
+from trainer.models import ARCHITECTURES, DEEP
 from trainer.prepare import PROTOCOLS
 from trainer.run import RunConfig, RunError, run
 
@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=_csv, help="comma-separated subset of label folders, e.g. angry,happy,sad")
     p.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10)")
     p.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
-    p.add_argument("--architectures", type=_csv, default=ARCHITECTURES, help="comma-separated: cnn,cnn_lstm,cnn_gru")
+    p.add_argument("--architectures", type=_csv, default=DEEP,
+                   help="comma-separated: cnn,cnn_lstm,cnn_gru (default) and linear (the baseline's model, shippable)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the logistic-regression floor")
     p.add_argument("--protocol", choices=PROTOCOLS, default="honest",
                    help="honest: split by group first (default); paper: augment+segment, then split at random (leaky)")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 
 import keras
-from keras import layers
+from keras import layers, ops
 
-ARCHITECTURES = ("cnn", "cnn_lstm", "cnn_gru")
+ARCHITECTURES = ("cnn", "cnn_lstm", "cnn_gru", "linear")
+DEEP = ARCHITECTURES[:3]
 TARGET_STEPS = 32  # time steps left after pooling
 FILTERS = (32, 64, 64)
 RECURRENT_UNITS = 48
@@ -44,6 +45,8 @@ def build(
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(window_frames, n_features), batch_size=batch_size, name="features")
+    if architecture == "linear":
+        return _linear(inputs, n_labels, dropout)
     x = inputs
     for filters, pool in zip(FILTERS, pool_sizes(window_frames)):
         x = layers.Conv1D(filters, 5, padding="same", use_bias=False)(x)
@@ -61,6 +64,19 @@ def build(
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_labels, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=architecture)
+
+
+def _linear(inputs: keras.KerasTensor, n_labels: int, dropout: float) -> keras.Model:
+    """The baseline's model (softmax regression on each feature's mean and deviation over the
+    window) as a Keras graph, so that it trains, quantises and ships like the deep ones."""
+    mean = layers.GlobalAveragePooling1D()(inputs)
+    square = layers.GlobalAveragePooling1D()(layers.Multiply()([inputs, inputs]))
+    variance = layers.Subtract()([square, layers.Multiply()([mean, mean])])
+    std = layers.Lambda(lambda v: ops.sqrt(ops.maximum(v, 1e-6)), name="std")(variance)
+    x = layers.BatchNormalization()(layers.Concatenate()([mean, std]))
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_labels, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="linear")
 
 
 def batch_one_copy(model: keras.Model, architecture: str) -> keras.Model:

@@ -18,7 +18,7 @@ from streamer.features import FeatureConfig
 from streamer.model import ModelRunner
 from streamer.modelfile import FORMAT_VERSION, ModelMetadata, read_metadata
 from trainer.evaluation import runner_probabilities, score, timed
-from trainer.models import ARCHITECTURES
+from trainer.models import DEEP
 from trainer.prepare import Prepared, prepare
 from trainer.report import curves, markdown, write_json
 from trainer.segments import standardisation, standardise
@@ -33,7 +33,7 @@ class RunConfig:
     labels: tuple[str, ...] | None = None
     window_seconds: float = 10.0
     overlap: float = 0.5
-    architectures: tuple[str, ...] = ARCHITECTURES
+    architectures: tuple[str, ...] = DEEP
     baseline: bool = True
     protocol: str = "honest"
     augment: bool = True
