@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,6 +44,19 @@ class Daemon:
     notify: socket.socket
     started: float  # time.monotonic() just before the spawn
     peak_rss_mib: float | None = None  # VmHWM of the daemon's own memory, polled while it runs
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Never leave a daemon behind when a measurement fails half-way."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.notify.fileno() != -1:
+            path = Path(self.notify.getsockname())
+            self.notify.close()
+            shutil.rmtree(path.parent, ignore_errors=True)
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Seconds from spawn to READY=1."""
@@ -79,7 +93,6 @@ class Daemon:
             pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
             if pid:
                 self.proc.returncode = os.waitstatus_to_exitcode(status)
-                self.notify.close()
                 return self.proc.returncode, usage
             if time.monotonic() > deadline:
                 self.proc.kill()
@@ -120,26 +133,26 @@ def run(quick: bool = False) -> Section:
     base = ["--model", str(model.path), "--port", "0", "--log-level", "warning"]
     ready, first_event, rss = [], [], []
     for _ in range(runs):
-        d = start([*base, "--source", f"file:{short}", "--jsonl", "-"], stdout=subprocess.PIPE)
-        ready.append(d.wait_ready())
-        for line in d.proc.stdout:
-            if b'"type":"emotion"' in line.replace(b" ", b""):
-                first_event.append(time.monotonic() - d.started)
-                break
-        status, _ = d.finish()
-        d.proc.stdout.read()
-        if status != 0:
-            raise RuntimeError(f"moodstream run exited with {status}: {d.stderr_tail()}")
+        with start([*base, "--source", f"file:{short}", "--jsonl", "-"], stdout=subprocess.PIPE) as d:
+            ready.append(d.wait_ready())
+            for line in d.proc.stdout:
+                if b'"type":"emotion"' in line.replace(b" ", b""):
+                    first_event.append(time.monotonic() - d.started)
+                    break
+            status, _ = d.finish()
+            d.proc.stdout.read()
+            if status != 0:
+                raise RuntimeError(f"moodstream run exited with {status}: {d.stderr_tail()}")
         if d.peak_rss_mib is not None:
             rss.append(d.peak_rss_mib)
     paced_s = 4.0 if quick else 20.0
     paced = _file(paced_s, "daemon-paced.wav")
-    d = start([*base, "--source", f"file:{paced}", "--realtime"])
-    d.wait_ready()
-    cpu_at_ready = d.cpu_seconds()
-    status, usage = d.finish(timeout=paced_s + 60)
-    if status != 0:
-        raise RuntimeError(f"moodstream run --realtime exited with {status}: {d.stderr_tail()}")
+    with start([*base, "--source", f"file:{paced}", "--realtime"]) as d:
+        d.wait_ready()
+        cpu_at_ready = d.cpu_seconds()
+        status, usage = d.finish(timeout=paced_s + 60)
+        if status != 0:
+            raise RuntimeError(f"moodstream run --realtime exited with {status}: {d.stderr_tail()}")
     cpu_total = usage.ru_utime + usage.ru_stime
     if d.peak_rss_mib is None:
         raise RuntimeError("could not read the daemon's VmHWM while it ran")

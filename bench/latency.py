@@ -98,28 +98,34 @@ async def _overflows(url: str) -> int:
 def measure(model_path, clients: int, hops: int, window_s: float) -> dict:
     port = free_port()
     url = f"ws://127.0.0.1:{port}/"
-    d = start(["--source", "stdin", "--model", str(model_path), "--port", str(port), "--hop", str(HOP_S),
-               "--max-clients", str(clients + 8), "--log-level", "warning"], stdin=subprocess.PIPE)
-    d.wait_ready()
-    for _ in range(200):  # the server starts just after READY=1
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
     listen_s = window_s / WARM_SPEED + 0.5 + (hops + 1) * HOP_S + 2.0
     shares = [clients // CLIENT_PROCESSES + (i < clients % CLIENT_PROCESSES) for i in range(CLIENT_PROCESSES)]
-    workers = [_spawn_clients(url, n, listen_s) for n in shares if n]
-    for w in workers:
-        if w.stdout.readline().strip() != "ready":
-            raise RuntimeError("a client process could not connect")
-    load = os.getloadavg()[0]
-    boundary = asyncio.run(_feed(d.proc.stdin, window_s, hops))
-    received = [tuple(r) for w in workers for r in json.loads(w.communicate(timeout=listen_s + 30)[0])]
-    overflows = asyncio.run(_overflows(url))
-    d.proc.stdin.close()
-    status, _ = d.finish()
-    if status != 0:
-        raise RuntimeError(f"moodstream run --source stdin exited with {status}: {d.stderr_tail()}")
+    with start(["--source", "stdin", "--model", str(model_path), "--port", str(port), "--hop", str(HOP_S),
+                "--max-clients", str(clients + 8), "--log-level", "warning"], stdin=subprocess.PIPE) as d:
+        d.wait_ready()
+        for _ in range(200):  # the server starts just after READY=1
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        workers = [_spawn_clients(url, n, listen_s) for n in shares if n]
+        try:
+            for w in workers:
+                if w.stdout.readline().strip() != "ready":
+                    raise RuntimeError("a client process could not connect")
+            load = os.getloadavg()[0]
+            boundary = asyncio.run(_feed(d.proc.stdin, window_s, hops))
+            received = [tuple(r) for w in workers for r in json.loads(w.communicate(timeout=listen_s + 30)[0])]
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.kill()
+                    w.wait()
+        overflows = asyncio.run(_overflows(url))
+        d.proc.stdin.close()
+        status, _ = d.finish()
+        if status != 0:
+            raise RuntimeError(f"moodstream run --source stdin exited with {status}: {d.stderr_tail()}")
     if overflows:
         raise RuntimeError(f"the daemon lost {overflows} input blocks; hops would not line up")
     measured = [(t, key, state) for t, key, state in received if key in boundary]
