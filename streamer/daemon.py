@@ -72,6 +72,7 @@ class Daemon:
         self.server: server.Server | None = None
         self.jsonl_written = 0
         self._overflows_reported = 0
+        self._silent = False  # last hop was under the level gate
         self._overflow_reported_at = float("-inf")
         self._started = time.monotonic()
 
@@ -170,10 +171,14 @@ class Daemon:
                 await self._recover(str(exc), stop)
                 zero_since, grace = None, FIRST_AUDIO_GRACE_S
                 continue
-            events = await asyncio.to_thread(self.pipeline.process, chunk)
+            if chunk.size >= self.pipeline.samples_to_next_hop:  # features + model: off the loop
+                events = await asyncio.to_thread(self.pipeline.process, chunk)
+            else:  # just buffering
+                events = self.pipeline.process(chunk)
             for event in events:
                 self.counters["hops"] += 1
                 self.counters[f"hops_{event.state}"] += 1
+                self._report_silence(event.state)
                 self.bus.publish(event)
                 self.notifier.watchdog()
             if events:
@@ -181,6 +186,17 @@ class Daemon:
         if not stop.is_set():
             self.source_state = "ended"
             self.bus.publish(StatusEvent("source_ended", f"{self.source.name}: end of stream"))
+
+    def _report_silence(self, state: str) -> None:
+        """A status event when the input falls under the level gate and when sound returns."""
+        if state == "warming_up" or (state == "silence") == self._silent:
+            return
+        self._silent = state == "silence"
+        gate = self.settings.gate.silence_dbfs
+        if self._silent:
+            self._status("silence", f"input under the silence gate ({gate:g} dBFS): no emotion claimed")
+        else:
+            self._status("sound", f"sound above the silence gate ({gate:g} dBFS) again")
 
     def _report_overflows(self) -> None:
         """New input overflows (audio lost before we saw it): one status event per 10 s at most."""

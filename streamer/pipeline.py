@@ -2,8 +2,10 @@
 
 The daemon feeds it live audio and `moodstream evaluate` feeds it files, so the two cannot
 disagree. Synchronous and free of I/O: the caller decides where audio comes from and where events
-go. Features are computed as audio arrives (incrementally, through ``FeatureExtractor.push``); the
-model runs once per hop on the newest ``window_frames`` feature frames.
+go. Features are computed incrementally through ``FeatureExtractor.push``, once per hop on the
+audio that the hop brought (only the new frames, never the whole window again; one push per hop
+rather than per capture block, because each push has a fixed cost), and the model runs once per hop
+on the newest ``window_frames`` feature frames.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class Pipeline:
         self.seq = 0
         self.consumed = 0  # samples since the stream started (across resets: stream time goes on)
         self._hop_fill = 0  # samples of the current hop seen so far
-        self._hop_cpu = 0.0  # feature seconds spent on the current hop so far
+        self._hop_audio: list[np.ndarray] = []  # those samples, features not yet computed
+        self._hop_cpu = 0.0  # seconds spent on the current hop so far
 
     def reset(self) -> None:
         """A gap in the audio (the device was lost): start the window and smoothing afresh."""
@@ -83,7 +86,14 @@ class Pipeline:
         self._extractor.reset()
         self._smoother.reset()
         self._hop_fill = 0
+        self._hop_audio.clear()
         self._hop_cpu = 0.0
+
+    @property
+    def samples_to_next_hop(self) -> int:
+        """How many more samples complete the current hop (the caller may run that call off the
+        event loop, since only hop-completing calls do feature and model work)."""
+        return self.hop_samples - self._hop_fill
 
     def process(self, samples: np.ndarray) -> list[EmotionEvent]:
         """Consume 16 kHz mono float samples; one event per completed hop."""
@@ -100,13 +110,15 @@ class Pipeline:
     def _ingest(self, chunk: np.ndarray) -> None:
         t0 = time.perf_counter()
         self.samples.push(chunk)
-        self.features.push(self._extractor.push(chunk))
+        self._hop_audio.append(chunk.copy())
         self._hop_fill += chunk.size
         self.consumed += chunk.size
         self._hop_cpu += time.perf_counter() - t0
 
     def _finish_hop(self) -> EmotionEvent:
         t0 = time.perf_counter()
+        self.features.push(self._extractor.push(np.concatenate(self._hop_audio)))
+        self._hop_audio.clear()
         level = level_of(self.samples.latest(self.hop_samples))
         window_frames = self.runner.window_frames
         raw: dict[str, float] = {}

@@ -218,3 +218,20 @@ def test_stdin_s16le_at_44k_stereo_through_the_command(tiny_model: Path, tmp_pat
     hops = [e for e in lines_of(out) if e["type"] == "emotion"]
     assert len(hops) == 8  # 4 s at 0.5 s per hop
     assert [e["label"] for e in hops[4:]] == ["happy"] * 4
+
+
+def test_silence_and_sound_are_announced_as_status(tiny_model: Path, tmp_path: Path) -> None:
+    path = tmp_path / "gap.wav"
+    happy = mood_audio("happy", 4.0)
+    sf.write(path, np.concatenate([happy, np.zeros(3 * 16000, np.float32), happy]), 16000)
+    proc = moodstream("--source", f"file:{path}", "--model", str(tiny_model), "--jsonl", "-", "--no-server")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    events = lines_of(out)
+    states = [e["state"] for e in events if e["type"] == "emotion"]
+    assert "silence" in states and states[-1] == "emotion"
+    kinds = [e["kind"] for e in events if e["type"] == "status"]
+    assert kinds == ["source_connected", "silence", "sound", "source_ended", "stopped"]
+    # each announcement comes right before the first hop of the new state
+    first_silent = next(i for i, e in enumerate(events) if e.get("state") == "silence")
+    assert events[first_silent - 1].get("kind") == "silence"
