@@ -46,7 +46,7 @@ class ModelMetadata:
     std: tuple[float, ...]
     input_quantization: tuple[float, int]
     output_quantization: tuple[float, int]
-    hop_seconds: float = 1.0  # the step between training windows (a sensible daemon hop)
+    hop_seconds: float = 1.0  # step between the training windows (the daemon hops by its own setting)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
