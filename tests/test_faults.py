@@ -95,17 +95,20 @@ def runner(tiny_model: Path) -> ModelRunner:
     return ModelRunner(tiny_model)
 
 
-class StallablePipeline:
-    """Wraps the real Pipeline.process so a test can make it hang (as a wedged model would)."""
+class StallableRunner:
+    """Wraps the real ModelRunner so a test can make its inference hang (as a wedged model would)."""
 
-    def __init__(self, process: Callable[[np.ndarray], Any]) -> None:
-        self._process = process
+    def __init__(self, runner: ModelRunner) -> None:
+        self._runner = runner
         self.running = threading.Event()
         self.running.set()
 
-    def __call__(self, samples: np.ndarray) -> Any:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runner, name)
+
+    def predict(self, window: np.ndarray) -> np.ndarray:
         self.running.wait()
-        return self._process(samples)
+        return self._runner.predict(window)
 
 
 def test_watchdog_pings_stop_while_the_pipeline_stalls_and_resume(
@@ -115,8 +118,8 @@ def test_watchdog_pings_stop_while_the_pipeline_stalls_and_resume(
 
     async def scenario() -> None:
         h = Harness(runner, fake)
-        stall = StallablePipeline(h.daemon.pipeline.process)
-        h.daemon.pipeline.process = stall  # type: ignore[method-assign]
+        stall = StallableRunner(runner)
+        h.daemon.pipeline.runner = stall  # type: ignore[assignment]
         async with h:
             await h.until(lambda: len(h.emotions()) >= 2)
             lines = listener.lines()
