@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from bench.common import CACHE, Section, fmt, stats, table
-from streamer.features import FeatureConfig, extract
+from streamer.features import FeatureConfig
 
 MODELS = CACHE / "models"
 
@@ -84,25 +83,16 @@ def epochs(quick: bool) -> dict:
     import keras
 
     from streamer.modelfile import FORMAT_VERSION, ModelMetadata
-    from tests.conftest import TINY_LABELS, mood_audio
+    from tests.conftest import TINY_LABELS, mood_windows
     from trainer.export import export
     from trainer.fit import class_weights, fit
     from trainer.make_models import OVERLAP, WINDOW_S
     from trainer.models import ARCHITECTURES, build
-    from trainer.segments import segment, standardisation, standardise, window_geometry
+    from trainer.segments import window_geometry
 
     config = FeatureConfig()
     frames, hop = window_geometry(config, WINDOW_S, OVERLAP)
-    xs, ys = [], []
-    for k, label in enumerate(TINY_LABELS):
-        for clip in range(2 if quick else 12):
-            w = segment(extract(mood_audio(label, WINDOW_S + 30.0, seed=clip)), frames, hop)
-            xs.append(w)
-            ys += [k] * len(w)
-    x, y = np.concatenate(xs), np.asarray(ys)
-    mean, std = standardisation(x)
-    x = standardise(x, mean, std)
-    val = np.arange(len(y)) % 5 == 0
+    x, y, mean, std, val = mood_windows(frames, hop, clips=2 if quick else 12, seconds=WINDOW_S + 30.0)
     steady_epochs = 2 if quick else 3
     MODELS.mkdir(parents=True, exist_ok=True)
     out: dict = {"window_seconds": WINDOW_S, "window_frames": frames, "train_windows": int((~val).sum()),

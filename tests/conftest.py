@@ -36,27 +36,37 @@ def tiny_model_audio() -> Callable[..., np.ndarray]:
     return mood_audio
 
 
-def train_tiny_model(out_dir: Path, seed: int = 0) -> Path:
-    """Train and export the tiny int8 model (a float twin is written beside it)."""
-    from streamer.features import FeatureConfig, extract
-    from streamer.modelfile import FORMAT_VERSION, ModelMetadata
-    from trainer.export import export
-    from trainer.fit import fit
-    from trainer.models import build
-    from trainer.segments import segment, standardisation, standardise, window_geometry
+def mood_windows(
+    frames: int, hop: int, clips: int, seconds: float, seed_base: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Standardised feature windows of synthetic moods, their labels, the statistics and a
+    validation mask (every fifth window): the tiny model's data, and the trainer benchmark's."""
+    from streamer.features import extract
+    from trainer.segments import segment, standardisation, standardise
 
-    config = FeatureConfig()
-    frames, hop = window_geometry(config, TINY_WINDOW_S, 0.5)
     xs, ys = [], []
     for k, label in enumerate(TINY_LABELS):
-        for clip in range(6):
-            w = segment(extract(mood_audio(label, 8.0, seed=seed * 100 + clip)), frames, hop)
+        for clip in range(clips):
+            w = segment(extract(mood_audio(label, seconds, seed=seed_base + clip)), frames, hop)
             xs.append(w)
             ys += [k] * len(w)
     x, y = np.concatenate(xs), np.asarray(ys)
     mean, std = standardisation(x)
-    xs_ = standardise(x, mean, std)
-    val = np.arange(len(y)) % 5 == 0
+    return standardise(x, mean, std), y, mean, std, np.arange(len(y)) % 5 == 0
+
+
+def train_tiny_model(out_dir: Path, seed: int = 0) -> Path:
+    """Train and export the tiny int8 model (a float twin is written beside it)."""
+    from streamer.features import FeatureConfig
+    from streamer.modelfile import FORMAT_VERSION, ModelMetadata
+    from trainer.export import export
+    from trainer.fit import fit
+    from trainer.models import build
+    from trainer.segments import window_geometry
+
+    config = FeatureConfig()
+    frames, hop = window_geometry(config, TINY_WINDOW_S, 0.5)
+    xs_, y, mean, std, val = mood_windows(frames, hop, clips=6, seconds=8.0, seed_base=seed * 100)
     model = build("cnn", frames, config.n_features, len(TINY_LABELS), seed=seed)
     summary = fit(model, xs_[~val], y[~val], xs_[val], y[val], epochs=12, patience=12, seed=seed)
     meta = ModelMetadata(
