@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bench.common import ROOT, Section, Skipped, fmt, machine, table
 from bench.pi_estimate import estimate
+from streamer import process
 
 # key -> module; run in this order (cheap and independent first).
 BENCHMARKS = {
@@ -67,7 +68,9 @@ def render(info: dict, sections: list[Section], skipped: dict[str, str], failed:
         f"**Machine:** {info['cpu']}, {info['cores']} cores ({info['arch']}), {info['memory_gb']} GB RAM, "
         f"{info['os']}; Python {info['python']}; {libs}. Load average at start: "
         f"{', '.join(str(x) for x in info['load_average_at_start'])} (the machine is shared with other "
-        "work, which is why contenders are interleaved and compared as ratios within one run).",
+        "work, which is why contenders are interleaved and compared as ratios within one run). "
+        + ("glibc's heap is kept for reuse, as `moodstream` keeps it (`streamer/process.py`)."
+           if info.get("heap_kept") else "glibc's heap thresholds were left at their defaults."),
         "",
     ]
     targets = [t for s in sections for t in s.targets]
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {list(BENCHMARKS)}")
     info = machine()
+    info["heap_kept"] = process.keep_heap()  # as `moodstream` runs; BLAS threads: per benchmark
     sections, skipped, failed = run_all(keys, args.quick)
     pi = estimate({s.key: s.data for s in sections})
     if pi is not None:

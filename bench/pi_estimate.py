@@ -31,7 +31,8 @@ def estimate(results: dict[str, dict[str, Any]]) -> Section | None:
                     100 * head["cpu_seconds_per_audio_second"]["pipeline"]["median"], "%"))
     daemon = results.get("daemon")
     if daemon:
-        rows_in.append(("whole daemon paced in real time (% of one core)", daemon["paced"]["percent_of_one_core"], "%"))
+        rows_in.append(("whole daemon paced in real time, steady state (% of one core)",
+                        daemon["paced"]["percent_steady"]["median"], "%"))
         rows_in.append(("CPU seconds to start up", daemon["paced"]["cpu_seconds_to_ready"], "s"))
     inference = results.get("inference")
     if inference:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -98,6 +99,7 @@ async def _clients(port: int, count: int, hops: int, seconds: float) -> dict[str
             failed += 1
             missed += hops
             return
+        gc.freeze()  # as in bench.latency: one process stands in for many clients, not one GC pause
         seen: set[int] = set()
         try:
             async with asyncio.timeout(seconds):

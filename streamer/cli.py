@@ -5,13 +5,9 @@ Each command module provides ``configure(parser)`` and ``main(args) -> int``.
 
 from __future__ import annotations
 
-import os
+from streamer import process
 
-# The daemon's matrix products are small (a hop's frames times a 26-filter bank): BLAS threads only
-# spin. Measured on the demo source, 20 s: 3.7 CPU s with OpenBLAS's default threads, 1.1 with one.
-# Set before numpy is first imported; an explicit setting in the environment still wins.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+process.tune()  # before numpy is first imported (see streamer/process.py)
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from python_speech_features.base import get_filterbanks, lifter
+from python_speech_features.base import get_filterbanks
 from scipy.fft import dct, rfft
 
 WINDOWS = ("hamming", "hann", "rect")
@@ -85,7 +85,11 @@ def n_frames_for(n_samples: int, config: FeatureConfig) -> int:
 
 
 class _Tables:
-    """Per-config constants: window, mel filterbank and contrast band masks (built once)."""
+    """Per-config constants, built once: window, mel filterbank, the DCT and lifter as a matrix and
+    a vector (python_speech_features' ``dct`` + ``lifter``, up to rounding), contrast bands.
+
+    Tables rather than library calls because the daemon pushes about 100 frames at a time, where
+    each call's fixed cost counts more than its work."""
 
     def __init__(self, config: FeatureConfig) -> None:
         n = config.frame_length
@@ -97,11 +101,23 @@ class _Tables:
         self.filterbank = get_filterbanks(
             config.n_filters, config.n_fft, config.sample_rate, 0, config.sample_rate / 2
         ).T  # (n_bins, n_filters)
+        # row n of dct(identity) is the transform of the n-th unit vector: x @ this == dct(x)
+        self.dct = dct(np.eye(config.n_filters), type=2, axis=1, norm="ortho")[:, : config.n_mfcc]
+        L = config.ceplifter
+        self.lift = 1 + (L / 2.0) * np.sin(np.pi * np.arange(config.n_mfcc) / L) if L > 0 else None
         self.bands = _contrast_bands(config)
+        # Bands whose quantile is a single bin (most of them at 16 kHz) need only their min and max:
+        # one ufunc.reduceat over (start, stop) pairs does them all; [::2] keeps the pairs' results.
+        self.single = [k for k, (_, count) in enumerate(self.bands) if count == 1]
+        edges = [e for k in self.single for e in (self.bands[k][0].start, self.bands[k][0].stop)]
+        if edges and edges[-1] == 1 + config.n_fft // 2:
+            edges.pop()  # reduceat runs the last start to the end by itself
+        self.single_edges = np.asarray(edges, dtype=np.intp)
 
 
-def _contrast_bands(config: FeatureConfig) -> list[tuple[np.ndarray, int]]:
-    """Bin indices and quantile count per band, exactly as librosa.feature.spectral_contrast."""
+def _contrast_bands(config: FeatureConfig) -> list[tuple[slice, int]]:
+    """Bins (a contiguous range) and quantile count per band, exactly as
+    librosa.feature.spectral_contrast."""
     n_bins = 1 + config.n_fft // 2
     freq = np.arange(n_bins) * config.sample_rate / config.n_fft
     octa = np.zeros(config.contrast_bands + 2)
@@ -118,7 +134,7 @@ def _contrast_bands(config: FeatureConfig) -> list[tuple[np.ndarray, int]]:
         count = max(int(np.rint(config.contrast_quantile * current.sum())), 1)
         if k < config.contrast_bands:
             bins = bins[:-1]
-        bands.append((bins, count))
+        bands.append((slice(int(bins[0]), int(bins[-1]) + 1), count))  # a slice: no fancy-index copy
     return bands
 
 
@@ -158,9 +174,10 @@ class FeatureExtractor:
         n = n_frames_for(self._pending.size, cfg)
         if n == 0:
             return np.zeros((0, cfg.frame_length))
-        frames = np.lib.stride_tricks.sliding_window_view(self._pending, cfg.frame_length)[
-            :: cfg.hop_length
-        ][:n].copy()
+        step = self._pending.strides[0]  # a read-only view of the n frames; windowing copies it
+        frames = np.lib.stride_tricks.as_strided(
+            self._pending, (n, cfg.frame_length), (cfg.hop_length * step, step), writeable=False
+        )
         self._pending = self._pending[n * cfg.hop_length :].copy()
         self.frames_emitted += n
         return frames
@@ -180,7 +197,11 @@ def magnitude_spectra(signal: np.ndarray, config: FeatureConfig | None = None) -
 
 
 def _magnitude(frames: np.ndarray, cfg: FeatureConfig, tables: _Tables) -> np.ndarray:
-    return np.abs(rfft(frames * tables.window, n=cfg.n_fft, axis=1))
+    # Windowed straight into a zero-padded buffer: the same transform as rfft(..., n=n_fft), but
+    # scipy's own padding path costs about 6x the FFT itself on short frames.
+    padded = np.zeros((frames.shape[0], cfg.n_fft))
+    np.multiply(frames, tables.window, out=padded[:, : cfg.frame_length])
+    return np.abs(rfft(padded, axis=1))
 
 
 def _frame_features(frames: np.ndarray, cfg: FeatureConfig, tables: _Tables) -> np.ndarray:
@@ -199,8 +220,9 @@ def _mfcc(power: np.ndarray, cfg: FeatureConfig, tables: _Tables) -> np.ndarray:
     energy = np.where(energy == 0, eps, energy)
     fbank = power @ tables.filterbank
     fbank = np.where(fbank == 0, eps, fbank)
-    cep = dct(np.log(fbank), type=2, axis=1, norm="ortho")[:, : cfg.n_mfcc]
-    cep = lifter(cep, cfg.ceplifter)
+    cep = np.log(fbank) @ tables.dct
+    if tables.lift is not None:
+        cep *= tables.lift
     if cfg.append_energy:
         cep[:, 0] = np.log(energy)
     return cep
@@ -209,13 +231,17 @@ def _mfcc(power: np.ndarray, cfg: FeatureConfig, tables: _Tables) -> np.ndarray:
 def _contrast(magnitude: np.ndarray, tables: _Tables) -> np.ndarray:
     """Peak over valley in dB per band (librosa's definition, per frame, without its global
     ``top_db`` clamp, which needs the whole recording and so cannot stream)."""
-    out = np.empty((magnitude.shape[0], len(tables.bands)))
+    shape = (magnitude.shape[0], len(tables.bands))
+    valley, peak = np.empty(shape), np.empty(shape)
+    if tables.single:
+        valley[:, tables.single] = np.minimum.reduceat(magnitude, tables.single_edges, axis=1)[:, ::2]
+        peak[:, tables.single] = np.maximum.reduceat(magnitude, tables.single_edges, axis=1)[:, ::2]
     for k, (bins, count) in enumerate(tables.bands):
-        ordered = np.sort(magnitude[:, bins], axis=1)
-        valley = ordered[:, :count].mean(axis=1)
-        peak = ordered[:, -count:].mean(axis=1)
-        out[:, k] = _db(peak) - _db(valley)
-    return out
+        if count > 1:
+            ordered = np.sort(magnitude[:, bins], axis=1)
+            valley[:, k] = ordered[:, :count].mean(axis=1)
+            peak[:, k] = ordered[:, -count:].mean(axis=1)
+    return _db(peak) - _db(valley)
 
 
 def _db(x: np.ndarray) -> np.ndarray:

@@ -1,11 +1,12 @@
 """WebSocket broadcast of the daemon's events, and the live web page on the same port.
 
-One subscription to the EventBus is fanned out: each event is encoded once and offered to every
-client's bounded queue without waiting; one sender task per client drains its queue. A client
-whose queue is full (it stopped reading, or reads slower than the hops come) is closed with code
-4000 and counted, so a slow peer costs the audio path nothing. Handshakes are checked in
-``process_request``: token (HTTP 401), Origin allow-list (403), client limit (503); a plain GET of
-``/`` gets the page. Protocol details: docs/protocol.md.
+One subscription to the EventBus is fanned out: each event is encoded once and written to every
+client's transport at once (websockets' ``broadcast``: no task or await per client, so the last of
+100 clients is not a queue of task switches behind the first). The audio path never waits for a
+client: a client whose unsent backlog in the daemon exceeds ``client_queue`` messages (it stopped
+reading, or reads slower than the hops come) is closed with code 4000 and counted. Handshakes are
+checked in ``process_request``: token (HTTP 401), Origin allow-list (403), client limit (503); a
+plain GET of ``/`` gets the page. Protocol details: docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import hmac
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -37,7 +37,7 @@ FANOUT_QUEUE = 1024  # events the fan-out task may lag behind the bus (it never 
 CLOSE_TIMEOUT_S = 5.0  # wait this long for a closing peer's close frame, then cut the TCP connection
 DRAIN_S = 1.0  # at stop, how long queued messages may take to go out before clients are closed
 SEND_BUFFER_BYTES = 16384  # kernel send buffer per client (Linux doubles it): about 70 messages
-WRITE_LIMIT_BYTES = 8192  # user-space buffer before a send waits: a stalled peer fills it soon
+WRITE_LIMIT_BYTES = 8192  # user-space buffer before websockets' own sends (pings, close) wait
 PAGE_PATHS = ("/", "/index.html")
 PAGE_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
@@ -72,12 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass(eq=False)
-class _Client:
-    ws: ServerConnection
-    queue: asyncio.Queue[str]
-
-
 class Server:
     """The broadcast; ``describe`` is the daemon's snapshot (model, config, state, counters)."""
 
@@ -87,7 +81,7 @@ class Server:
         self._settings = settings
         self._bus = bus
         self._describe = describe
-        self._clients: set[_Client] = set()
+        self._clients: set[ServerConnection] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._page = resources.files("streamer").joinpath("web/index.html").read_bytes()
         self._missed = 0
@@ -148,7 +142,7 @@ class Server:
     async def _drain(self, subscription: Any) -> None:
         """Deliver, briefly, what is already queued: the daemon's last events ("stopped")."""
         deadline = asyncio.get_running_loop().time() + DRAIN_S
-        while subscription.pending() or any(c.queue.qsize() for c in self._clients):
+        while subscription.pending() or any(_backlog(ws) for ws in self._clients):
             if asyncio.get_running_loop().time() > deadline:
                 return
             await asyncio.sleep(0.01)
@@ -157,23 +151,23 @@ class Server:
         async for event in subscription:
             self._missed = subscription.dropped
             text = protocol.encode(protocol.event_message(event))
-            for client in list(self._clients):
-                self._offer(client, text)
+            self._send(list(self._clients), text)
 
-    def _offer(self, client: _Client, text: str) -> None:
-        try:
-            client.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self._drop(client)
+    def _send(self, clients: list[ServerConnection], text: str) -> None:
+        """Write ``text`` to each client now; drop those already ``client_queue`` messages behind."""
+        limit = self._settings.client_queue * len(text)
+        for ws in [ws for ws in clients if _backlog(ws) >= limit]:
+            self._drop(ws)
+        broadcast([ws for ws in clients if ws in self._clients], text)
 
-    def _drop(self, client: _Client) -> None:
-        if client not in self._clients:
+    def _drop(self, ws: ServerConnection) -> None:
+        if ws not in self._clients:
             return
-        self._clients.discard(client)
+        self._clients.discard(ws)
         self.dropped_clients += 1
         log.warning("dropping WebSocket client %s: more than %d messages behind",
-                    client.ws.remote_address, self._settings.client_queue)
-        task = asyncio.create_task(client.ws.close(protocol.CLOSE_TOO_SLOW, "client too slow"))
+                    ws.remote_address, self._settings.client_queue)
+        task = asyncio.create_task(ws.close(protocol.CLOSE_TOO_SLOW, "client too slow"))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -184,29 +178,19 @@ class Server:
         sock = ws.transport.get_extra_info("socket")
         if sock is not None:  # bound what a stalled peer can pin in the kernel (Linux doubles it)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
-        client = _Client(ws, asyncio.Queue(self._settings.client_queue))
-        self._clients.add(client)  # then hello, with no await between: hello comes first
-        client.queue.put_nowait(protocol.encode(self.snapshot("hello")))
-        sender = asyncio.create_task(self._send(client))
+        self._clients.add(ws)  # hello is written before any event: no await in between
+        self._send([ws], protocol.encode(self.snapshot("hello")))
         try:
             async for message in ws:
                 if isinstance(message, bytes):
-                    self._clients.discard(client)
+                    self._clients.discard(ws)
                     await ws.close(protocol.CLOSE_UNSUPPORTED_DATA, "binary frames are not supported")
                     break
-                self._offer(client, protocol.encode(protocol.reply(message, self.snapshot)))
+                self._send([ws], protocol.encode(protocol.reply(message, self.snapshot)))
         except ConnectionClosed:
             pass
         finally:
-            self._clients.discard(client)
-            sender.cancel()
-
-    async def _send(self, client: _Client) -> None:
-        try:
-            while True:
-                await client.ws.send(await client.queue.get())
-        except ConnectionClosed:
-            pass
+            self._clients.discard(ws)
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse at the handshake (401 token, 403 origin, 503 full); serve the page on plain GET."""
@@ -227,6 +211,11 @@ class Server:
         if self.client_count >= s.max_clients:
             return connection.respond(503, "too many clients\n")
         return None
+
+
+def _backlog(ws: ServerConnection) -> int:
+    """Bytes written for this client that its socket has not taken yet."""
+    return ws.transport.get_write_buffer_size()
 
 
 def _token_ok(token: str, headers: Headers, query: str) -> bool:

@@ -51,14 +51,18 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
     assert {"batch", "stream_100ms", "librosa"} <= set(features) and all(v["median"] > 0 for v in features.values())
     for run in report["benchmarks"]["streaming"]["runs"]:
         costs = run["cpu_seconds_per_audio_second"]
-        assert set(costs) == {"pipeline", "pipeline_1_blas_thread", "features_only", "naive_features", "naive_librosa"}
+        assert set(costs) == {"pipeline", "features_per_hop", "naive_features", "naive_librosa"}
         assert all(0 < c["median"] for c in costs.values())
+        assert run["ratio_ceiling"] == run["window_seconds"] / run["hop_seconds"]
     for run in report["benchmarks"]["latency"]["runs"]:
         assert run["states"] == ["emotion"] and run["samples"] == run["clients"] * run["hops"]
         assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+        assert len(run["slowest_client_per_hop_ms"]) == run["hops"]
+        assert max(run["slowest_client_per_hop_ms"]) == run["max_ms"]
     assert all(r["missed_hops"] == 0 for r in report["benchmarks"]["fanout"]["runs"])
     daemon = report["benchmarks"]["daemon"]
     assert daemon["peak_rss_mib"]["median"] > 10 and daemon["ready_seconds"]["median"] > 0
+    assert daemon["paced"]["percent_steady"]["median"] >= 0 and report["machine"]["heap_kept"] is True
     assert {t["target"].split(",")[0] for t in report["targets"]} >= {"peak RSS of `moodstream run`", "start-up to ready"}
     assert all(isinstance(t["met"], bool) for t in report["targets"])
     text = (out / "BENCHMARKS.md").read_text()
