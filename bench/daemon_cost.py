@@ -178,7 +178,8 @@ def run(quick: bool = False) -> Section:
     }
     md = (
         f"`moodstream run --model {model.path.name} --port 0` (WebSocket server on, as installed) on a file "
-        f"source, {runs} runs of a 3 s file plus {paced_runs} runs paced in real time (`--realtime`, {paced_s:g} s). "
+        f"source, {runs} runs of a 3 s file plus {paced_runs} runs paced in real time (`--realtime`, {paced_s:g} s, "
+        "capture blocks of the default length). "
         "Ready = the daemon's sd_notify `READY=1` (source and model up) on a NOTIFY_SOCKET bound by the "
         "benchmark; first event = the first emotion event line on stdout (`--jsonl -`, a warming-up event "
         "counts); peak RSS = the daemon's VmHWM from /proc, polled every 20 ms while it runs; CPU from "

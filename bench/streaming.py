@@ -1,5 +1,5 @@
 """Streaming cost (issue 7.1): CPU seconds per second of audio for features + inference + smoothing
-(``streamer.pipeline.Pipeline`` fed 100 ms blocks, as the daemon's source delivers them), per model,
+(``streamer.pipeline.Pipeline`` fed blocks as the daemon's source delivers them), per model,
 int8 and float, hop 1 s and 0.5 s; against the naive way: at every hop, recompute the features of
 the whole window from the last samples (``streamer.features.extract``, and librosa) and run the model.
 All three contenders of one (model, hop) run interleaved on the same audio."""
@@ -11,14 +11,14 @@ import numpy as np
 from bench.common import Section, fmt, interleaved, one_blas_thread, stats, table, target
 from bench.features_speed import librosa_features
 from bench.models import BenchModel, default_model, models_under_test
-from streamer.config import from_dict
+from streamer.config import SourceSettings, from_dict
 from streamer.features import FeatureExtractor, extract
 from streamer.model import ModelRunner
 from streamer.pipeline import Pipeline
 from streamer.ring import sample_ring
 from tests.audio import music
 
-BLOCK_SECONDS = 0.1
+BLOCK_SECONDS = SourceSettings().block_seconds  # the daemon's default (hops 1 s and 0.5 s split evenly)
 HOPS = (1.0, 0.5)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -379,7 +380,8 @@ def main(args: argparse.Namespace) -> int:
     logs.setup(settings.output.log_level)
     try:
         runner = ModelRunner(settings.model.path or default_model_path())
-        source = build_source(settings.source)
+        block = config_mod.block_seconds_for(settings)
+        source = build_source(dataclasses.replace(settings.source, block_seconds=block))
         daemon = Daemon(settings, runner, source)
     except (ModelFileError, SourceError, ValueError) as exc:
         print(f"moodstream: {exc}", file=sys.stderr)

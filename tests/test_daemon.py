@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 
 from streamer import cli
-from streamer.config import ModelSettings, ServerSettings, Settings, SourceSettings, load
+from streamer.config import ModelSettings, ServerSettings, Settings, SourceSettings, block_seconds_for, load
 from streamer.daemon import Daemon
 from streamer.events import to_dict
 from streamer.model import ModelRunner
@@ -185,6 +185,15 @@ def test_the_readme_config_example_is_the_defaults(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(block)
     assert load(config) == Settings()
+
+
+@pytest.mark.parametrize("hop, longest, block", [
+    (1.0, 0.25, 0.25), (0.5, 0.25, 0.25), (0.75, 0.25, 0.25), (2.0, 0.25, 0.25),
+    (0.3, 0.25, 0.15), (0.1, 0.25, 0.1), (1.0, 0.1, 0.1), (1.0, 0.3, 0.25),
+])
+def test_capture_blocks_split_each_hop_evenly(hop: float, longest: float, block: float) -> None:
+    settings = Settings(source=SourceSettings(block_seconds=longest), model=ModelSettings(hop_seconds=hop))
+    assert block_seconds_for(settings) == pytest.approx(block)
 
 
 def test_a_reader_that_goes_away_ends_the_run_quietly(tiny_model: Path) -> None:

@@ -178,7 +178,7 @@ def test_device_source_opens_at_a_supported_rate_and_resamples() -> None:
     fake.overflow_every = 5
 
     async def run() -> tuple[DeviceSource, list[np.ndarray]]:
-        source = DeviceSource(SourceSettings(device="USB Mic"), fake)
+        source = DeviceSource(SourceSettings(device="USB Mic", block_seconds=0.1), fake)
         return source, await read_all(source, limit=20)
 
     source, chunks = asyncio.run(run())
