@@ -1,11 +1,11 @@
 """Process-wide settings for a small always-on service; `moodstream` applies them before numpy loads.
 
-Two defaults that suit big batch jobs cost a once-a-second streamer more than its own work:
+Two defaults that suit big batch jobs cost a once-a-second streamer dearly:
 - BLAS threads: a hop's matrix products are tiny (100 frames times a 26-filter bank), so extra
   threads only spin. Measured on the demo source, 20 s: 3.7 CPU s with OpenBLAS's default
   threads, 1.1 with one.
 - glibc's heap trimming: a hop's arrays (a few hundred KiB) are freed at the top of the heap, given
-  back to the kernel, and page-faulted in again next hop. Measured (x86_64, 2026-11-28): the
+  back to the kernel, and page-faulted in again next hop. Measured (x86_64, 2026-11-29): the
   features of a 1 s push took 1.14 ms with glibc's defaults and 0.75 ms with the thresholds below;
   its FFT alone 0.93 and 0.25 ms. The memory kept is what a hop already needed.
 An explicit setting in the environment wins in both cases.
