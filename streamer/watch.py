@@ -2,13 +2,15 @@
 
 Fed only by the WebSocket protocol, so it attaches to the systemd service over SSH; it keeps
 reconnecting with backoff while the daemon restarts, and gives up only when it is refused for
-good (wrong token, Origin). Without a terminal it prints one line per event.
+good (wrong token, Origin). Without a terminal it prints one line per event. The token may come
+from $MOODSTREAM_TOKEN instead of the flag, out of sight of ps.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -22,9 +24,10 @@ from streamer import protocol
 from streamer.dashboard import REFRESH_S, Dashboard, Screen
 
 DEFAULT_URL = "ws://127.0.0.1:8765/"
+TOKEN_ENV = "MOODSTREAM_TOKEN"  # the token without a flag, which every user could read in ps
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 10.0
-FATAL_STATUS = {401: "the daemon refused the token (use --token)", 403: "the daemon refused this client"}
+FATAL_STATUS = {401: "the daemon refused the token (see --token, $MOODSTREAM_TOKEN)", 403: "the daemon refused this client"}
 
 
 class WatchError(RuntimeError):
@@ -34,7 +37,9 @@ class WatchError(RuntimeError):
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", nargs="?", default=DEFAULT_URL,
                         help=f"the daemon's WebSocket (default {DEFAULT_URL}; HOST:PORT is fine)")
-    parser.add_argument("--token", help="the daemon's token, if it requires one")
+    parser.add_argument("--token", default=os.environ.get(TOKEN_ENV) or None,
+                        help=f"the daemon's token, if it requires one (default: ${TOKEN_ENV}; "
+                             "a flag shows in ps, the variable does not)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -79,10 +79,11 @@ def test_urls_people_type_are_normalised() -> None:
 def test_watch_without_a_terminal_prints_plain_lines_and_exits_on_sigint() -> None:
     async def main() -> None:
         bus = EventBus()
-        async with serving(bus) as server:
+        async with serving(bus, token="s3cret") as server:  # the token from the environment
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "streamer.cli", "watch", f"127.0.0.1:{server.port}",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+                env={**os.environ, "MOODSTREAM_TOKEN": "s3cret"},
             )
             try:
                 await _until(lambda: server.client_count == 1, 30)
@@ -102,3 +103,18 @@ def test_watch_without_a_terminal_prints_plain_lines_and_exits_on_sigint() -> No
         assert "\x1b[" not in text  # no terminal codes in a pipe
 
     asyncio.run(main())
+
+
+def test_a_wrong_token_from_the_environment_is_refused_for_good() -> None:
+    async def main() -> tuple[int, bytes]:
+        async with serving(EventBus(), token="s3cret") as server:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "streamer.cli", "watch", f"127.0.0.1:{server.port}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+                env={**os.environ, "MOODSTREAM_TOKEN": "wrong"},
+            )
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+            return proc.returncode, err
+
+    code, err = asyncio.run(main())
+    assert code == 2 and b"refused the token" in err
