@@ -34,17 +34,35 @@ def resample(samples: np.ndarray, rate: int, target: int = 16000) -> np.ndarray:
     return soxr.resample(samples, rate, target, quality="HQ")
 
 
-def load_audio(path: str | Path, target_rate: int = 16000, channel: int = -1) -> np.ndarray:
-    """Whole file as float32 mono at ``target_rate``; AudioError when it is missing or not audio."""
+def open_audio(path: str | Path) -> sf.SoundFile:
+    """The file opened for reading; AudioError when it is missing, not audio, or empty."""
     path = Path(path)
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        audio = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"{path}: not a readable audio file ({exc})") from None
+    if audio.frames == 0:
+        audio.close()
+        raise AudioError(f"{path}: contains no samples")
+    return audio
+
+
+def read_block(audio: sf.SoundFile, frames: int = -1) -> np.ndarray:
+    """Up to ``frames`` more frames (all that is left by default) as float32 (n, channels)."""
+    try:
+        return audio.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(f"{audio.name}: not a readable audio file ({exc})") from None
+
+
+def load_audio(path: str | Path, target_rate: int = 16000, channel: int = -1) -> np.ndarray:
+    """Whole file as float32 mono at ``target_rate``; AudioError when it is missing or not audio."""
+    with open_audio(path) as audio:
+        samples, rate = read_block(audio), audio.samplerate
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
     mono = to_mono(samples, channel)

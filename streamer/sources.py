@@ -24,9 +24,10 @@ from types import ModuleType
 from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
+import soundfile
 import soxr
 
-from streamer.audio_io import AudioError, load_audio, to_mono
+from streamer.audio_io import AudioError, open_audio, read_block, to_mono
 from streamer.config import SourceSettings
 from streamer.demo import DemoMusic
 
@@ -118,36 +119,57 @@ class _Paced:
 
 
 class FileSource(Source):
-    """Any audio file soundfile reads, decoded through streamer.audio_io (as the trainer hears it)."""
+    """Any audio file soundfile reads, decoded block by block (memory stays flat however long the
+    file) into 16 kHz mono by the same mixing and soxr resampling as streamer.audio_io, so a file
+    sounds as it does to the trainer."""
 
     kind = "file"
 
     def __init__(self, path: str, block_seconds: float, realtime: bool, channel: int = -1) -> None:
         super().__init__(path)
-        self.block = max(1, round(block_seconds * RATE))
+        self.block_seconds = block_seconds
         self.realtime = realtime
         self.channel = channel
-        self._audio = np.zeros(0, dtype=np.float32)
-        self._pos = 0
+        self._audio: soundfile.SoundFile | None = None
+        self._mixer: _Mixer | None = None
+        self._frames = 0  # input frames per block, at the file's own rate
         self._pace = _Paced()
 
     async def open(self) -> None:
+        self.close()
         try:
-            self._audio = await asyncio.to_thread(load_audio, self.name, RATE, self.channel)
+            audio = await asyncio.to_thread(open_audio, self.name)
         except AudioError as exc:
             raise SourceError(str(exc)) from None
-        self._pos = 0
+        if self.channel >= audio.channels:
+            audio.close()
+            raise SourceError(f"{self.name}: channel {self.channel} requested but the file has {audio.channels}")
+        self._audio, self._mixer = audio, _Mixer(audio.samplerate, self.channel)
+        self._frames = max(1, round(self.block_seconds * audio.samplerate))
 
     async def read(self) -> np.ndarray | None:
-        if self._pos >= self._audio.size:
+        if self._audio is None or self._mixer is None:
             return None
-        chunk = self._audio[self._pos : self._pos + self.block]
-        self._pos += chunk.size
+        try:
+            block = read_block(self._audio, self._frames)
+        except AudioError as exc:
+            raise SourceError(str(exc)) from None
+        last = block.shape[0] < self._frames
+        chunk = self._mixer(block, last=last)
+        if last:
+            self.close()
+        if not np.all(np.isfinite(chunk)):
+            raise SourceError(f"{self.name}: decoded to NaN or infinite samples")
         if self.realtime:
             await self._pace.wait(chunk.size)
         else:
             await asyncio.sleep(0)  # let sinks drain between blocks of a fast run
-        return chunk
+        return chunk if chunk.size or not last else None
+
+    def close(self) -> None:
+        if self._audio is not None:
+            self._audio.close()
+            self._audio = None
 
 
 class DemoSource(Source):

@@ -7,6 +7,7 @@ import asyncio
 import os
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import soundfile as sf
 import soxr
 
 from streamer import sources
+from streamer.audio_io import load_audio
 from streamer.config import ConfigError, SourceSettings, parse_source_spec
 from streamer.demo import MOODS, DemoMusic
 from streamer.sources import (
@@ -72,6 +74,41 @@ def test_file_source_delivers_the_whole_file_in_blocks(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.concatenate(chunks), audio)
 
 
+@pytest.mark.parametrize("block_seconds", [0.25, 0.037])
+def test_file_source_hears_a_file_exactly_as_the_trainer_does(tmp_path: Path, block_seconds: float) -> None:
+    """Block by block (mixing, then soxr as a stream), yet bit for bit what load_audio decodes."""
+    left = (0.5 * music(5.0, sr=44100)).astype(np.float32)
+    sf.write(tmp_path / "a.flac", np.stack([left, 0.3 * left], axis=1), 44100)
+    chunks = asyncio.run(read_all(FileSource(str(tmp_path / "a.flac"), block_seconds, realtime=False)))
+    np.testing.assert_array_equal(np.concatenate(chunks), load_audio(tmp_path / "a.flac"))
+
+
+def test_file_source_memory_stays_flat_however_long_the_file(tmp_path: Path) -> None:
+    seconds = 60.0
+    stereo = np.zeros((round(seconds * 44100), 2), np.float32)
+    stereo[::100] = 0.5
+    sf.write(tmp_path / "long.wav", stereo, 44100, subtype="PCM_16")
+    decoded_bytes = stereo.nbytes  # what decoding it whole would hold (21 MB)
+    del stereo
+
+    async def count() -> int:
+        source = FileSource(str(tmp_path / "long.wav"), 0.25, realtime=False)
+        await source.open()
+        total = 0
+        while (chunk := await source.read()) is not None:
+            total += chunk.size
+        return total
+
+    tracemalloc.start()
+    try:
+        total = asyncio.run(count())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == round(seconds * 16000)
+    assert peak < decoded_bytes / 10, f"peak {peak} bytes while reading"
+
+
 def test_realtime_file_source_is_paced_like_a_live_input(tmp_path: Path) -> None:
     sf.write(tmp_path / "a.wav", music(1.0), 16000)
     t0 = time.monotonic()
@@ -85,12 +122,21 @@ def test_realtime_file_source_is_paced_like_a_live_input(tmp_path: Path) -> None
 @pytest.mark.parametrize(("name", "content", "reason"), [
     ("missing.wav", None, "no such file"),
     ("text.wav", b"this is not audio", "not a readable audio file"),
+    ("empty.wav", "empty", "contains no samples"),
 ])
-def test_file_source_errors_are_clear(tmp_path: Path, name: str, content: bytes | None, reason: str) -> None:
-    if content is not None:
+def test_file_source_errors_are_clear(tmp_path: Path, name: str, content: bytes | str | None, reason: str) -> None:
+    if content == "empty":
+        sf.write(tmp_path / name, np.zeros(0), 16000)
+    elif content is not None:
         (tmp_path / name).write_bytes(content)
     with pytest.raises(SourceError, match=reason):
         asyncio.run(read_all(FileSource(str(tmp_path / name), 0.1, realtime=False)))
+
+
+def test_a_channel_the_file_lacks_is_an_error_at_open(tmp_path: Path) -> None:
+    sf.write(tmp_path / "mono.wav", music(0.5), 16000)
+    with pytest.raises(SourceError, match="channel 1 requested but the file has 1"):
+        asyncio.run(read_all(FileSource(str(tmp_path / "mono.wav"), 0.25, realtime=False, channel=1)))
 
 
 def test_stdin_s16le_at_44k_stereo_is_resampled_to_16k_mono() -> None:
