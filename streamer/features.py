@@ -1,4 +1,8 @@
-"""The one feature pipeline: MFCC (python_speech_features) + spectral contrast (librosa's definition).
+"""The one feature pipeline: MFCC (python_speech_features' definition) + spectral contrast (librosa's).
+
+Both are computed here with numpy alone, from one FFT per frame; the tests hold the MFCC to
+python_speech_features 0.6 itself and the contrast to librosa. Neither library, nor scipy, is
+imported at run time: on a Pi that is a lighter install and about half the daemon's start-up.
 
 The trainer calls :func:`extract` on whole clips; the daemon pushes audio chunks into a
 :class:`FeatureExtractor` as they arrive. ``extract`` *is* a single push into a fresh extractor, so
@@ -17,8 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from python_speech_features.base import get_filterbanks
-from scipy.fft import dct, rfft
 
 WINDOWS = ("hamming", "hann", "rect")
 
@@ -98,11 +100,8 @@ class _Tables:
             "hann": np.hanning(n),
             "rect": np.ones(n),
         }[config.window]
-        self.filterbank = get_filterbanks(
-            config.n_filters, config.n_fft, config.sample_rate, 0, config.sample_rate / 2
-        ).T  # (n_bins, n_filters)
-        # row n of dct(identity) is the transform of the n-th unit vector: x @ this == dct(x)
-        self.dct = dct(np.eye(config.n_filters), type=2, axis=1, norm="ortho")[:, : config.n_mfcc]
+        self.filterbank = _mel_filterbank(config).T  # (n_bins, n_filters)
+        self.dct = _dct_matrix(config.n_filters)[:, : config.n_mfcc]
         L = config.ceplifter
         self.lift = 1 + (L / 2.0) * np.sin(np.pi * np.arange(config.n_mfcc) / L) if L > 0 else None
         self.bands = _contrast_bands(config)
@@ -113,6 +112,28 @@ class _Tables:
         if edges and edges[-1] == 1 + config.n_fft // 2:
             edges.pop()  # reduceat runs the last start to the end by itself
         self.single_edges = np.asarray(edges, dtype=np.intp)
+
+
+def _mel_filterbank(config: FeatureConfig) -> np.ndarray:
+    """python_speech_features.get_filterbanks(n_filters, n_fft, rate, 0, rate / 2), line for line:
+    triangles between mel-spaced FFT bins (a test holds it to the original)."""
+    mel = np.linspace(0.0, 2595 * np.log10(1 + config.sample_rate / 2 / 700.0), config.n_filters + 2)
+    bins = np.floor((config.n_fft + 1) * (700 * (10 ** (mel / 2595.0) - 1)) / config.sample_rate)
+    fbank = np.zeros((config.n_filters, config.n_fft // 2 + 1))
+    for j in range(config.n_filters):
+        for i in range(int(bins[j]), int(bins[j + 1])):
+            fbank[j, i] = (i - bins[j]) / (bins[j + 1] - bins[j])
+        for i in range(int(bins[j + 1]), int(bins[j + 2])):
+            fbank[j, i] = (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1])
+    return fbank
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    """Orthonormal DCT-II as a matrix: ``x @ _dct_matrix(n)`` is scipy's ``dct(x, norm="ortho")``."""
+    k = np.arange(n)
+    basis = np.cos(np.pi * np.outer(2 * k + 1, k) / (2 * n)) * np.sqrt(2.0 / n)
+    basis[:, 0] /= np.sqrt(2.0)
+    return basis
 
 
 def _contrast_bands(config: FeatureConfig) -> list[tuple[slice, int]]:
@@ -198,10 +219,10 @@ def magnitude_spectra(signal: np.ndarray, config: FeatureConfig | None = None) -
 
 def _magnitude(frames: np.ndarray, cfg: FeatureConfig, tables: _Tables) -> np.ndarray:
     # Windowed straight into a zero-padded buffer: the same transform as rfft(..., n=n_fft),
-    # without the padded copy scipy would make of the windowed frames.
+    # without a padded copy of the windowed frames.
     padded = np.zeros((frames.shape[0], cfg.n_fft))
     np.multiply(frames, tables.window, out=padded[:, : cfg.frame_length])
-    return np.abs(rfft(padded, axis=1))
+    return np.abs(np.fft.rfft(padded, axis=1))
 
 
 def _frame_features(frames: np.ndarray, cfg: FeatureConfig, tables: _Tables) -> np.ndarray:

@@ -72,7 +72,8 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
 def test_aarch64_requirements_come_from_pyproject_with_markers_evaluated() -> None:
     reqs = requirements()
     names = [r.split(">")[0].split("=")[0].lower() for r in reqs]
-    assert "ai-edge-litert" in names and "numpy" in names and "python_speech_features" in names
+    assert "ai-edge-litert" in names and "numpy" in names and "soxr" in names
+    assert "scipy" not in names and "python_speech_features" not in names  # the daemon needs neither
     assert len(names) == len(set(names))  # the [pi] extra repeats ai-edge-litert: listed once
     assert not any(";" in r for r in reqs) and not any("tensorflow" in n for n in names)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import python_speech_features as psf
@@ -153,3 +157,12 @@ def test_config_round_trips_and_rejects_unknown() -> None:
 def test_silence_is_finite() -> None:
     out = extract(np.zeros(16000))
     assert np.all(np.isfinite(out))
+
+
+def test_the_daemon_imports_neither_scipy_nor_python_speech_features() -> None:
+    """They are the tests' references, not run-time dependencies (pyproject keeps them in dev)."""
+    code = ("import sys, streamer.cli, streamer.daemon, streamer.model, streamer.features; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'python_speech_features')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
