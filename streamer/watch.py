@@ -27,7 +27,10 @@ DEFAULT_URL = "ws://127.0.0.1:8765/"
 TOKEN_ENV = "MOODSTREAM_TOKEN"  # the token without a flag, which every user could read in ps
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 10.0
-FATAL_STATUS = {401: "the daemon refused the token (see --token, $MOODSTREAM_TOKEN)", 403: "the daemon refused this client"}
+FATAL_STATUS = {
+    401: f"the daemon refused the token (see --token, ${TOKEN_ENV})",
+    403: "the daemon refused this client",
+}
 
 
 class WatchError(RuntimeError):
