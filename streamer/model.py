@@ -7,6 +7,7 @@ so a model is scored the way it will be used. TensorFlow is never imported here.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,20 @@ from streamer.modelfile import ModelFileError, ModelMetadata, read_metadata
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def shipped_models_dir() -> Path:
+    """Where the shipped models are: the installed ``moodstream_models`` package (models/ itself
+    in an editable install), else models/ beside this code (a bare checkout)."""
+    spec = importlib.util.find_spec("moodstream_models")
+    if spec is not None and spec.origin:
+        return Path(spec.origin).parent
+    return Path(__file__).resolve().parent.parent / "models"
 
 
 def default_model_path() -> Path:
     """The shipped 3-class model."""
-    return MODELS_DIR / "moodstream-3class.tflite"
+    return shipped_models_dir() / "moodstream-3class.tflite"
 
 
 def _interpreter(path: Path, threads: int) -> tuple[Any, str]:
