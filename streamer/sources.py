@@ -367,7 +367,10 @@ class DeviceSource(Source):
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> None:
         backend = self._backend if self._backend is not None else sounddevice_module()
-        if self._opened_before:  # PortAudio lists devices once per initialisation: look again
+        # PortAudio lists devices once per initialisation, so look again by re-initialising it:
+        # the way sounddevice's maintainer gives (spatialaudio/python-sounddevice#125; PortAudio
+        # has no hot-plug API yet). Safe here: this source's stream is already closed.
+        if self._opened_before:
             backend._terminate()
             backend._initialize()
         try:
