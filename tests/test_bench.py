@@ -51,8 +51,9 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
     assert {"batch", "stream_100ms", "librosa"} <= set(features) and all(v["median"] > 0 for v in features.values())
     for run in report["benchmarks"]["streaming"]["runs"]:
         costs = run["cpu_seconds_per_audio_second"]
-        assert set(costs) == {"pipeline", "features_per_hop", "naive_features", "naive_librosa"}
+        assert set(costs) == {"pipeline", "features_per_hop", "inference_per_hop", "naive_features", "naive_librosa"}
         assert all(0 < c["median"] for c in costs.values())
+        assert run["naive_over_features_and_inference"]["median"] > 0
         assert run["ratio_ceiling"] == run["window_seconds"] / run["hop_seconds"]
     for run in report["benchmarks"]["latency"]["runs"]:
         assert run["states"] == ["emotion"] and run["samples"] == run["clients"] * run["hops"]
