@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.buildenv import SYSTEM_PYTHON, system_python_builds
+
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOT = ("pyproject.toml", "README.md", "streamer", "trainer", "models", "systemd")
 IS_ROOT = os.geteuid() == 0
@@ -158,22 +160,9 @@ def test_bad_options_and_a_missing_root_say_what_to_do(checkout: Path) -> None:
         assert plain.returncode != 0 and "run as root" in plain.stderr
 
 
-SYSTEM_PYTHON = Path("/usr/bin/python3")
-
-
-def _system_python_can_build_offline() -> bool:
-    """Debian's python3 with python3-setuptools and python3-wheel builds the editable install
-    without downloading anything (CI is offline)."""
-    if not SYSTEM_PYTHON.exists():
-        return False
-    probe = "import setuptools, wheel, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 64)"
-    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not _system_python_can_build_offline(),
-    reason="needs /usr/bin/python3 with setuptools>=64 and wheel to build offline",
+    not system_python_builds(64), reason="needs /usr/bin/python3 with setuptools>=64 and wheel to build offline"
 )
 def test_the_venv_step_installs_the_snapshot_and_runs_pip_only_once(
     tmp_path: Path, checkout: Path

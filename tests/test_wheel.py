@@ -19,19 +19,16 @@ import soundfile as sf
 
 from streamer.modelfile import read_metadata
 from tests.audio import music
+from tests.buildenv import SYSTEM_PYTHON, system_python_builds
 
 REPO = Path(__file__).resolve().parent.parent
-SYSTEM_PYTHON = Path("/usr/bin/python3")
 BUILD = "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
 
-
-def _system_python_can_build_offline() -> bool:
-    """Debian's python3 with python3-setuptools (>= 61: pyproject metadata) and python3-wheel
-    builds the wheel without downloading anything."""
-    if not SYSTEM_PYTHON.exists():
-        return False
-    probe = "import setuptools, wheel, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 61)"
-    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not system_python_builds(61),
+                       reason="needs /usr/bin/python3 with setuptools>=61 and wheel to build offline"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +51,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                           "--no-index", "--target", str(site), str(wheel)], capture_output=True, text=True, timeout=300)
     assert pip.returncode == 0, pip.stderr
     return wheel, site
-
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not _system_python_can_build_offline(),
-                       reason="needs /usr/bin/python3 with setuptools>=61 and wheel to build offline"),
-]
 
 
 def test_the_wheel_carries_the_shipped_models_and_nothing_of_the_workshop(installed: tuple[Path, Path]) -> None:
