@@ -35,7 +35,7 @@ class SourceSettings:
     realtime: bool = False  # pace a file source like a live input
     rate: int = 16000  # sample rate of raw s16le on stdin
     channels: int = 1  # channels of raw s16le on stdin
-    channel: int = -1  # which input channel to use; -1 = mean of all channels
+    channel: int = -1  # which input channel to use; -1 = mean of all channels (a device: its first two)
     block_seconds: float = 0.25  # longest audio block per callback / read (see block_seconds_for)
 
     def validate(self) -> None:

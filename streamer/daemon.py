@@ -357,7 +357,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--realtime", action="store_true", default=None, help="pace a file source like a live input")
     a("--rate", type=int, help="sample rate of raw s16le on stdin (16000)")
     a("--channels", type=int, help="channels of raw s16le on stdin (1)")
-    a("--channel", type=int, help="input channel to use; -1 = mean of all (default)")
+    a("--channel", type=int, help="input channel to use; -1 = mean of all, of a device's first two (default)")
     a("--model", help="model file (.tflite with moodstream metadata; default: the shipped one)")
     a("--hop", type=float, help="seconds between classifications (1.0)")
     a("--time-constant", type=float, help="EMA time constant of probabilities in s (3.0; 0 = off)")

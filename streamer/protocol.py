@@ -125,7 +125,8 @@ def decode(text: str | bytes) -> Message:
 
 
 def encode(message: Message) -> str:
-    """Compact JSON; non-finite numbers (a -inf dBFS of digital silence) become null."""
+    """Compact JSON. A non-finite number, which no message should carry (levels stop at a floor),
+    becomes null rather than JSON that clients cannot parse."""
     return json.dumps(_finite(message), separators=(",", ":"), allow_nan=False)
 
 

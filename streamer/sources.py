@@ -19,7 +19,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any, BinaryIO, TypeVar
 
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 RATE = 16000  # what the features (and so every model) expect
 PROBE_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
-QUEUE_BLOCKS = 100  # about 10 s of audio between the audio thread and the loop
+QUEUE_BLOCKS = 100  # blocks between the audio thread and the loop: 25 s of audio at the default 0.25 s
 
 
 class SourceError(RuntimeError):
@@ -104,18 +104,21 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
 
 
 class _Paced:
-    """Sleeps so that ``n`` samples take ``n / RATE`` seconds of wall time, like a live input."""
+    """Sleeps so that ``n`` samples take ``n / RATE`` seconds of wall time, like a live input
+    (``clock`` and ``sleep`` are parameters so that tests can run it on a clock of their own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._clock, self._sleep = clock, sleep
         self._start: float | None = None
         self._sent = 0
 
     async def wait(self, n: int) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if self._start is None:
             self._start = now
         self._sent += n
-        await asyncio.sleep(max(0.0, self._start + self._sent / RATE - now))
+        await self._sleep(max(0.0, self._start + self._sent / RATE - now))
 
 
 class FileSource(Source):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.aarch64 import requirements
@@ -45,7 +46,7 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
     report = json.loads((out / "benchmarks.json").read_text())
     assert report["quick"] is True and report["failed"] == {} and report["skipped"] == {}
     assert set(report["benchmarks"]) == set(OFFLINE) | {"pi_estimate"}
-    assert report["machine"]["cores"] >= 1 and report["machine"]["libraries"]["numpy"]
+    assert report["machine"]["cores"] == os.cpu_count() and report["machine"]["libraries"]["numpy"] == np.__version__
     assert all(math.isfinite(x) for x in _numbers(report["benchmarks"]))
     features = report["benchmarks"]["features"]["audio_seconds_per_cpu_second"]
     assert {"batch", "stream_100ms", "librosa"} <= set(features) and all(v["median"] > 0 for v in features.values())
@@ -63,7 +64,8 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
     assert all(r["missed_hops"] == 0 for r in report["benchmarks"]["fanout"]["runs"])
     daemon = report["benchmarks"]["daemon"]
     assert daemon["peak_rss_mib"]["median"] > 10 and daemon["ready_seconds"]["median"] > 0
-    assert daemon["paced"]["percent_steady"]["median"] >= 0 and report["machine"]["heap_kept"] is True
+    assert 0 <= daemon["paced"]["percent_steady"]["median"] <= 100 * os.cpu_count()  # (a quick run: ticks are coarse)
+    assert report["machine"]["heap_kept"] is True
     assert {t["target"].split(",")[0] for t in report["targets"]} >= {"peak RSS of `moodstream run`", "start-up to ready"}
     assert all(isinstance(t["met"], bool) for t in report["targets"])
     text = (out / "BENCHMARKS.md").read_text()

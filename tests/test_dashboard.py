@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
 
 from rich.console import Console
 
@@ -143,4 +144,8 @@ def test_log_lines_print_above_the_live_dashboard_not_through_it() -> None:
         assert handler.stream is sys.stderr
     finally:
         logging.getLogger().removeHandler(handler)
-    assert "a log line" in out.getvalue()
+    # the frame is erased (cursor up, erase line), the log line printed on a line of its own, and
+    # the dashboard drawn again below it
+    before, after = out.getvalue().split("a log line\n", 1)
+    assert before.endswith("\x1b[1A\x1b[2K") and " moodstream " in before
+    assert re.match(r"(\x1b\[[0-9;]*m)*╭", after) and " moodstream " in after

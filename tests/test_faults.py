@@ -174,14 +174,19 @@ def test_ready_is_not_sent_when_the_source_cannot_start(
     fake = FakeSoundDevice(speed=SPEED)
     fake.present = False
 
-    async def scenario() -> None:
+    async def scenario() -> Harness:
         h = Harness(runner, fake)
         with pytest.raises(SourceError):
             await h.daemon.run(asyncio.Event())
+        return h
 
-    asyncio.run(scenario())
+    h = asyncio.run(scenario())
     time.sleep(0.2)
     assert "READY=1" not in listener.lines()  # systemd sees the start fail, not a ready service
+    # and not for want of a channel: the daemon's notifier reaches this very listener
+    assert h.daemon.notifier.status("probe")
+    time.sleep(0.2)
+    assert listener.lines() == ["STATUS=probe"]
 
 
 # PulseAudio: the real daemon, the real capture path, the sound server restarted under it

@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -155,9 +156,21 @@ def test_bad_options_and_a_missing_root_say_what_to_do(checkout: Path) -> None:
     assert "unknown option --frobnicate" in bad.stderr
     usage = subprocess.run([script, "--help"], capture_output=True, text=True)
     assert usage.returncode == 0 and "--root DIR" in usage.stdout and "--uninstall" in usage.stdout
-    if not IS_ROOT:
-        plain = subprocess.run([script], capture_output=True, text=True)
-        assert plain.returncode != 0 and "run as root" in plain.stderr
+    if IS_ROOT and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot try the installer as a plain user")
+    as_user: list[str] = []
+    if IS_ROOT:  # drop to nobody, with a copy of the script where nobody can read it
+        public = Path(tempfile.mkdtemp(prefix="moodstream-install-"))
+        public.chmod(0o755)
+        shutil.copy2(script, public / "install.sh")
+        script = str(public / "install.sh")
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    try:
+        plain = subprocess.run([*as_user, script], capture_output=True, text=True, cwd="/")
+    finally:
+        if as_user:
+            shutil.rmtree(Path(script).parent)
+    assert plain.returncode != 0 and "run as root" in plain.stderr, plain.stderr
 
 
 @pytest.mark.slow

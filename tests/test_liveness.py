@@ -92,7 +92,6 @@ def test_a_stalled_input_is_reopened_and_events_resume(runner: ModelRunner) -> N
             fake.mode = "stall"
             await h.until(lambda: h.statuses("source_lost"))
             assert "no audio for" in h.statuses("source_lost")[0].message
-            assert h.daemon.describe()["source"]["state"] in ("lost", "reconnecting", "connected")
             fake.mode = "play"
             await h.until(lambda: h.statuses("source_recovered"))
             before = len(h.emotions())
@@ -154,7 +153,11 @@ def test_an_input_that_raises_when_reopened_is_retried(runner: ModelRunner, fail
             fake.mode = "play"
             await h.until(lambda: h.statuses("source_recovered"))
             # every failed stream was closed again: nothing leaks while retrying
-            assert all(s.closed for s in fake.streams[:-1])
+            if failure == "fail_start":  # the first, at least two that failed to start, the working one
+                assert len(fake.streams) >= 4
+            else:  # PortAudio failed before any stream was made
+                assert len(fake.streams) == 2
+            assert all(s.closed for s in fake.streams[:-1]) and not fake.streams[-1].closed
 
     asyncio.run(scenario())
 
@@ -184,7 +187,7 @@ def test_stopping_while_the_device_is_gone_is_prompt_and_clean(runner: ModelRunn
     fake = FakeSoundDevice(speed=SPEED)
 
     async def scenario() -> float:
-        async with Harness(runner, fake, backoff_initial_s=5.0, backoff_max_s=5.0) as h:
+        async with Harness(runner, fake, backoff_initial_s=30.0, backoff_max_s=30.0) as h:
             await h.until(lambda: len(h.emotions()) >= 1)
             fake.present, fake.mode = False, "finish"
             await h.until(lambda: h.daemon.source_state == "reconnecting")
@@ -192,7 +195,7 @@ def test_stopping_while_the_device_is_gone_is_prompt_and_clean(runner: ModelRunn
         assert h.events[-1].kind == "stopped"  # type: ignore[union-attr]
         return time.monotonic() - t0
 
-    assert asyncio.run(scenario()) < 1.5
+    assert asyncio.run(scenario()) < 10.0  # far from the 30 s wait: stopping cuts the backoff short
 
 
 def test_overflows_are_counted_in_describe(runner: ModelRunner) -> None:

@@ -53,7 +53,9 @@ def test_int8_agrees_with_float(tiny_model: Path, tiny_model_audio) -> None:
         for w in _windows(int8, tiny_model_audio(label, 5.0, seed=5)):
             a, b = int8.predict(w), flt.predict(w)
             diffs.append(np.max(np.abs(a - b)))
-            assert np.argmax(a) == np.argmax(b) or np.max(np.abs(a - b)) < 0.1
+            top2 = np.sort(b)[-2:]
+            if top2[1] - top2[0] > 0.1:  # where the float model is decided, int8 decides alike
+                assert np.argmax(a) == np.argmax(b), (a, b)
     assert max(diffs) < 0.1, max(diffs)
 
 

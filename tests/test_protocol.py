@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 
 import jsonschema
+import numpy as np
 import pytest
+import soxr
 
 from streamer import protocol
 from streamer.events import EventBus
+from streamer.pipeline import FLOOR_DBFS, level_of
 from tests.wire import VALIDATOR, describe_for, emotion, status, valid
 
 SERVER = {"clients": 0, "dropped_clients": 0, "max_clients": 64, "missed_events": 0}
@@ -56,7 +59,19 @@ def test_non_finite_numbers_become_null_not_invalid_json() -> None:
     message["level"]["peak_dbfs"] = float("nan")
     text = protocol.encode(message)
     assert "Infinity" not in text and "NaN" not in text
-    valid(json.loads(text))
+    assert json.loads(text)["level"] == {"rms_dbfs": None, "peak_dbfs": None, "clipped": False}
+
+
+def test_levels_from_silence_to_resampled_clipping_fit_the_schema() -> None:
+    """Digital silence reads the floor; clipped audio that soxr resampled overshoots 0 dBFS."""
+    square = 0.999 * np.sign(np.sin(2 * np.pi * 441 * np.arange(48000) / 48000))
+    resampled = soxr.resample(square, 48000, 16000)
+    for samples in (np.zeros(16000), resampled):
+        level = level_of(samples)
+        event = dataclasses.replace(emotion(1), level=level)
+        valid(json.loads(protocol.encode(protocol.event_message(event))))
+    assert level_of(np.zeros(16000)).peak_dbfs == FLOOR_DBFS
+    assert level_of(resampled).peak_dbfs > 0 and level_of(resampled).clipped
 
 
 def test_the_schema_rejects_what_the_protocol_forbids() -> None:
@@ -80,6 +95,7 @@ def test_decode_errors_are_protocol_errors() -> None:
 
 def test_label_colours_are_stable_hex_for_any_label() -> None:
     assert protocol.label_color("happy") == protocol.PALETTE["happy"]
-    for label in ("euphoric", "tense", "x"):
-        color = protocol.label_color(label)
-        assert re.fullmatch(r"#[0-9a-f]{6}", color) and color == protocol.label_color(label)
+    # Labels outside the palette get a hue from crc32 of the name: the same in every process and
+    # version (Python's hash() would not be), so a client can rely on these exact values.
+    expected = {"euphoric": "#e65078", "tense": "#50e6e3", "x": "#5850e6"}
+    assert {label: protocol.label_color(label) for label in expected} == expected

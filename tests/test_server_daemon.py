@@ -97,7 +97,7 @@ def test_hello_first_then_every_hop_in_order(live_daemon: int) -> None:
             assert hello["model"]["name"] == "tiny-test"
             assert hello["model"]["labels"] == ["angry", "happy", "sad"]
             assert hello["model"]["hop_seconds"] == 0.25
-            assert "token" not in hello["config"]["server"]
+            assert "token" not in hello["config"]["server"] and TOKEN not in json.dumps(hello)
             seqs, labels = [], []
             while len(seqs) < 24:
                 message = await _json(ws)

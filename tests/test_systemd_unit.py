@@ -129,8 +129,11 @@ def test_shipped_config_documents_every_key() -> None:
         for f in dataclasses.fields(defaults)
     }
     assert documented == expected
-    # ...and each key has a comment of its own above it (or shares its neighbour's)
+    # ...and each key has a description above it (keys listed together share the one above them)
     lines = (SYSTEMD / "config.toml").read_text().splitlines()
     for i, line in enumerate(lines):
         if KEY_LINE.fullmatch(line):
-            assert lines[i - 1].startswith("#"), f"key without a description: {line}"
+            j = i - 1
+            while j >= 0 and KEY_LINE.fullmatch(lines[j]):
+                j -= 1
+            assert j >= 0 and lines[j].startswith("# ") and len(lines[j]) > 3, f"key without a description: {line}"
