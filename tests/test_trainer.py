@@ -14,7 +14,8 @@ from streamer.metrics import classification_metrics
 from tests.trainer_data import add_bad_files, make_dataset
 from trainer import featurecache, prepare as prepare_mod
 from trainer.augment import AUGMENTATIONS, ORIGINAL
-from trainer.dataset import DatasetError, scan
+from trainer.dataset import DatasetError, artist_groups, canonical_artist, scan
+from trainer.run import RunError, _claim_split
 from trainer.segments import segment, window_geometry
 from trainer.split import split_by_group, split_random
 
@@ -112,6 +113,57 @@ def test_scan_groups_labels_and_errors(tmp_path: Path) -> None:
     (root / "metadata.csv").unlink()
     clips, _ = scan(root)
     assert len({c.group for c in clips}) == len(clips)  # without metadata each file is its own group
+
+
+def test_credit_variants_of_one_artist_are_one_group() -> None:
+    """Credits seen in the 4Q data that once put one artist into two parts of the split."""
+    rows = [
+        ("a1", "Charlie Poole", "Bulldog Down in Sunny Tennessee"),
+        ("a2", "Charlie Poole & the North Carolina Ramblers", "White House Blues"),
+        ("b1", "Xavier Cugat", "Tico-Tico"),
+        ("b2", "Xavier Cugat & His Orchestra", "Tico-Tico (Remastered)"),
+        ("c1", "The Sir Douglas Quintet + 2", "Song A"),
+        ("c2", "Sir Douglas Quintet", "Song B"),
+        ("d1", "Sizzla", "Song C"),
+        ("d2", "Sizzla Kalonji", "Song D"),
+        ("e1", "Eddie Heywood", "Trav'lin' Light"),  # one recording, credited two ways ...
+        ("e2", "Billie Holiday", "Travlin Light"),  # ... and a song in common merges artists too
+        ("f1", "AC/DC", "Song E"),
+        ("g1", "Dismember", "Song F"),
+    ]
+    groups = artist_groups(rows)
+    for pair in (("a1", "a2"), ("b1", "b2"), ("c1", "c2"), ("d1", "d2"), ("e1", "e2")):
+        assert groups[pair[0]] == groups[pair[1]], pair
+    assert len({groups[f] for f in ("a1", "b1", "c1", "d1", "e1", "f1", "g1")}) == 7  # strangers stay apart
+    assert canonical_artist("AC/DC") == "ac/dc" and canonical_artist("Beyoncé feat. Jay-Z") == "beyoncé"
+
+
+def test_scan_keeps_credit_variants_together_through_the_split(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", clips_per_label=6, seconds=1.0)
+    lines = (root / "metadata.csv").read_text().splitlines()
+    # the same two artists, credited differently on some of their clips
+    lines = [line.replace("sad-artist-2", "The sad-artist-2 & His Band") if "sad04" in line else line
+             for line in lines]
+    lines = [line.replace("angry-artist-0", "angry-artist-0 feat. Someone") if "angry01" in line else line
+             for line in lines]
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    clips, _ = scan(root)
+    by_key = {c.key: c.group for c in clips}
+    assert by_key["sad/sad04.wav"] == by_key["sad/sad05.wav"] != by_key["sad/sad03.wav"]
+    assert by_key["angry/angry01.wav"] == by_key["angry/angry00.wav"]
+    for seed in range(5):
+        parts = split_by_group([c.label for c in clips], [c.group for c in clips], seed=seed)
+        part_of = {clips[i].group: p for p, ix in parts.items() for i in ix}
+        assert all(part_of[c.group] == p for p, ix in parts.items() for c in (clips[i] for i in ix))
+
+
+def test_a_run_folder_refuses_to_resume_on_another_split(tmp_path: Path) -> None:
+    split = {"train": ["sad/a.wav"], "val": ["sad/b.wav"], "test": ["sad/c.wav"]}
+    _claim_split(tmp_path / "split.json", split)
+    _claim_split(tmp_path / "split.json", split)  # the same split: resuming is fine
+    moved = {"train": ["sad/a.wav", "sad/c.wav"], "val": ["sad/b.wav"], "test": []}
+    with pytest.raises(RunError, match="another split"):
+        _claim_split(tmp_path / "split.json", moved)
 
 
 def _prepare(root: Path, cache: Path, **kw):

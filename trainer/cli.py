@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, RunError, AudioError, ValueError) as exc:
         print(f"moodstream-train: {exc}", file=sys.stderr)
         return 1
+    leaky = " (paper protocol: LEAKY, the test part shares songs with training)" if config.protocol == "paper" else ""
     for name, result in results.items():
         kind = "int8" if "int8" in result["test"] else "float"
         m = result["test"][kind]["clip"]
-        print(f"{name:10s} {kind:5s} test clip-level accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}")
+        print(f"{name:10s} {kind:5s} test clip-level accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}{leaky}")
     print(f"report: {args.out / 'report.md'}")
     return 0
 

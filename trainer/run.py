@@ -70,8 +70,8 @@ def run(config: RunConfig, cache: Path, workers: int | None = None) -> dict[str,
     mean, std = standardisation(data.parts["train"].x)
     run_info = {**dataclasses.asdict(config), "labels": data.labels, "data": data.summary(),
                 "skipped": data.skipped, "window_frames": data.window_frames}
+    _claim_split(out / "split.json", _split_files(data, Path(config.data_dir)))
     write_json(out / "run.json", run_info)
-    write_json(out / "split.json", _split_files(data, Path(config.data_dir)))
     results: dict[str, dict[str, Any]] = {}
     if config.baseline:
         results["baseline"] = _cached(out / "baseline", lambda d: _baseline(data, mean, std, config))
@@ -98,6 +98,15 @@ def _claim(out: Path, config: RunConfig) -> None:
             raise RunError(f"{out} holds a run with other settings ({marker}); choose another --out")
     else:
         write_json(marker, config.fingerprint())
+
+
+def _claim_split(path: Path, split: dict[str, list[str]]) -> None:
+    """Finished models are reused only on the split they were trained on: changed data or
+    grouping would otherwise put their training clips into the test part."""
+    if path.is_file() and json.loads(path.read_text()) != split:
+        raise RunError(f"{path.parent} was trained on another split ({path}): the data or its grouping "
+                       "changed since; choose another --out")
+    write_json(path, split)
 
 
 def _cached(folder: Path, make) -> dict[str, Any]:
@@ -142,7 +151,8 @@ def _deep(arch: str, data: Prepared, mean: np.ndarray, std: np.ndarray, config: 
     del train_x, val_x
     curves(fitted["history"], f"{config.name} {arch} ({', '.join(data.labels)})", folder / "curves.png")
     meta = ModelMetadata(
-        format_version=FORMAT_VERSION, name=f"{config.name}-{len(data.labels)}class-{arch}",
+        format_version=FORMAT_VERSION,
+        name=f"{config.name}-{len(data.labels)}class-{arch}" + ("-paper-leaky" if config.protocol == "paper" else ""),
         architecture=arch, labels=tuple(data.labels), feature_config=cfg,
         window_seconds=config.window_seconds, window_frames=data.window_frames,
         mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
