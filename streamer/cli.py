@@ -36,8 +36,12 @@ def _load(module: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(_load(args._module).main(args) or 0)
+    try:
+        args = build_parser().parse_args(argv)
+        return int(_load(args._module).main(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C before a command set up its own handling (start-up)
+        print("moodstream: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 
 
 SOURCE_KINDS = ("device", "file", "stdin", "demo", "auto")
-
+RING_SECONDS = 30.0  # the daemon's sample and feature rings hold this much
+MIN_HOP_SECONDS = 0.01  # one feature frame
 
 @dataclass(frozen=True)
 class SourceSettings:
@@ -55,7 +56,10 @@ class ModelSettings:
     hop_seconds: float = 1.0  # classify the latest window this often
 
     def validate(self) -> None:
-        _positive("model.hop_seconds", self.hop_seconds)
+        # the hop's level is read from the 30 s sample ring, and a hop needs at least a feature frame
+        if not MIN_HOP_SECONDS <= self.hop_seconds <= RING_SECONDS:
+            raise ConfigError(f"model.hop_seconds: must be between {MIN_HOP_SECONDS:g} and {RING_SECONDS:g} s, "
+                              f"got {self.hop_seconds!r}")
 
 
 @dataclass(frozen=True)
@@ -204,7 +208,9 @@ def load(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None =
         except OSError as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
     for section, values in (overrides or {}).items():
-        data.setdefault(section, {}).update(values)
+        if not isinstance(data.setdefault(section, {}), dict):
+            raise ConfigError(f"[{section}] must be a table")
+        data[section].update(values)
     return from_dict(data).validate()
 
 
@@ -282,8 +288,8 @@ def _coerce(key: str, expected: Any, value: Any) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if expected is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if expected is str:
         if not isinstance(value, str):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -25,7 +24,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from streamer import config as config_mod
-from streamer import logs, server
+from streamer import logs, protocol, server
 from streamer.config import ConfigError, Settings
 from streamer.events import EventBus, StatusEvent, to_dict
 from streamer.model import ModelRunner, default_model_path
@@ -49,6 +48,10 @@ CLOSE_TIMEOUT_S = 5.0  # a stream whose server vanished may hang in close(); do 
 # PortAudio through PulseAudio's ALSA plugin takes up to about 2 s to deliver the first block
 FIRST_AUDIO_GRACE_S = 3.0
 OVERFLOW_REPORT_S = 10.0
+
+
+class OutputError(Exception):
+    """An output that can no longer be written (a full disk): the run ends with the reason."""
 
 
 class Daemon:
@@ -293,13 +296,15 @@ class Daemon:
         that goes away (``| head``) ends the run, as it would for any command-line tool."""
         try:
             async for event in subscription:
-                out.write(json.dumps(to_dict(event), separators=(",", ":")) + "\n")
+                out.write(protocol.encode(to_dict(event)) + "\n")
                 out.flush()
                 self.jsonl_written += 1
         except BrokenPipeError:
             log.info("the reader of the JSON lines went away; stopping")
             os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())  # no flush error at exit
             stop.set()
+        except OSError as exc:  # a full disk, a vanished mount: say so and end the run
+            raise OutputError(f"cannot write the JSON lines to {out.name}: {exc.strerror or exc}") from None
         finally:
             subscription.close()
             _close_output(out)
@@ -319,7 +324,10 @@ def _open_jsonl(path: str) -> TextIO | None:
 
 def _close_output(out: TextIO) -> None:
     if out is not sys.stdout:
-        out.close()
+        try:
+            out.close()
+        except OSError:  # the buffered rest cannot be written either: already reported
+            pass
 
 
 async def _first_failure(tasks: list[asyncio.Task[Any]]) -> None:
@@ -399,7 +407,7 @@ def main(args: argparse.Namespace) -> int:
     except NoInputDevice as exc:
         print(f"moodstream: {exc}; try --source demo, file:PATH or stdin", file=sys.stderr)
         return 1
-    except (SourceError, server.ServerError) as exc:
+    except (SourceError, server.ServerError, OutputError) as exc:
         print(f"moodstream: {exc}", file=sys.stderr)
         return 1
 

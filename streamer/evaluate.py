@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -87,16 +88,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
+        if args.json:
+            _check_writable(Path(args.json))
         settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
         runner = ModelRunner(settings.model.path or default_model_path())
         result = evaluate(args.data_dir, runner, settings)
     except (ConfigError, ModelFileError, FileNotFoundError) as exc:
         print(f"moodstream evaluate: {exc}", file=sys.stderr)
         return 2
+    print(_summary(result))  # first: a failed write below must not lose what was measured
     if args.json:
-        write_atomic(args.json, json.dumps(result, indent=2) + "\n")
-    print(_summary(result))
+        try:
+            write_atomic(args.json, json.dumps(result, indent=2) + "\n")
+        except OSError as exc:
+            print(f"moodstream evaluate: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     return 0 if result["n_clips"] else 1
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a --json path that cannot be written before spending minutes on the evaluation."""
+    folder = path.parent
+    if path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError(f"--json {path}: cannot write there (need a file in a writable folder)")
 
 
 def _summary(r: dict[str, Any]) -> str:

@@ -136,7 +136,10 @@ def read_metadata(path: str | Path, expected_sample_rate: int = EXPECTED_SAMPLE_
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the model file: {exc.strerror or exc}") from None
     blob = metadata_bytes(data, str(path))
     try:
         meta = ModelMetadata.from_dict(json.loads(blob.decode("utf-8")))

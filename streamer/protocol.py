@@ -117,6 +117,8 @@ def decode(text: str | bytes) -> Message:
         message = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("invalid_json", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("invalid_json", "not valid JSON: nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError("not_an_object", "a message must be a JSON object")
     if not isinstance(message.get("type"), str):

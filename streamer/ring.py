@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-RING_SECONDS = 30.0
+from streamer.config import RING_SECONDS
 
 
 class Ring:

@@ -250,7 +250,9 @@ class StdinSource(Source):
     def __init__(self, settings: SourceSettings, stream: BinaryIO | None = None) -> None:
         super().__init__(f"stdin (s16le, {settings.rate} Hz, {settings.channels} ch)")
         self.settings = settings
-        self._stream = stream if stream is not None else sys.stdin.buffer
+        # Unbuffered: a thread blocked in a buffered read holds its lock, and at exit Python then
+        # aborts ("could not acquire lock for <stdin> at interpreter shutdown").
+        self._stream = stream if stream is not None else open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
         self._frame = 2 * settings.channels
         self._block = max(1, round(settings.block_seconds * settings.rate)) * self._frame
         self._handoff: _Handoff | None = None
@@ -274,7 +276,7 @@ class StdinSource(Source):
         assert self._handoff is not None
         rest = b""
         while True:
-            data = self._stream.read(self._block)
+            data = self._read_block()
             if not data:
                 self._handoff.put_waiting(_END)
                 return
@@ -283,6 +285,17 @@ class StdinSource(Source):
             rest = data[usable:]
             pcm = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, self.settings.channels)
             self._handoff.put_waiting(pcm.astype(np.float32) / 32768.0)
+
+    def _read_block(self) -> bytes:
+        """One block, or what is left at the end: an unbuffered read returns what the pipe holds."""
+        chunks, size = [], 0
+        while size < self._block:
+            data = self._stream.read(self._block - size)
+            if not data:
+                break
+            chunks.append(data)
+            size += len(data)
+        return b"".join(chunks)
 
 
 def sounddevice_module() -> ModuleType:

@@ -66,7 +66,11 @@ def normalise_url(url: str) -> str:
     """ws:// URL from what a person types: HOST:PORT, http://HOST:PORT/ or ws(s)://..."""
     if "://" not in url:
         url = "ws://" + url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError when out of range)
+    except ValueError as exc:
+        raise WatchError(f"not a WebSocket URL: {url}: {exc}") from None
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,10 +126,11 @@ def test_model_metadata_of_another_sample_rate(tmp_path: Path, model_bytes: byte
         ('[output]\ndashboard = "yes"\n', ("output.dashboard", "true or false")),
         ("[gate]\nsilence_dbfs = 6\n", ("gate.silence_dbfs",)),
         ("source = 3\n", ("[source]", "table")),
+        ("server = 5\n", ("[server]", "table")),  # (run_cli's --no-server is a flag for that section)
         ('[source\nkind = "demo"\n', ("not valid TOML",)),
     ],
     ids=["unknown-key", "unknown-section", "wrong-type-str", "wrong-type-float", "wrong-type-bool",
-         "out-of-range", "not-a-table", "invalid-toml"],
+         "out-of-range", "not-a-table", "not-a-table-with-a-flag", "invalid-toml"],
 )
 def test_bad_config(tmp_path: Path, text: str, needles: tuple[str, ...]) -> None:
     path = tmp_path / "config.toml"
@@ -154,6 +157,11 @@ def test_unreadable_config_file(tmp_path: Path, make) -> None:
     ("flags", "needle"),
     [
         (("--hop", "-1"), "model.hop_seconds"),
+        (("--hop", "0.00001"), "model.hop_seconds"),  # no feature frame per hop: it used to spin forever
+        (("--hop", "31"), "model.hop_seconds"),  # longer than the 30 s ring
+        (("--hop", "inf"), "model.hop_seconds"),
+        (("--hop", "nan"), "model.hop_seconds"),
+        (("--time-constant", "nan"), "smoothing.time_constant_s"),  # NaN probabilities otherwise
         (("--port", "70000"), "server.port"),
         (("--source", "bogus"), "bogus"),
         (("--stall-seconds", "0"), "liveness.stall_seconds"),
@@ -211,3 +219,65 @@ def test_device_when_there_is_no_input_at_all(tmp_path: Path, tiny_model: Path) 
     result = run_cli("--model", str(tiny_model), "--source", "device", "--device", "zzz", env=env)
     assert_clear_failure(result, "no input device matches 'zzz'" if has_card else "no audio input")
     assert result.returncode == 1  # systemd retries: a card may be plugged in later
+
+
+# outputs
+
+
+def test_jsonl_output_that_cannot_be_written_ends_the_run_with_the_reason(tiny_model: Path) -> None:
+    result = run_cli("--source", "demo", "--model", str(tiny_model), "--jsonl", "/dev/full")
+    assert_clear_failure(result, "cannot write the JSON lines to /dev/full", "No space left")
+    assert result.returncode == 1
+
+
+def test_sigterm_while_stdin_is_silent_stops_cleanly(tiny_model: Path) -> None:
+    """The stdin reader blocks in read(); a buffered one made Python abort at exit (SIGABRT)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run", "--no-server", "--source", "stdin", "--model", str(tiny_model)],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    assert proc.stderr is not None
+    while "listening to stdin" not in (line := proc.stderr.readline()):
+        assert line, "the daemon ended before it was listening"
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 0, err
+    assert "Fatal Python error" not in err and "Traceback" not in err
+
+
+def _evaluate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streamer.cli", "evaluate", *args],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, stdin=subprocess.DEVNULL)
+
+
+def test_evaluate_json_output_is_checked_first_and_a_failed_write_keeps_the_figures(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    from tests.trainer_data import make_dataset
+
+    data = make_dataset(tmp_path / "data", clips_per_label=1, seconds=3.0, metadata=False)
+    early = _evaluate(str(data), "--model", str(tiny_model), "--json", str(tmp_path / "missing" / "e.json"))
+    assert early.returncode == 2 and "cannot write there" in early.stderr and early.stdout == ""
+    late = _evaluate(str(data), "--model", str(tiny_model), "--json", "/proc/e.json")
+    if os.geteuid() == 0:  # root passes the folder check; the write itself fails, after the work
+        assert late.returncode == 1 and "cannot write /proc/e.json" in late.stderr
+        assert "macro-F1" in late.stdout  # the figures were printed all the same
+    else:
+        assert late.returncode == 2 and "cannot write there" in late.stderr
+    (tmp_path / "full").mkdir()
+    ok = _evaluate(str(data), "--model", str(tiny_model), "--json", str(tmp_path / "full" / "e.json"))
+    assert ok.returncode == 0 and "macro-F1" in ok.stdout
+    assert json.loads((tmp_path / "full" / "e.json").read_text())["n_clips"] == 3
+
+
+def test_ctrl_c_during_start_up_is_one_line_not_a_traceback(tiny_model: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run", "--no-server", "--source", "demo", "--model", str(tiny_model)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    time.sleep(0.15)  # within the imports and the model load (about half a second here)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err
+    # interrupted during start-up (130), or just after it, when the daemon stops cleanly (0)
+    assert proc.returncode == 130 and err.rstrip().endswith("moodstream: interrupted") or proc.returncode == 0

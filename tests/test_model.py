@@ -151,3 +151,21 @@ def test_metadata_that_contradicts_the_graph(tiny_model: Path, tmp_path: Path) -
     path = _with_metadata(tiny_model, tmp_path, lambda m: m.update(labels=["a", "b"]))
     with pytest.raises(ModelFileError, match="output shape"):
         ModelRunner(path)
+
+
+def test_an_unreadable_model_file_is_a_model_file_error(tmp_path: Path, tiny_model: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mode 000 does not stop root, who runs these tests, so the refusal is the kernel's error
+    raised by hand; the daemon turns ModelFileError into one line and exit status 2."""
+    copy = tmp_path / "model.tflite"
+    copy.write_bytes(tiny_model.read_bytes())
+    real = Path.read_bytes
+
+    def denied(self: Path) -> bytes:
+        if self == copy:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(ModelFileError, match="cannot read the model file: Permission denied"):
+        read_metadata(copy)

@@ -87,7 +87,9 @@ def test_the_schema_rejects_what_the_protocol_forbids() -> None:
 
 
 def test_decode_errors_are_protocol_errors() -> None:
-    for text, code in [(b"\xff", "invalid_json"), ("1", "not_an_object"), ("{}", "missing_type")]:
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError, not ValueError
+    for text, code in [(b"\xff", "invalid_json"), ("1", "not_an_object"), ("{}", "missing_type"),
+                       (deep, "invalid_json")]:
         with pytest.raises(protocol.ProtocolError) as info:
             protocol.decode(text)
         assert info.value.code == code

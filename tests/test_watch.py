@@ -69,6 +69,12 @@ def test_watch_gives_up_on_a_refused_token() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:99999/", "[::1"])
+def test_a_malformed_url_is_a_clear_error(url: str) -> None:
+    with pytest.raises(WatchError, match="not a WebSocket URL"):
+        normalise_url(url)
+
+
 def test_urls_people_type_are_normalised() -> None:
     assert normalise_url("pi.local:8765") == "ws://pi.local:8765/"
     assert normalise_url("http://pi:1/") == "ws://pi:1/"
