@@ -3,11 +3,14 @@ only, the feature cache, class weights, and the metrics shared with `moodstream 
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from streamer.features import FeatureConfig
 from streamer.metrics import classification_metrics
@@ -219,6 +222,28 @@ def test_second_run_reads_the_cache(tmp_path: Path, monkeypatch) -> None:
     changed = FeatureConfig(n_mfcc=12)  # other settings: other cache entries
     featurecache.features(jobs[:1], changed, tmp_path / "cache", workers=1)
     assert len(calls) == 10
+
+
+def test_cache_follows_content_not_path_or_time(tmp_path: Path, monkeypatch) -> None:
+    """A fresh copy of the data (new paths, new times) reuses the cache; changed bytes do not."""
+    root = make_dataset(tmp_path / "d", clips_per_label=1, seconds=2.5)
+    calls = []
+    real = featurecache.extract
+    monkeypatch.setattr(featurecache, "extract", lambda *a: calls.append(1) or real(*a))
+    cache = tmp_path / "cache"
+    originals = sorted(root.rglob("*.wav"))
+    featurecache.features([featurecache.Job(p, (ORIGINAL,)) for p in originals], FeatureConfig(), cache, workers=1)
+    assert len(calls) == 3
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)  # new paths and modification times
+    copies = sorted(copy.rglob("*.wav"))
+    os.utime(copies[0], ns=(1, 1))
+    done, _ = featurecache.features([featurecache.Job(p, (ORIGINAL,)) for p in copies], FeatureConfig(), cache, workers=1)
+    assert len(calls) == 3 and len(done) == 3
+    audio, sr = sf.read(copies[1], dtype="float32")
+    sf.write(copies[1], audio * 0.5, sr)
+    featurecache.features([featurecache.Job(copies[1], (ORIGINAL,))], FeatureConfig(), cache, workers=1)
+    assert len(calls) == 4
 
 
 def test_unusable_files_are_skipped_with_reasons(tmp_path: Path) -> None:

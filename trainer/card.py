@@ -81,7 +81,9 @@ def model_card(runs: dict[str, dict[str, Any]], shipped: dict[str, dict[str, Any
         lines += [
             f"## {name}: {', '.join(run['labels'])}",
             "",
-            f"Split by artist (no artist in two parts), stratified by label, 70/15/15, seed {run['seed']}; "
+            "Split by artist group (credits canonicalised; artists that share a song title, or whose "
+            "name is a word-for-word prefix of another's, merged; no group in two parts), stratified by "
+            f"label, 70/15/15, seed {run['seed']}; "
             f"{len(run['skipped'])} file(s) skipped.",
             "",
             *_split_table(run["data"]),

@@ -1,5 +1,6 @@
 """Features of every (clip, variant), computed through streamer.features.extract on both cores and
-cached on disk per file and settings, so that a second run skips extraction."""
+cached on disk by the file's content and the settings, so that a second run, or a run on a fresh
+copy of the data (new paths and times, same bytes), skips extraction."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from streamer.audio_io import AudioError, load_audio
 from streamer.features import FeatureConfig, extract
 from trainer.augment import apply
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SILENCE_DBFS = -60.0
 
 
@@ -32,13 +33,14 @@ class Job:
     variants: tuple[str, ...]
 
 
-def _key(path: Path, variant: str, config: FeatureConfig) -> str:
-    stat = path.stat()
-    ident = json.dumps(
-        [CACHE_VERSION, str(path.resolve()), stat.st_size, stat.st_mtime_ns, variant, config.to_dict()],
-        sort_keys=True,
-    )
+def _key(content: str, variant: str, config: FeatureConfig) -> str:
+    ident = json.dumps([CACHE_VERSION, content, variant, config.to_dict()], sort_keys=True)
     return hashlib.sha1(ident.encode()).hexdigest()
+
+
+def _content(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_audio(audio: np.ndarray, path: Path) -> None:
@@ -54,8 +56,9 @@ def _compute(args: tuple[Job, FeatureConfig, Path]) -> tuple[Path, dict[str, np.
     try:
         out: dict[str, np.ndarray] = {}
         audio = None
+        content = _content(job.path)
         for variant in job.variants:
-            file = cache / f"{_key(job.path, variant, config)}.npy"
+            file = cache / f"{_key(content, variant, config)}.npy"
             if file.is_file():
                 out[variant] = np.load(file)
                 continue
