@@ -13,6 +13,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,26 +107,24 @@ def cpu_seconds(fn: Callable[[], Any]) -> float:
     return time.process_time() - start
 
 
-def one_blas_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
-    """``fn`` with OpenBLAS limited to one thread (as OPENBLAS_NUM_THREADS=1 would): on a busy
-    machine BLAS worker threads spin-wait and burn CPU time that a single thread would not."""
+def interleaved(
+    contenders: dict[str, Callable[[], Any]], repeats: int, one_blas_thread: frozenset[str] = frozenset()
+) -> dict[str, list[float]]:
+    """CPU seconds of each contender, run round-robin ``repeats`` times so that load on the
+    machine falls on all of them alike (rotating the order each round). Those named in
+    ``one_blas_thread`` run with OpenBLAS limited to one thread (as OPENBLAS_NUM_THREADS=1 would:
+    on a busy machine BLAS worker threads spin-wait and burn CPU time that one thread would not);
+    the limit is set outside the timed call, so its own cost is not counted."""
     from threadpoolctl import threadpool_limits
 
-    def limited() -> Any:
-        with threadpool_limits(limits=1, user_api="blas"):
-            return fn()
-    return limited
-
-
-def interleaved(contenders: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
-    """CPU seconds of each contender, run round-robin ``repeats`` times so that load on the
-    machine falls on all of them alike (rotating the order each round)."""
     names = list(contenders)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
-            times[name].append(cpu_seconds(contenders[name]))
+            limit = threadpool_limits(limits=1, user_api="blas") if name in one_blas_thread else nullcontext()
+            with limit:
+                times[name].append(cpu_seconds(contenders[name]))
     return times
 
 

@@ -11,10 +11,12 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from bench.aarch64 import requirements
 from bench.common import interleaved, percentile, stats
@@ -89,3 +91,10 @@ def test_statistics_helpers() -> None:
     times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
     assert calls == ["a", "b", "b", "a", "a", "b"]  # the order rotates each round
+    seen: dict[str, set[int]] = {"free": set(), "one": set()}
+
+    def blas_threads(name: str) -> Callable[[], None]:
+        return lambda: seen[name].update(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+    interleaved({"free": blas_threads("free"), "one": blas_threads("one")}, 2, one_blas_thread=frozenset({"one"}))
+    assert seen["one"] == {1}
+    assert seen["free"] == {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
