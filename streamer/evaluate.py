@@ -23,7 +23,7 @@ from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
 from streamer.config import ConfigError, Settings
 from streamer.labelled import audio_files, label_folders
-from streamer.metrics import classification_metrics
+from streamer.metrics import bootstrap_intervals, classification_metrics, describe_intervals
 from streamer.model import ModelRunner, default_model_path
 from streamer.modelfile import ModelFileError
 from streamer.pipeline import Pipeline, clip_decision
@@ -64,6 +64,7 @@ def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[st
         "labels": list(labels),
         "n_clips": m["n"],
         **{k: v for k, v in m.items() if k != "n"},
+        "intervals": bootstrap_intervals(m["confusion_matrix"]),
         "model": {
             "name": meta.name, "path": str(runner.path), "architecture": meta.architecture,
             "window_seconds": meta.window_seconds, "backend": runner.backend,
@@ -117,6 +118,7 @@ def _summary(r: dict[str, Any]) -> str:
     lines = [
         f"{r['model']['name']} on {r['data_dir']}: {r['n_clips']} clips, accuracy {r['accuracy']:.3f}, "
         f"balanced accuracy {r['balanced_accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}",
+        f"  {describe_intervals(r['intervals'])}",
     ]
     lines += [
         f"  {label:10s} P {c['precision']:.3f}  R {c['recall']:.3f}  F1 {c['f1']:.3f}  n {c['support']}"

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from streamer.features import FeatureConfig
-from streamer.metrics import classification_metrics
+from streamer.metrics import bootstrap_intervals, classification_metrics, describe_intervals
 from tests.trainer_data import add_bad_files, make_dataset
 from trainer import featurecache, prepare as prepare_mod
 from trainer.augment import AUGMENTATIONS, ORIGINAL
@@ -102,6 +102,39 @@ def test_metrics_with_absent_labels_and_no_data() -> None:
     assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)  # c never seen: not averaged
     empty = classification_metrics([], [], ["a", "b"])
     assert empty["n"] == 0 and empty["accuracy"] == 0.0
+
+
+@pytest.mark.parametrize("confusion", [
+    [[22, 5, 2], [6, 18, 5], [1, 2, 26]],
+    [[30, 0, 4], [9, 0, 3], [2, 0, 12]],  # a label never predicted
+])
+def test_bootstrap_intervals_match_resampling_clips_one_by_one(confusion: list[list[int]]) -> None:
+    """The vectorised resampling of the confusion matrix gives the intervals of the slow way:
+    draw clips with replacement and score them with classification_metrics."""
+    clips = [(t, p) for t, row in enumerate(confusion) for p, n in enumerate(row) for _ in range(n)]
+    rng = np.random.default_rng(1)
+    slow = {"accuracy": [], "macro_f1": []}
+    for _ in range(1500):
+        y, p = zip(*[clips[i] for i in rng.integers(0, len(clips), len(clips))])
+        m = classification_metrics(y, p, ["a", "b", "c"])
+        slow["accuracy"].append(m["accuracy"])
+        slow["macro_f1"].append(m["macro_f1"])
+    fast = bootstrap_intervals(confusion, resamples=4000)
+    point = classification_metrics(*zip(*clips), ["a", "b", "c"])
+    for key in ("accuracy", "macro_f1"):
+        assert fast[key] == pytest.approx(np.percentile(slow[key], [2.5, 97.5]), abs=0.02)
+        assert fast[key][0] < point[key] < fast[key][1]
+    wider = bootstrap_intervals(np.asarray(confusion) * 16)  # 16x the clips: a quarter of the width
+    for key in ("accuracy", "macro_f1"):
+        ratio = (fast[key][1] - fast[key][0]) / (wider[key][1] - wider[key][0])
+        assert 3.2 < ratio < 4.8
+
+
+def test_bootstrap_intervals_of_a_perfect_and_an_empty_score() -> None:
+    perfect = bootstrap_intervals([[5, 0], [0, 7]])
+    assert perfect["accuracy"] == [1.0, 1.0] and perfect["macro_f1"] == [1.0, 1.0]
+    assert bootstrap_intervals([[0, 0], [0, 0]])["resamples"] == 0
+    assert describe_intervals(perfect) == "95% interval with the clips resampled: accuracy 1.000-1.000, macro-F1 1.000-1.000"
 
 
 def test_scan_groups_labels_and_errors(tmp_path: Path) -> None:
