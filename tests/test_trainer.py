@@ -304,3 +304,28 @@ def test_shipped_model_is_chosen_on_validation_not_test() -> None:
         "3class-noaug": {"results": {"cnn": result(0.72, 0.95)}},
     }
     assert best_model(candidates) == ("3class", "cnn_gru")
+
+
+def test_model_card_computes_its_sentences_from_the_runs() -> None:
+    """Intervals, the hardest label and the leaky model's training come from the figures, so a
+    retrained model cannot leave the card's words behind."""
+    from trainer.card import model_card
+
+    labels = ["angry", "happy", "sad"]
+    confusion = [[25, 3, 1], [8, 18, 3], [2, 4, 23]]
+    ev = classification_metrics(*zip(*[(t, p) for t, row in enumerate(confusion)
+                                       for p, n in enumerate(row) for _ in range(n)]), labels)
+    ev.update(labels=labels, n_clips=ev.pop("n"), hop_seconds=1.0, intervals=bootstrap_intervals(confusion))
+    figures = {"accuracy": 0.7, "macro_f1": 0.7}
+    result = {"test": {"float": {"window": figures, "clip": figures}, "int8": {"window": figures, "clip": figures}},
+              "fit": {"epochs_run": 14, "best_epoch": 14, "seconds_per_epoch": 20.0, "stopped_by_time_budget": True}}
+    part = {"clips": 29, "groups": 20, "windows": 130, "clips_per_label": {k: 29 for k in labels}}
+    run = {"run": {"labels": labels, "augment": True, "window_seconds": 10.0, "seed": 0, "skipped": {},
+                   "data": {"train": part, "val": part, "test": part}},
+           "results": {"cnn_lstm": result}}
+    shipped = {"3class": {"run": "3class", "architecture": "cnn_lstm", "file": "m.tflite", "size": 2048,
+                          "evaluate": ev, "runs": ["3class"]}}
+    card = model_card({"3class": run}, shipped, run)
+    assert "3class: the hardest label is happy (F1 0.667); 8 of its 29 test clips were taken for angry." in card
+    assert describe_intervals(ev["intervals"]) in card
+    assert "the leaky model trained for 14 epoch(s) before the time budget stopped it" in card
