@@ -36,7 +36,7 @@ def _results_table(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _split_table(data: dict[str, Any]) -> list[str]:
-    lines = ["| part | clips | artists | windows | clips per label |", "|---|---|---|---|---|"]
+    lines = ["| part | clips | artist groups | windows | clips per label |", "|---|---|---|---|---|"]
     for part in ("train", "val", "test"):
         s = data[part]
         per = ", ".join(f"{k} {v}" for k, v in s["clips_per_label"].items())
