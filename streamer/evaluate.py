@@ -38,7 +38,7 @@ def clip_probabilities(path: Path, runner: ModelRunner, settings: Settings) -> n
 def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[str, Any]:
     """Metrics over every clip whose label the model knows; the rest is reported, not scored."""
     labels = runner.labels
-    y_true, y_pred = [], []
+    y_true, y_pred, scored = [], [], []
     skipped_labels: Counter[str] = Counter()
     skipped_files: list[dict[str, str]] = []
     for label in label_folders(data_dir):
@@ -58,13 +58,14 @@ def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[st
                 continue
             y_true.append(labels.index(label))
             y_pred.append(int(np.argmax(probs)))
+            scored.append({"file": str(path), "label": label, "predicted": labels[y_pred[-1]]})
     m = classification_metrics(y_true, y_pred, labels)
     meta = runner.metadata
     return {
         "labels": list(labels),
         "n_clips": m["n"],
         **{k: v for k, v in m.items() if k != "n"},
-        "intervals": bootstrap_intervals(m["confusion_matrix"]),
+        "intervals": bootstrap_intervals(y_true, y_pred, len(labels)),
         "model": {
             "name": meta.name, "path": str(runner.path), "architecture": meta.architecture,
             "window_seconds": meta.window_seconds, "backend": runner.backend,
@@ -73,6 +74,7 @@ def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[st
         "data_dir": str(data_dir),
         "skipped_labels": dict(skipped_labels),
         "skipped_files": skipped_files,
+        "clips": scored,
     }
 
 

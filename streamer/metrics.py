@@ -61,34 +61,41 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
 
 
 def bootstrap_intervals(
-    confusion: Sequence[Sequence[int]], resamples: int = 2000, level: float = 0.95, seed: int = 0
+    y_true: Sequence[int], y_pred: Sequence[int], n_labels: int, groups: Sequence[str] | None = None,
+    resamples: int = 2000, level: float = 0.95, seed: int = 0,
 ) -> dict[str, Any]:
-    """Percentile intervals of accuracy and macro-F1 with the scored clips resampled with
-    replacement: how far the figures could move on another test part of the same size (clips
-    are taken as independent; clips of one artist are not, so the true spread is wider)."""
-    cm = np.asarray(confusion, dtype=np.int64)
-    n, k = int(cm.sum()), cm.shape[0]
-    if n == 0:
-        return {"level": level, "resamples": 0, "accuracy": [0.0, 0.0], "macro_f1": [0.0, 0.0]}
-    draws = np.random.default_rng(seed).multinomial(n, cm.ravel() / n, size=resamples).reshape(-1, k, k)
-    tp = np.diagonal(draws, axis1=1, axis2=2).astype(float)
-    support, predicted = draws.sum(axis=2).astype(float), draws.sum(axis=1).astype(float)
+    """Percentile intervals of accuracy and macro-F1 over resampled test parts: how far the
+    figures could move on another test part of the same size. Without ``groups`` the clips are
+    resampled one by one; with them, whole groups (artists) are, because clips of one artist
+    stand or fall together and resampling them alone understates the spread."""
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    units, unit_of = np.unique(np.asarray(groups if groups is not None else np.arange(y_true.size)),
+                               return_inverse=True)
+    if y_true.size == 0:
+        return {"level": level, "resamples": 0, "units": 0, "accuracy": [0.0, 0.0], "macro_f1": [0.0, 0.0]}
+    per_unit = np.zeros((units.size, n_labels, n_labels))
+    np.add.at(per_unit, (unit_of, y_true, y_pred), 1)
+    weights = np.random.default_rng(seed).multinomial(units.size, np.full(units.size, 1 / units.size), size=resamples)
+    draws = np.einsum("ru,uij->rij", weights, per_unit)
+    tp = np.diagonal(draws, axis1=1, axis2=2)
+    support, predicted = draws.sum(axis=2), draws.sum(axis=1)
     precision, recall = _ratio(tp, predicted), _ratio(tp, support)
     f1 = _ratio(2 * precision * recall, precision + recall)
     used = (support > 0) | (predicted > 0)  # as classification_metrics averages
     macro_f1 = (f1 * used).sum(axis=1) / used.sum(axis=1)
-    accuracy = tp.sum(axis=1) / n
+    accuracy = tp.sum(axis=1) / draws.sum(axis=(1, 2))
     tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
     return {
         "level": level,
         "resamples": resamples,
+        "units": int(units.size),
         "accuracy": [float(v) for v in np.percentile(accuracy, tails)],
         "macro_f1": [float(v) for v in np.percentile(macro_f1, tails)],
     }
 
 
-def describe_intervals(i: dict[str, Any]) -> str:
+def describe_intervals(i: dict[str, Any], unit: str = "clips") -> str:
     """bootstrap_intervals in words, as `moodstream evaluate` and the model card print them."""
     acc, f1 = i["accuracy"], i["macro_f1"]
-    return (f"{100 * i['level']:g}% interval with the clips resampled: accuracy {acc[0]:.3f}-{acc[1]:.3f}, "
+    return (f"{100 * i['level']:g}% interval with the {unit} resampled: accuracy {acc[0]:.3f}-{acc[1]:.3f}, "
             f"macro-F1 {f1[0]:.3f}-{f1[1]:.3f}")

@@ -41,6 +41,7 @@ def test_evaluate_writes_the_metrics(tiny_model: Path, tiny_model_audio, tmp_pat
         assert key in r
     assert r["n_clips"] == 6 and r["accuracy"] == 1.0
     assert r["intervals"]["accuracy"] == [1.0, 1.0] and r["intervals"]["level"] == 0.95
+    assert len(r["clips"]) == 6 and all(c["predicted"] == c["label"] == Path(c["file"]).parent.name for c in r["clips"])
     assert r["skipped_labels"] == {"jazzy": 1}
     reasons = {Path(s["file"]).name: s["reason"] for s in r["skipped_files"]}
     assert "window" in reasons["short.wav"] and "not a readable audio file" in reasons["broken.wav"]

@@ -104,36 +104,65 @@ def test_metrics_with_absent_labels_and_no_data() -> None:
     assert empty["n"] == 0 and empty["accuracy"] == 0.0
 
 
+def _clips(confusion: list[list[int]]) -> tuple[list[int], list[int]]:
+    y_true, y_pred = zip(*[(t, p) for t, row in enumerate(confusion) for p, n in enumerate(row) for _ in range(n)])
+    return list(y_true), list(y_pred)
+
+
+def _slow_bootstrap(y_true: list[int], y_pred: list[int], groups: list[int]) -> dict[str, np.ndarray]:
+    """The plain way: draw whole groups with replacement, score their clips with classification_metrics."""
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    units = list(members.values())
+    rng = np.random.default_rng(1)
+    out: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
+    for _ in range(1500):
+        picked = [i for u in rng.integers(0, len(units), len(units)) for i in units[u]]
+        m = classification_metrics([y_true[i] for i in picked], [y_pred[i] for i in picked], ["a", "b", "c"])
+        for key in out:
+            out[key].append(m[key])
+    return {key: np.percentile(v, [2.5, 97.5]) for key, v in out.items()}
+
+
 @pytest.mark.parametrize("confusion", [
     [[22, 5, 2], [6, 18, 5], [1, 2, 26]],
     [[30, 0, 4], [9, 0, 3], [2, 0, 12]],  # a label never predicted
 ])
 def test_bootstrap_intervals_match_resampling_clips_one_by_one(confusion: list[list[int]]) -> None:
-    """The vectorised resampling of the confusion matrix gives the intervals of the slow way:
-    draw clips with replacement and score them with classification_metrics."""
-    clips = [(t, p) for t, row in enumerate(confusion) for p, n in enumerate(row) for _ in range(n)]
-    rng = np.random.default_rng(1)
-    slow = {"accuracy": [], "macro_f1": []}
-    for _ in range(1500):
-        y, p = zip(*[clips[i] for i in rng.integers(0, len(clips), len(clips))])
-        m = classification_metrics(y, p, ["a", "b", "c"])
-        slow["accuracy"].append(m["accuracy"])
-        slow["macro_f1"].append(m["macro_f1"])
-    fast = bootstrap_intervals(confusion, resamples=4000)
-    point = classification_metrics(*zip(*clips), ["a", "b", "c"])
+    """The vectorised resampling gives the intervals of the slow way, clip by clip and by group."""
+    y_true, y_pred = _clips(confusion)
+    point = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+    fast = bootstrap_intervals(y_true, y_pred, 3, resamples=4000)
+    slow = _slow_bootstrap(y_true, y_pred, list(range(len(y_true))))
+    groups = [i // 3 for i in range(len(y_true))]  # clips in threes, as an artist's songs
+    fast_groups = bootstrap_intervals(y_true, y_pred, 3, groups, resamples=4000)
+    slow_groups = _slow_bootstrap(y_true, y_pred, groups)
+    assert fast["units"] == len(y_true) and fast_groups["units"] == len(set(groups))
     for key in ("accuracy", "macro_f1"):
-        assert fast[key] == pytest.approx(np.percentile(slow[key], [2.5, 97.5]), abs=0.02)
+        assert fast[key] == pytest.approx(slow[key], abs=0.02)
+        assert fast_groups[key] == pytest.approx(slow_groups[key], abs=0.025)
         assert fast[key][0] < point[key] < fast[key][1]
-    wider = bootstrap_intervals(np.asarray(confusion) * 16)  # 16x the clips: a quarter of the width
+    wider = bootstrap_intervals(y_true * 16, y_pred * 16, 3)  # 16x the clips: a quarter of the width
     for key in ("accuracy", "macro_f1"):
         ratio = (fast[key][1] - fast[key][0]) / (wider[key][1] - wider[key][0])
         assert 3.2 < ratio < 4.8
 
 
+def test_bootstrap_by_group_is_wider_when_an_artist_stands_or_falls_together() -> None:
+    y_true = [0, 1, 2] * 20
+    groups = [i // 6 for i in range(60)]  # ten artists of six clips
+    y_pred = [t if g % 3 else (t + 1) % 3 for t, g in zip(y_true, groups)]  # every 3rd artist all wrong
+    clips = bootstrap_intervals(y_true, y_pred, 3)
+    artists = bootstrap_intervals(y_true, y_pred, 3, groups)
+    width = lambda i: i["accuracy"][1] - i["accuracy"][0]  # noqa: E731
+    assert width(artists) > 1.5 * width(clips)
+
+
 def test_bootstrap_intervals_of_a_perfect_and_an_empty_score() -> None:
-    perfect = bootstrap_intervals([[5, 0], [0, 7]])
+    perfect = bootstrap_intervals([0, 0, 1, 1, 1], [0, 0, 1, 1, 1], 2)
     assert perfect["accuracy"] == [1.0, 1.0] and perfect["macro_f1"] == [1.0, 1.0]
-    assert bootstrap_intervals([[0, 0], [0, 0]])["resamples"] == 0
+    assert bootstrap_intervals([], [], 2)["resamples"] == 0
     assert describe_intervals(perfect) == "95% interval with the clips resampled: accuracy 1.000-1.000, macro-F1 1.000-1.000"
 
 
@@ -313,9 +342,10 @@ def test_model_card_computes_its_sentences_from_the_runs() -> None:
 
     labels = ["angry", "happy", "sad"]
     confusion = [[25, 3, 1], [8, 18, 3], [2, 4, 23]]
-    ev = classification_metrics(*zip(*[(t, p) for t, row in enumerate(confusion)
-                                       for p, n in enumerate(row) for _ in range(n)]), labels)
-    ev.update(labels=labels, n_clips=ev.pop("n"), hop_seconds=1.0, intervals=bootstrap_intervals(confusion))
+    y_true, y_pred = _clips(confusion)
+    ev = classification_metrics(y_true, y_pred, labels)
+    ev.update(labels=labels, n_clips=ev.pop("n"), hop_seconds=1.0, intervals=bootstrap_intervals(y_true, y_pred, 3))
+    by_artist = bootstrap_intervals(y_true, y_pred, 3, [i // 4 for i in range(len(y_true))])
     figures = {"accuracy": 0.7, "macro_f1": 0.7}
     result = {"test": {"float": {"window": figures, "clip": figures}, "int8": {"window": figures, "clip": figures}},
               "fit": {"epochs_run": 14, "best_epoch": 14, "seconds_per_epoch": 20.0, "stopped_by_time_budget": True}}
@@ -324,8 +354,24 @@ def test_model_card_computes_its_sentences_from_the_runs() -> None:
                    "data": {"train": part, "val": part, "test": part}},
            "results": {"cnn_lstm": result}}
     shipped = {"3class": {"run": "3class", "architecture": "cnn_lstm", "file": "m.tflite", "size": 2048,
-                          "evaluate": ev, "runs": ["3class"]}}
+                          "evaluate": ev, "runs": ["3class"], "group_intervals": by_artist}}
     card = model_card({"3class": run}, shipped, run)
     assert "3class: the hardest label is happy (F1 0.667); 8 of its 29 test clips were taken for angry." in card
     assert describe_intervals(ev["intervals"]) in card
+    assert describe_intervals(by_artist, "22 artist groups") in card
     assert "the leaky model trained for 14 epoch(s) before the time budget stopped it" in card
+
+
+def test_shipped_figures_get_intervals_by_the_split_s_artist_groups(tmp_path: Path) -> None:
+    """make_models resamples whole artists of the data's metadata for the card's intervals."""
+    from trainer.make_models import group_intervals
+
+    root = make_dataset(tmp_path / "d", clips_per_label=4, seconds=1.0)
+    clips, labels = scan(root)
+    ev = {"labels": labels, "clips": [
+        {"file": str(tmp_path / "test-data" / c.key), "label": c.label,
+         "predicted": c.label if k % 4 < 2 else labels[(labels.index(c.label) + 1) % len(labels)]}
+        for k, c in enumerate(clips)]}
+    out = group_intervals(root, ev)
+    assert out["units"] == len({c.group for c in clips}) < len(clips)
+    assert 0.0 <= out["accuracy"][0] < out["accuracy"][1] <= 1.0

@@ -54,6 +54,16 @@ def _hardest(name: str, ev: dict[str, Any]) -> str:
             f"{row[other]} of its {sum(row)} test clips were taken for {labels[other]}.")
 
 
+def _intervals(shipped: dict[str, Any]) -> str:
+    """Clip-level intervals, and artist-level ones where the groups are known."""
+    clip = describe_intervals(shipped["evaluate"]["intervals"])
+    groups = shipped.get("group_intervals")
+    if not groups:
+        return f"{clip} (clips of one artist are not independent, so the real spread is likely wider)."
+    artists = describe_intervals(groups, f"{groups['units']} artist groups")
+    return f"{clip}; {artists} (clips of one artist are not independent draws)."
+
+
 def _paper_training(paper: dict[str, Any]) -> str:
     """How long the leaky models trained: a short run understates how much the leak flatters."""
     fits = [r["fit"] for r in paper["results"].values() if r.get("fit")]
@@ -125,9 +135,7 @@ def model_card(runs: dict[str, dict[str, Any]], shipped: dict[str, dict[str, Any
             f"Shipped `{s['file']}` through the daemon's own path (`moodstream evaluate`, hop "
             f"{ev['hop_seconds']:g} s, level gate on): accuracy {ev['accuracy']:.3f}, weighted accuracy "
             f"{ev['weighted_accuracy']:.3f}, balanced accuracy {ev['balanced_accuracy']:.3f}, "
-            f"macro-F1 {ev['macro_f1']:.3f} on {ev['n_clips']} test clips; "
-            f"{describe_intervals(ev['intervals'])} (clips of one artist are not independent, so "
-            "the real spread is likely wider).",
+            f"macro-F1 {ev['macro_f1']:.3f} on {ev['n_clips']} test clips. {_intervals(s)}",
             "",
             "| label | precision | recall | F1 | support |",
             "|---|---|---|---|---|",

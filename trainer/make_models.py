@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from streamer.atomic import write_atomic
+from streamer.metrics import bootstrap_intervals
 from trainer.card import model_card
+from trainer.dataset import scan
 from trainer.run import RunConfig, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,13 +143,24 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
         folder = test_folder(data, runs / run_name / "split.json", runs / run_name / "test-data")
         evaluation = runs / run_name / "evaluate-test.json"
         moodstream.main(["evaluate", str(folder), "--model", str(target), "--json", str(evaluation)])
+        ev = json.loads(evaluation.read_text())
         shipped[target_name] = {"run": run_name, "architecture": arch, "file": target.name,
-                                "size": target.stat().st_size, "evaluate": json.loads(evaluation.read_text()),
-                                "runs": list(pool)}
+                                "size": target.stat().st_size, "evaluate": ev, "runs": list(pool),
+                                "group_intervals": group_intervals(data, ev)}
     for name, metrics in present.items():
         write_atomic(models / f"metrics-{name}.json", json.dumps(_small(metrics), indent=2) + "\n")
         write_atomic(models / f"report-{name}.md", (runs / name / "report.md").read_text())
     write_atomic(models / "README.md", model_card(present, shipped, present.get("3class-paper"), NOTES))
+
+
+def group_intervals(data: Path, ev: dict[str, Any]) -> dict[str, Any]:
+    """Bootstrap intervals of an evaluation with whole artist groups resampled (the split's own
+    grouping): clips of one artist are not independent draws."""
+    labels = ev["labels"]
+    groups = {clip.key: clip.group for clip in scan(data, list(labels))[0]}
+    clips = ev["clips"]
+    return bootstrap_intervals([labels.index(c["label"]) for c in clips], [labels.index(c["predicted"]) for c in clips],
+                               len(labels), [groups[f"{c['label']}/{Path(c['file']).name}"] for c in clips])
 
 
 def _small(metrics: dict[str, Any]) -> dict[str, Any]:
