@@ -22,7 +22,7 @@ from streamer import config as config_mod
 from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
 from streamer.config import ConfigError, Settings
-from streamer.labelled import audio_files, label_folders
+from streamer.labelled import MetadataError, audio_files, file_groups, label_folders
 from streamer.metrics import bootstrap_intervals, classification_metrics, describe_intervals
 from streamer.model import ModelRunner, default_model_path
 from streamer.modelfile import ModelFileError
@@ -38,7 +38,8 @@ def clip_probabilities(path: Path, runner: ModelRunner, settings: Settings) -> n
 def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[str, Any]:
     """Metrics over every clip whose label the model knows; the rest is reported, not scored."""
     labels = runner.labels
-    y_true, y_pred, scored = [], [], []
+    groups = file_groups(data_dir)
+    y_true, y_pred, scored, clip_groups = [], [], [], []
     skipped_labels: Counter[str] = Counter()
     skipped_files: list[dict[str, str]] = []
     for label in label_folders(data_dir):
@@ -59,6 +60,8 @@ def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[st
             y_true.append(labels.index(label))
             y_pred.append(int(np.argmax(probs)))
             scored.append({"file": str(path), "label": label, "predicted": labels[y_pred[-1]]})
+            rel = path.relative_to(data_dir).as_posix()
+            clip_groups.append(groups.get(rel) or f"file:{rel}")
     m = classification_metrics(y_true, y_pred, labels)
     meta = runner.metadata
     return {
@@ -66,6 +69,7 @@ def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[st
         "n_clips": m["n"],
         **{k: v for k, v in m.items() if k != "n"},
         "intervals": bootstrap_intervals(y_true, y_pred, len(labels)),
+        "group_intervals": bootstrap_intervals(y_true, y_pred, len(labels), clip_groups) if groups else None,
         "model": {
             "name": meta.name, "path": str(runner.path), "architecture": meta.architecture,
             "window_seconds": meta.window_seconds, "backend": runner.backend,
@@ -96,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
         settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
         runner = ModelRunner(settings.model.path or default_model_path())
         result = evaluate(args.data_dir, runner, settings)
-    except (ConfigError, ModelFileError, FileNotFoundError) as exc:
+    except (ConfigError, ModelFileError, MetadataError, FileNotFoundError) as exc:
         print(f"moodstream evaluate: {exc}", file=sys.stderr)
         return 2
     print(_summary(result))  # first: a failed write below must not lose what was measured
@@ -122,6 +126,9 @@ def _summary(r: dict[str, Any]) -> str:
         f"balanced accuracy {r['balanced_accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}",
         f"  {describe_intervals(r['intervals'])}",
     ]
+    if groups := r["group_intervals"]:
+        unit = f"{groups['units']} artist groups of metadata.csv"
+        lines.append(f"  {describe_intervals(groups, unit)}")
     lines += [
         f"  {label:10s} P {c['precision']:.3f}  R {c['recall']:.3f}  F1 {c['f1']:.3f}  n {c['support']}"
         for label, c in r["per_class"].items()

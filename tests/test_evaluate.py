@@ -42,6 +42,7 @@ def test_evaluate_writes_the_metrics(tiny_model: Path, tiny_model_audio, tmp_pat
     assert r["n_clips"] == 6 and r["accuracy"] == 1.0
     assert r["intervals"]["accuracy"] == [1.0, 1.0] and r["intervals"]["level"] == 0.95
     assert len(r["clips"]) == 6 and all(c["predicted"] == c["label"] == Path(c["file"]).parent.name for c in r["clips"])
+    assert r["group_intervals"] is None  # no metadata.csv: no artists to resample
     assert r["skipped_labels"] == {"jazzy": 1}
     reasons = {Path(s["file"]).name: s["reason"] for s in r["skipped_files"]}
     assert "window" in reasons["short.wav"] and "not a readable audio file" in reasons["broken.wav"]
@@ -73,3 +74,20 @@ def test_missing_data_folder(tiny_model: Path, tmp_path: Path, capsys) -> None:
     code = moodstream.main(["evaluate", str(tmp_path / "nothing"), "--model", str(tiny_model)])
     assert code == 2
     assert "no such data folder" in capsys.readouterr().err
+
+
+def test_evaluate_resamples_the_artists_of_metadata_csv(tiny_model: Path, tiny_model_audio, tmp_path: Path,
+                                                        capsys) -> None:
+    """Artists as the trainer's split groups them: credit variants merged, unknown artists per file."""
+    data = _folder(tmp_path / "d", tiny_model_audio)
+    (data / "metadata.csv").write_text(
+        "file,label,artist\nangry/0.wav,angry,Band A\nangry/1.wav,angry,Band A & Friends\n"
+        "happy/0.wav,happy,X\nhappy/1.wav,happy,Y\nsad/0.wav,sad,Z\nsad/1.wav,sad,\n")
+    out = tmp_path / "m.json"
+    assert moodstream.main(["evaluate", str(data), "--model", str(tiny_model), "--json", str(out)]) == 0
+    groups = json.loads(out.read_text())["group_intervals"]
+    assert groups["units"] == 5 and groups["accuracy"] == [1.0, 1.0]
+    assert "with the 5 artist groups of metadata.csv resampled" in capsys.readouterr().out
+    (data / "metadata.csv").write_text("name,artist\n0.wav,A\n")
+    assert moodstream.main(["evaluate", str(data), "--model", str(tiny_model)]) == 2
+    assert "needs a 'file' column" in capsys.readouterr().err

@@ -17,7 +17,8 @@ from streamer.metrics import bootstrap_intervals, classification_metrics, descri
 from tests.trainer_data import add_bad_files, make_dataset
 from trainer import featurecache, prepare as prepare_mod
 from trainer.augment import AUGMENTATIONS, ORIGINAL
-from trainer.dataset import DatasetError, artist_groups, canonical_artist, scan
+from streamer.labelled import artist_groups, canonical_artist
+from trainer.dataset import DatasetError, scan
 from trainer.run import RunError, _claim_split
 from trainer.segments import segment, window_geometry
 from trainer.split import split_by_group, split_random
@@ -344,8 +345,9 @@ def test_model_card_computes_its_sentences_from_the_runs() -> None:
     confusion = [[25, 3, 1], [8, 18, 3], [2, 4, 23]]
     y_true, y_pred = _clips(confusion)
     ev = classification_metrics(y_true, y_pred, labels)
-    ev.update(labels=labels, n_clips=ev.pop("n"), hop_seconds=1.0, intervals=bootstrap_intervals(y_true, y_pred, 3))
     by_artist = bootstrap_intervals(y_true, y_pred, 3, [i // 4 for i in range(len(y_true))])
+    ev.update(labels=labels, n_clips=ev.pop("n"), hop_seconds=1.0, intervals=bootstrap_intervals(y_true, y_pred, 3),
+              group_intervals=by_artist)
     figures = {"accuracy": 0.7, "macro_f1": 0.7}
     result = {"test": {"float": {"window": figures, "clip": figures}, "int8": {"window": figures, "clip": figures}},
               "fit": {"epochs_run": 14, "best_epoch": 14, "seconds_per_epoch": 20.0, "stopped_by_time_budget": True}}
@@ -354,24 +356,9 @@ def test_model_card_computes_its_sentences_from_the_runs() -> None:
                    "data": {"train": part, "val": part, "test": part}},
            "results": {"cnn_lstm": result}}
     shipped = {"3class": {"run": "3class", "architecture": "cnn_lstm", "file": "m.tflite", "size": 2048,
-                          "evaluate": ev, "runs": ["3class"], "group_intervals": by_artist}}
+                          "evaluate": ev, "runs": ["3class"]}}
     card = model_card({"3class": run}, shipped, run)
     assert "3class: the hardest label is happy (F1 0.667); 8 of its 29 test clips were taken for angry." in card
     assert describe_intervals(ev["intervals"]) in card
     assert describe_intervals(by_artist, "22 artist groups") in card
     assert "the leaky model trained for 14 epoch(s) before the time budget stopped it" in card
-
-
-def test_shipped_figures_get_intervals_by_the_split_s_artist_groups(tmp_path: Path) -> None:
-    """make_models resamples whole artists of the data's metadata for the card's intervals."""
-    from trainer.make_models import group_intervals
-
-    root = make_dataset(tmp_path / "d", clips_per_label=4, seconds=1.0)
-    clips, labels = scan(root)
-    ev = {"labels": labels, "clips": [
-        {"file": str(tmp_path / "test-data" / c.key), "label": c.label,
-         "predicted": c.label if k % 4 < 2 else labels[(labels.index(c.label) + 1) % len(labels)]}
-        for k, c in enumerate(clips)]}
-    out = group_intervals(root, ev)
-    assert out["units"] == len({c.group for c in clips}) < len(clips)
-    assert 0.0 <= out["accuracy"][0] < out["accuracy"][1] <= 1.0

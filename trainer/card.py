@@ -57,7 +57,7 @@ def _hardest(name: str, ev: dict[str, Any]) -> str:
 def _intervals(shipped: dict[str, Any]) -> str:
     """Clip-level intervals, and artist-level ones where the groups are known."""
     clip = describe_intervals(shipped["evaluate"]["intervals"])
-    groups = shipped.get("group_intervals")
+    groups = shipped["evaluate"].get("group_intervals")
     if not groups:
         return f"{clip} (clips of one artist are not independent, so the real spread is likely wider)."
     artists = describe_intervals(groups, f"{groups['units']} artist groups")

@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.atomic import write_atomic
-from streamer.metrics import bootstrap_intervals
 from trainer.card import model_card
-from trainer.dataset import scan
 from trainer.run import RunConfig, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,13 +85,16 @@ def best_model(candidates: dict[str, dict[str, Any]]) -> tuple[str, str]:
 
 
 def test_folder(data: Path, split_json: Path, dest: Path) -> Path:
-    """A labelled folder of symlinks to exactly the test part's clips (for `moodstream evaluate`)."""
+    """A labelled folder of symlinks to exactly the test part's clips, and to the data's
+    metadata.csv so that `moodstream evaluate` resamples whole artists as the split grouped them."""
     if dest.exists():
         shutil.rmtree(dest)
     for rel in json.loads(split_json.read_text())["test"]:
         link = dest / rel
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to((data / rel).resolve())
+    if (data / "metadata.csv").is_file():
+        (dest / "metadata.csv").symlink_to((data / "metadata.csv").resolve())
     return dest
 
 
@@ -143,24 +144,13 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
         folder = test_folder(data, runs / run_name / "split.json", runs / run_name / "test-data")
         evaluation = runs / run_name / "evaluate-test.json"
         moodstream.main(["evaluate", str(folder), "--model", str(target), "--json", str(evaluation)])
-        ev = json.loads(evaluation.read_text())
         shipped[target_name] = {"run": run_name, "architecture": arch, "file": target.name,
-                                "size": target.stat().st_size, "evaluate": ev, "runs": list(pool),
-                                "group_intervals": group_intervals(data, ev)}
+                                "size": target.stat().st_size, "evaluate": json.loads(evaluation.read_text()),
+                                "runs": list(pool)}
     for name, metrics in present.items():
         write_atomic(models / f"metrics-{name}.json", json.dumps(_small(metrics), indent=2) + "\n")
         write_atomic(models / f"report-{name}.md", (runs / name / "report.md").read_text())
     write_atomic(models / "README.md", model_card(present, shipped, present.get("3class-paper"), NOTES))
-
-
-def group_intervals(data: Path, ev: dict[str, Any]) -> dict[str, Any]:
-    """Bootstrap intervals of an evaluation with whole artist groups resampled (the split's own
-    grouping): clips of one artist are not independent draws."""
-    labels = ev["labels"]
-    groups = {clip.key: clip.group for clip in scan(data, list(labels))[0]}
-    clips = ev["clips"]
-    return bootstrap_intervals([labels.index(c["label"]) for c in clips], [labels.index(c["predicted"]) for c in clips],
-                               len(labels), [groups[f"{c['label']}/{Path(c['file']).name}"] for c in clips])
 
 
 def _small(metrics: dict[str, Any]) -> dict[str, Any]:
