@@ -44,7 +44,7 @@ def file_groups(data_dir: Path, group_column: str | None = None) -> dict[str, st
     meta = data_dir / "metadata.csv"
     if not meta.is_file():
         if group_column:
-            raise MetadataError(f"--group {group_column} needs {meta}")
+            raise MetadataError(f"{meta} is missing: the group column {group_column!r} needs it")
         return {}
     with meta.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
