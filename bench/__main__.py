@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import ROOT, Section, Skipped, fmt, machine, table
 from bench.pi_estimate import estimate
-from streamer import process
+from streamer import tuning
 
 # key -> module; run in this order (cheap and independent first).
 BENCHMARKS = {
@@ -49,7 +49,7 @@ def run_all(keys: list[str], quick: bool) -> tuple[list[Section], dict[str, str]
             sections.append(importlib.import_module(BENCHMARKS[key]).run(quick=quick))
         except Skipped as exc:
             skipped[key] = str(exc)
-        except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
+        except Exception:
             failed[key] = traceback.format_exc(limit=3)
         print(f"[bench] {key} done in {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
     return sections, skipped, failed
@@ -69,15 +69,22 @@ def render(info: dict, sections: list[Section], skipped: dict[str, str], failed:
         f"{info['os']}; Python {info['python']}; {libs}. Load average at start: "
         f"{', '.join(str(x) for x in info['load_average_at_start'])} (the machine is shared with other "
         "work, which is why contenders are interleaved and compared as ratios within one run). "
-        + ("glibc's heap is kept for reuse, as `moodstream` keeps it (`streamer/process.py`)."
-           if info.get("heap_kept") else "glibc's heap thresholds were left at their defaults."),
+        + (
+            "glibc's heap is kept for reuse, as `moodstream` keeps it (`streamer/tuning.py`)."
+            if info.get("heap_kept")
+            else "glibc's heap thresholds were left at their defaults."
+        ),
         "",
     ]
     targets = [t for s in sections for t in s.targets]
     if targets:
         rows = [
-            [t["target"], f"{fmt(t['value'])} {t['unit']}", ("≥ " if t["higher_is_better"] else "≤ ")
-             + f"{fmt(t['limit'])} {t['unit']}", {True: "**met**", False: "**not met**", None: "not measured"}[t["met"]]]
+            [
+                t["target"],
+                f"{fmt(t['value'])} {t['unit']}",
+                ("≥ " if t["higher_is_better"] else "≤ ") + f"{fmt(t['limit'])} {t['unit']}",
+                {True: "**met**", False: "**not met**", None: "not measured"}[t["met"]],
+            ]
             for t in targets
         ]
         out += ["## Targets (issue 7)", "", table(["target", "measured", "limit", "verdict"], rows), ""]
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {list(BENCHMARKS)}")
     info = machine()
-    info["heap_kept"] = process.keep_heap()  # as `moodstream` runs; BLAS threads: per benchmark
+    info["heap_kept"] = tuning.keep_heap()  # as `moodstream` runs; BLAS threads: per benchmark
     sections, skipped, failed = run_all(keys, args.quick)
     pi = estimate({s.key: s.data for s in sections})
     if pi is not None:

@@ -44,7 +44,13 @@ TARGET_ENV = {  # PEP 508 marker environment of a Raspberry Pi OS (bookworm, 64-
     "python_full_version": f"{PYTHON}.2",
 }
 PIP_PLATFORM = [a for p in PLATFORMS for a in ("--platform", p)] + [
-    "--python-version", PYTHON, "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:",
+    "--python-version",
+    PYTHON,
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp311",
+    "--only-binary=:all:",
 ]
 ROOTFS = ROOT / "cache" / "arm64-rootfs"
 DEBIAN_PACKAGES = ("python3", "libportaudio2")
@@ -84,8 +90,16 @@ def requirements(pyproject: Path = ROOT / "pyproject.toml", extra: str = "pi") -
 
 def pip(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """The ordinary pip client against PyPI only (this machine's pip config is ignored)."""
-    cmd = [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check",
-           "--cert", "/etc/ssl/certs/ca-certificates.crt", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--isolated",
+        "--disable-pip-version-check",
+        "--cert",
+        "/etc/ssl/certs/ca-certificates.crt",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -95,8 +109,11 @@ def pure_python_sdist(requirement: str, dest: Path) -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"{requirement}: neither an aarch64 wheel nor an sdist\n{done.stderr[-2000:]}")
     name = canonicalize_name(Requirement(requirement).name)
-    archive = next(p for p in dest.iterdir() if p.name.endswith((".tar.gz", ".zip"))
-                   and canonicalize_name(parse_sdist_filename(p.name)[0]) == name)
+    archive = next(
+        p
+        for p in dest.iterdir()
+        if p.name.endswith((".tar.gz", ".zip")) and canonicalize_name(parse_sdist_filename(p.name)[0]) == name
+    )
     with tarfile.open(archive) as tar:
         compiled = [m.name for m in tar.getmembers() if m.name.endswith(COMPILED_SUFFIXES)]
         setup = next((m for m in tar.getmembers() if m.name.endswith("/setup.py")), None)
@@ -134,10 +151,21 @@ def wheel_check(dest: Path) -> dict:
             kind = "sdist, pure Python (pip builds a py3-none-any wheel, no compiler needed)"
         else:
             continue
-        rows.append({"package": str(name), "version": str(ver), "file": path.name, "kind": kind,
-                     "requested": canonicalize_name(name) in direct})
-    return {"requirements": reqs, "platforms": list(PLATFORMS), "python": PYTHON, "files": rows,
-}
+        rows.append(
+            {
+                "package": str(name),
+                "version": str(ver),
+                "file": path.name,
+                "kind": kind,
+                "requested": canonicalize_name(name) in direct,
+            }
+        )
+    return {
+        "requirements": reqs,
+        "platforms": list(PLATFORMS),
+        "python": PYTHON,
+        "files": rows,
+    }
 
 
 def _unresolved(stderr: str) -> str | None:
@@ -158,12 +186,31 @@ def prepare_rootfs(wheels: Path, rootfs: Path = ROOTFS) -> float:
         raise Skipped("debootstrap needs root to unpack the arm64 tree")
     partial = rootfs.with_name(rootfs.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    _check(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase",
-            f"--include={','.join(DEBIAN_PACKAGES)}", "bookworm", str(partial), "http://deb.debian.org/debian"])
+    _check(
+        [
+            "debootstrap",
+            "--foreign",
+            "--arch=arm64",
+            "--variant=minbase",
+            f"--include={','.join(DEBIAN_PACKAGES)}",
+            "bookworm",
+            str(partial),
+            "http://deb.debian.org/debian",
+        ]
+    )
     for deb in sorted((partial / "var/cache/apt/archives").glob("*.deb")):
         _check(["dpkg-deb", "-x", str(deb), str(partial)])
-    done = pip("install", "-q", "--target", str(partial / "opt/site"), "--no-index", "--find-links", str(wheels),
-               *PIP_PLATFORM, *[r for r in requirements() if not _sdist_in(wheels, r)])
+    done = pip(
+        "install",
+        "-q",
+        "--target",
+        str(partial / "opt/site"),
+        "--no-index",
+        "--find-links",
+        str(wheels),
+        *PIP_PLATFORM,
+        *[r for r in requirements() if not _sdist_in(wheels, r)],
+    )
     if done.returncode != 0:
         raise RuntimeError(f"installing the aarch64 wheels failed:\n{done.stderr[-3000:]}")
     for sdist in wheels.glob("*.tar.gz"):
@@ -190,8 +237,12 @@ def _check(cmd: list[str]) -> None:
 
 def emulated(args: list[str], rootfs: Path = ROOTFS, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the arm64 python3.11 of ``rootfs`` under qemu-user with the repo and /opt/site importable."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": f"{rootfs / 'opt/site'}:{ROOT}",
-           "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
+        "PYTHONPATH": f"{rootfs / 'opt/site'}:{ROOT}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     cmd = ["qemu-aarch64-static", "-cpu", EMULATED_CPU, "-L", str(rootfs), str(rootfs / "usr/bin/python3.11"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
@@ -209,22 +260,38 @@ def classify_emulated(model: Path, audio: Path, rootfs: Path = ROOTFS) -> dict:
     """`moodstream run` on a file inside the emulated arm64 system, and the same run on this host:
     the raw probabilities of every hop must agree."""
     start = time.monotonic()
-    done = emulated(["-c", "import platform; print('machine', platform.machine(), flush=True); "
-                     "import sys; from streamer.cli import main; sys.exit(main())",
-                     *_classify_command(model, audio)], rootfs)
+    done = emulated(
+        [
+            "-c",
+            "import platform; print('machine', platform.machine(), flush=True); "
+            "import sys; from streamer.cli import main; sys.exit(main())",
+            *_classify_command(model, audio),
+        ],
+        rootfs,
+    )
     wall = time.monotonic() - start
-    host = subprocess.run([sys.executable, "-m", "streamer.cli", *_classify_command(model, audio)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    host = subprocess.run(
+        [sys.executable, "-m", "streamer.cli", *_classify_command(model, audio)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     arm, x86 = _emotions(done.stdout), _emotions(host.stdout)
     diffs = [abs(a["raw"][k] - b["raw"][k]) for a, b in zip(arm, x86) for k in a["raw"]]
-    return {"returncode": done.returncode, "wall_seconds": wall, "emulated_cpu": EMULATED_CPU,
-            "machine": next((line.split()[1] for line in done.stdout.splitlines() if line.startswith("machine ")), None),
-            "emotion_events": len(arm), "labels": sorted({e["label"] for e in arm}),
-            "host_emotion_events": len(x86),
-            "max_abs_diff_raw_vs_host": max(diffs) if diffs and len(arm) == len(x86) else None,
-            "last_event": arm[-1] if arm else None,
-            "backend_log": next((line for line in done.stderr.splitlines() if "backend=" in line), None),
-            "stderr_tail": done.stderr[-1500:]}
+    return {
+        "returncode": done.returncode,
+        "wall_seconds": wall,
+        "emulated_cpu": EMULATED_CPU,
+        "machine": next((line.split()[1] for line in done.stdout.splitlines() if line.startswith("machine ")), None),
+        "emotion_events": len(arm),
+        "labels": sorted({e["label"] for e in arm}),
+        "host_emotion_events": len(x86),
+        "max_abs_diff_raw_vs_host": max(diffs) if diffs and len(arm) == len(x86) else None,
+        "last_event": arm[-1] if arm else None,
+        "backend_log": next((line for line in done.stderr.splitlines() if "backend=" in line), None),
+        "stderr_tail": done.stderr[-1500:],
+    }
 
 
 def run(quick: bool = False) -> Section:
@@ -235,8 +302,10 @@ def run(quick: bool = False) -> Section:
     wheels.mkdir(parents=True)
     check = wheel_check(wheels)
     data: dict = {"wheels": check}
-    rows = [[r["package"], r["version"], "yes" if r["requested"] else "dependency", r["kind"], f"`{r['file']}`"]
-            for r in check["files"]]
+    rows = [
+        [r["package"], r["version"], "yes" if r["requested"] else "dependency", r["kind"], f"`{r['file']}`"]
+        for r in check["files"]
+    ]
     md = [
         f"`pip download --only-binary=:all:` for {', '.join(PLATFORMS)}, CPython {PYTHON} (cp311), from PyPI "
         f"(`--isolated`), of the runtime dependencies plus the `[pi]` extra read from pyproject.toml, markers "
@@ -263,8 +332,12 @@ def run(quick: bool = False) -> Section:
         soundfile.write(audio, music(12.0, seed=3), 16000, subtype="PCM_16")
         result = classify_emulated(model.path, audio)
         data["emulated"] = {"model": model.path.name, "rootfs_prepare_seconds": prepared_s, **result}
-        ok = (result["returncode"] == 0 and result["machine"] == "aarch64" and result["emotion_events"] > 0
-              and result["max_abs_diff_raw_vs_host"] is not None)
+        ok = (
+            result["returncode"] == 0
+            and result["machine"] == "aarch64"
+            and result["emotion_events"] > 0
+            and result["max_abs_diff_raw_vs_host"] is not None
+        )
         md += [
             "",
             "**Emulated arm64 Debian** (bookworm arm64 unpacked by `debootstrap --foreign` + `dpkg-deb -x`, "

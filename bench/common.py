@@ -59,8 +59,14 @@ def target(name: str, value: float | None, limit: float, unit: str, higher_is_be
         met = None
     else:
         met = value >= limit if higher_is_better else value <= limit
-    return {"target": name, "value": value, "limit": limit, "unit": unit,
-            "higher_is_better": higher_is_better, "met": met}
+    return {
+        "target": name,
+        "value": value,
+        "limit": limit,
+        "unit": unit,
+        "higher_is_better": higher_is_better,
+        "met": met,
+    }
 
 
 def version(dist: str) -> str | None:
@@ -120,7 +126,7 @@ def interleaved(
     names = list(contenders)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             limit = threadpool_limits(limits=1, user_api="blas") if name in one_blas_thread else nullcontext()
             with limit:
@@ -151,7 +157,7 @@ def fmt(x: float | None, digits: int = 3) -> str:
         return "-"
     if x == 0:
         return "0"
-    return f"{x:.{digits}g}" if abs(x) < 10 ** digits else f"{x:,.0f}"
+    return f"{x:.{digits}g}" if abs(x) < 10**digits else f"{x:,.0f}"
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:

@@ -105,7 +105,9 @@ class Daemon:
         return self.proc.stderr.read()[-2000:].decode(errors="replace")
 
 
-def start(args: list[str], stdin: int | IO | None = subprocess.DEVNULL, stdout: int | None = subprocess.DEVNULL) -> Daemon:
+def start(
+    args: list[str], stdin: int | IO | None = subprocess.DEVNULL, stdout: int | None = subprocess.DEVNULL
+) -> Daemon:
     """Spawn ``moodstream run ARGS`` with a notify socket of our own (binary pipes)."""
     folder = Path(tempfile.mkdtemp(dir="/tmp", prefix="bench-notify-"))
     path = folder / "notify"
@@ -114,8 +116,14 @@ def start(args: list[str], stdin: int | IO | None = subprocess.DEVNULL, stdout: 
     env = dict(os.environ, NOTIFY_SOCKET=str(path), PYTHONUNBUFFERED="1")
     env.pop("WATCHDOG_USEC", None)
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "run", *args], cwd=ROOT, env=env,
-                            stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+    )
     return Daemon(proc, notify, started)
 
 
@@ -168,13 +176,20 @@ def run(quick: bool = False) -> Section:
         after_ready.append(100 * (usage.ru_utime + usage.ru_stime - cpu_at_ready) / paced_s)
         steady.append(100 * (c1 - c0) / (t1 - t0))
     data = {
-        "model": model.path.name, "shipped": model.shipped, "runs": runs,
-        "ready_seconds": stats(ready), "first_event_seconds": stats(first_event),
+        "model": model.path.name,
+        "shipped": model.shipped,
+        "runs": runs,
+        "ready_seconds": stats(ready),
+        "first_event_seconds": stats(first_event),
         "peak_rss_mib": stats(rss),
-        "paced": {"audio_seconds": paced_s, "runs": paced_runs, "settle_seconds": settle_s,
-                  "cpu_seconds_to_ready": stats(to_ready)["median"],
-                  "percent_after_ready": stats(after_ready),
-                  "percent_steady": stats(steady)},
+        "paced": {
+            "audio_seconds": paced_s,
+            "runs": paced_runs,
+            "settle_seconds": settle_s,
+            "cpu_seconds_to_ready": stats(to_ready)["median"],
+            "percent_after_ready": stats(after_ready),
+            "percent_steady": stats(steady),
+        },
     }
     md = (
         f"`moodstream run --model {model.path.name} --port 0` (WebSocket server on, as installed) on a file "
@@ -198,8 +213,12 @@ def run(quick: bool = False) -> Section:
         f"{fmt(data['paced']['cpu_seconds_to_ready'])} CPU s."
     )
     targets = [
-        target("streaming CPU, the whole daemon process paced in real time, steady state (stricter reading)",
-               data["paced"]["percent_steady"]["median"], 1.0, "% of one core"),
+        target(
+            "streaming CPU, the whole daemon process paced in real time, steady state (stricter reading)",
+            data["paced"]["percent_steady"]["median"],
+            1.0,
+            "% of one core",
+        ),
         target("peak RSS of `moodstream run`", data["peak_rss_mib"]["max"], 100.0, "MiB"),
         target("start-up to ready", data["ready_seconds"]["median"], 2.0, "s"),
     ]

@@ -18,13 +18,25 @@ def librosa_features(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     import librosa
 
     mfcc = librosa.feature.mfcc(
-        y=audio, sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-        win_length=cfg.frame_length, n_mels=cfg.n_filters, center=False,
+        y=audio,
+        sr=cfg.sample_rate,
+        n_mfcc=cfg.n_mfcc,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        win_length=cfg.frame_length,
+        n_mels=cfg.n_filters,
+        center=False,
     )
     contrast = librosa.feature.spectral_contrast(
-        y=audio, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-        win_length=cfg.frame_length, n_bands=cfg.contrast_bands, fmin=cfg.contrast_fmin,
-        quantile=cfg.contrast_quantile, center=False,
+        y=audio,
+        sr=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        win_length=cfg.frame_length,
+        n_bands=cfg.contrast_bands,
+        fmin=cfg.contrast_fmin,
+        quantile=cfg.contrast_quantile,
+        center=False,
     )
     return np.vstack([mfcc, contrast]).T
 
@@ -32,7 +44,7 @@ def librosa_features(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 def stream(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     extractor = FeatureExtractor(cfg)
     step = round(CHUNK_SECONDS * cfg.sample_rate)
-    return np.concatenate([extractor.push(audio[i:i + step]) for i in range(0, audio.size, step)])
+    return np.concatenate([extractor.push(audio[i : i + step]) for i in range(0, audio.size, step)])
 
 
 def run(quick: bool = False) -> Section:
@@ -54,8 +66,10 @@ def run(quick: bool = False) -> Section:
     # Ratios per round (same round = same machine conditions), then the median of those.
     ratio_batch = stats([lb / b for lb, b in zip(times["librosa"], times["batch"])])
     ratio_stream = stats([lb / s for lb, s in zip(times["librosa"], times["stream_100ms"])])
-    ratio_1 = {name: stats([lb / x for lb, x in zip(times["librosa_1_blas_thread"], times[f"{name}_1_blas_thread"])])
-               for name in ("batch", "stream_100ms")}
+    ratio_1 = {
+        name: stats([lb / x for lb, x in zip(times["librosa_1_blas_thread"], times[f"{name}_1_blas_thread"])])
+        for name in ("batch", "stream_100ms")
+    }
     data = {
         "audio_seconds": seconds,
         "repeats": repeats,

@@ -24,12 +24,14 @@ TFLITE_PACKAGES = ("numpy<2", "scipy", "python_speech_features==0.6", "tflite-ru
 
 def per_window_ms(paths: list[Path], calls: int, repeats: int) -> dict[str, dict]:
     """Median CPU ms per predict() for each model, models interleaved round by round."""
-    from streamer.model import ModelRunner
+    from streamer.runner import ModelRunner
 
     runners = {p.name: ModelRunner(p) for p in paths}
     rng = np.random.default_rng(0)
-    windows = {name: rng.normal(0, 1, (r.window_frames, r.metadata.feature_config.n_features)).astype(np.float32)
-               for name, r in runners.items()}
+    windows = {
+        name: rng.normal(0, 1, (r.window_frames, r.metadata.feature_config.n_features)).astype(np.float32)
+        for name, r in runners.items()
+    }
     for name, r in runners.items():
         r.predict(windows[name])
     times: dict[str, list[float]] = {name: [] for name in runners}
@@ -46,12 +48,17 @@ def _tflite_runtime_python() -> tuple[Path | None, str]:
     """The throwaway venv's python (created when missing), or None and why not."""
     python = TFLITE_VENV / "bin" / "python"
     if not python.exists():
-        made = subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(TFLITE_VENV)],
-                              capture_output=True, text=True)
+        made = subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(TFLITE_VENV)], capture_output=True, text=True
+        )
         if made.returncode != 0:
             return None, f"venv failed: {made.stderr[-300:]}"
-        pip = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                              *TFLITE_PACKAGES], capture_output=True, text=True, timeout=900)
+        pip = subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", *TFLITE_PACKAGES],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if pip.returncode != 0:
             return None, f"tflite-runtime does not install here: {pip.stderr[-500:]}"
     return python, ""
@@ -71,9 +78,14 @@ def run(quick: bool = False) -> Section:
     if python is not None:
         out = ROOT / "cache" / "bench" / "tflite_runtime.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([str(python), "-m", "bench.inference", "--child", str(out), str(calls),
-                               str(repeats), *map(str, paths)], capture_output=True, text=True, cwd=ROOT,
-                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=900)
+        done = subprocess.run(
+            [str(python), "-m", "bench.inference", "--child", str(out), str(calls), str(repeats), *map(str, paths)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+            timeout=900,
+        )
         if done.returncode == 0:
             tflite = json.loads(out.read_text())
         else:
@@ -82,23 +94,59 @@ def run(quick: bool = False) -> Section:
     for m in models:
         a = litert[m.path.name]["ms"]["median"]
         t = tflite.get(m.path.name, {}).get("ms", {}).get("median")
-        data.append({"model": m.path.name, "architecture": m.metadata.architecture, "kind": m.kind,
-                     "shipped": m.shipped, "bytes": m.path.stat().st_size, "window_frames": m.metadata.window_frames,
-                     "ai_edge_litert_ms": litert[m.path.name]["ms"],
-                     "tflite_runtime_ms": tflite.get(m.path.name, {}).get("ms")})
-        rows.append([m.path.name, "shipped" if m.shipped else "benchmark's", m.metadata.architecture, m.kind, f"{m.path.stat().st_size / 1024:.0f}",
-                     m.metadata.window_frames, fmt(a), fmt(t), fmt(t / a) if t else "-"])
+        data.append(
+            {
+                "model": m.path.name,
+                "architecture": m.metadata.architecture,
+                "kind": m.kind,
+                "shipped": m.shipped,
+                "bytes": m.path.stat().st_size,
+                "window_frames": m.metadata.window_frames,
+                "ai_edge_litert_ms": litert[m.path.name]["ms"],
+                "tflite_runtime_ms": tflite.get(m.path.name, {}).get("ms"),
+            }
+        )
+        rows.append(
+            [
+                m.path.name,
+                "shipped" if m.shipped else "benchmark's",
+                m.metadata.architecture,
+                m.kind,
+                f"{m.path.stat().st_size / 1024:.0f}",
+                m.metadata.window_frames,
+                fmt(a),
+                fmt(t),
+                fmt(t / a) if t else "-",
+            ]
+        )
     md = (
         f"`ModelRunner.predict` on one window, CPU ms per call (median of {repeats} rounds of {calls} calls, "
         "models interleaved), 1 interpreter thread. tflite-runtime runs in a separate venv with numpy<2 "
-        "(`cache/tflite-venv`), measured right after in a child process. \"benchmark's\" models were "
+        '(`cache/tflite-venv`), measured right after in a child process. "benchmark\'s" models were '
         "trained on synthetic data by the trainer benchmark (same window as the shipped ones)"
-        + (f"; not measured: {why}" if why else "") + ".\n\n"
-        + table(["model", "origin", "arch", "kind", "KiB", "frames", "ai-edge-litert ms", "tflite-runtime ms",
-                 "tflite-runtime / litert"], rows)
+        + (f"; not measured: {why}" if why else "")
+        + ".\n\n"
+        + table(
+            [
+                "model",
+                "origin",
+                "arch",
+                "kind",
+                "KiB",
+                "frames",
+                "ai-edge-litert ms",
+                "tflite-runtime ms",
+                "tflite-runtime / litert",
+            ],
+            rows,
+        )
     )
-    return Section("inference", "Model size and inference time (issue 7.4)",
-                   {"models": data, "tflite_runtime_note": why or None}, md)
+    return Section(
+        "inference",
+        "Model size and inference time (issue 7.4)",
+        {"models": data, "tflite_runtime_note": why or None},
+        md,
+    )
 
 
 def _child(argv: list[str]) -> None:

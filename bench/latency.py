@@ -64,15 +64,16 @@ async def _clients(url: str, n: int, seconds: float) -> list[tuple[float, float,
 
 
 def _spawn_clients(url: str, n: int, seconds: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bench.latency", url, str(n), str(seconds)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.latency", url, str(n), str(seconds)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
 
 
 async def _feed(stdin, window_s: float, hops: int) -> dict[float, float]:
     """Write the audio; the boundary time of each measured hop, keyed by its stream_time."""
     warm_s = window_s + HOP_S
     audio = (np.clip(music(warm_s + hops * HOP_S, seed=21), -1, 1) * 32767).astype("<i2")
-    blocks = [audio[i:i + BLOCK] for i in range(0, audio.size, BLOCK)]
+    blocks = [audio[i : i + BLOCK] for i in range(0, audio.size, BLOCK)]
     warm_blocks = round(warm_s * RATE / BLOCK)
     hop_blocks = round(HOP_S * RATE / BLOCK)
     boundary: dict[float, float] = {}
@@ -103,8 +104,23 @@ def measure(model_path, clients: int, hops: int, window_s: float) -> dict:
     url = f"ws://127.0.0.1:{port}/"
     listen_s = window_s / WARM_SPEED + 0.5 + (hops + 1) * HOP_S + 2.0
     shares = [clients // CLIENT_PROCESSES + (i < clients % CLIENT_PROCESSES) for i in range(CLIENT_PROCESSES)]
-    with start(["--source", "stdin", "--model", str(model_path), "--port", str(port), "--hop", str(HOP_S),
-                "--max-clients", str(clients + 8), "--log-level", "warning"], stdin=subprocess.PIPE) as d:
+    with start(
+        [
+            "--source",
+            "stdin",
+            "--model",
+            str(model_path),
+            "--port",
+            str(port),
+            "--hop",
+            str(HOP_S),
+            "--max-clients",
+            str(clients + 8),
+            "--log-level",
+            "warning",
+        ],
+        stdin=subprocess.PIPE,
+    ) as d:
         d.wait_ready()
         for _ in range(200):  # the server starts just after READY=1
             with socket.socket() as s:
@@ -139,12 +155,20 @@ def measure(model_path, clients: int, hops: int, window_s: float) -> dict:
     by_hop: dict[float, list[float]] = {}
     for t, key, _ in measured:
         by_hop.setdefault(key, []).append(1000 * (t - boundary[key]))
-    return {"clients": clients, "client_processes": len(workers), "hops": len(boundary),
-            "slowest_client_per_hop_ms": [max(by_hop[k]) for k in sorted(by_hop)],
-            "fastest_client_per_hop_ms": [min(by_hop[k]) for k in sorted(by_hop)],
-            "samples": len(latencies), "states": sorted({state for _, _, state in measured}),
-            "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
-            "max_ms": max(latencies), "min_ms": min(latencies), "load_average_1min": load}
+    return {
+        "clients": clients,
+        "client_processes": len(workers),
+        "hops": len(boundary),
+        "slowest_client_per_hop_ms": [max(by_hop[k]) for k in sorted(by_hop)],
+        "fastest_client_per_hop_ms": [min(by_hop[k]) for k in sorted(by_hop)],
+        "samples": len(latencies),
+        "states": sorted({state for _, _, state in measured}),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": max(latencies),
+        "min_ms": min(latencies),
+        "load_average_1min": load,
+    }
 
 
 def run(quick: bool = False) -> Section:
@@ -152,14 +176,24 @@ def run(quick: bool = False) -> Section:
     hops = 3 if quick else 30
     window_s = model.metadata.window_seconds
     results = [measure(model.path, n, hops, window_s) for n in ((1, 5) if quick else (1, 100))]
-    rows = [[r["clients"], r["hops"], r["samples"], fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(r["max_ms"]),
-             fmt(statistics.median(r["fastest_client_per_hop_ms"])), fmt(statistics.median(r["slowest_client_per_hop_ms"])),
-             fmt(r["load_average_1min"], 2)]
-            for r in results]
+    rows = [
+        [
+            r["clients"],
+            r["hops"],
+            r["samples"],
+            fmt(r["p50_ms"]),
+            fmt(r["p99_ms"]),
+            fmt(r["max_ms"]),
+            fmt(statistics.median(r["fastest_client_per_hop_ms"])),
+            fmt(statistics.median(r["slowest_client_per_hop_ms"])),
+            fmt(r["load_average_1min"], 2),
+        ]
+        for r in results
+    ]
     md = (
         f"`moodstream run --source stdin --model {model.path.name} --hop {HOP_S:g}` with its WebSocket server on "
         f"loopback; s16le audio written to its stdin in 100 ms blocks paced in real time, {hops} hops per "
-        "run after the window filled (every measured event is an \"emotion\" event: features, inference, "
+        'run after the window filled (every measured event is an "emotion" event: features, inference, '
         "smoothing, bus, server fan-out, WebSocket, client). Latency = client receipt minus the moment the "
         "hop's last block was written; the clients run in 2 processes of their own (one clock, "
         "`time.monotonic`), each of which freezes its garbage collector's view of the connections once "
@@ -169,13 +203,26 @@ def run(quick: bool = False) -> Section:
         "daemon's own path (stdin, features, model, bus, first write) and the last one adds the fan-out "
         "to every other client. The load average (1 min) when each run started is shown: on this "
         "shared 2-core machine it is mostly other work, and latency tails follow it.\n\n"
-        + table(["clients", "hops", "samples", "p50 ms", "p99 ms", "max ms", "first client, median of hops ms",
-                 "last client, median of hops ms", "load avg"], rows)
+        + table(
+            [
+                "clients",
+                "hops",
+                "samples",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "first client, median of hops ms",
+                "last client, median of hops ms",
+                "load avg",
+            ],
+            rows,
+        )
     )
     worst = results[-1]
     targets = [target(f"p99 latency with {worst['clients']} clients", worst["p99_ms"], 20.0, "ms")]
-    return Section("latency", "Latency to WebSocket clients (issue 7.2)", {"model": model.path.name,
-                   "runs": results}, md, targets)
+    return Section(
+        "latency", "Latency to WebSocket clients (issue 7.2)", {"model": model.path.name, "runs": results}, md, targets
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.common import ROOT, Skipped
 from bench.trainer_speed import MODELS as TRAINED
-from streamer.modelfile import ModelMetadata, read_metadata
+from streamer.metadata import ModelMetadata, read_metadata
 
 SHIPPED = ROOT / "models"
 
@@ -37,18 +37,23 @@ def models_under_test() -> list[BenchModel]:
     """Shipped models first, then trained ones of kinds not shipped; int8 before float."""
     shipped = [BenchModel(p, read_metadata(p), True) for p in sorted(SHIPPED.glob("*.tflite"))]
     kinds = {(m.metadata.architecture, m.kind) for m in shipped}
-    trained = [m for p in sorted(TRAINED.glob("*.tflite"))
-               if ((m := BenchModel(p, read_metadata(p), False)).metadata.architecture, m.kind) not in kinds]
+    trained = [
+        m
+        for p in sorted(TRAINED.glob("*.tflite"))
+        if ((m := BenchModel(p, read_metadata(p), False)).metadata.architecture, m.kind) not in kinds
+    ]
     found = shipped + sorted(trained, key=lambda m: (m.metadata.architecture, m.kind != "int8"))
     if not found:
-        raise Skipped("no model files: neither shipped ones in models/ nor the trainer benchmark's "
-                      "(run `python -m bench --only trainer` first)")
+        raise Skipped(
+            "no model files: neither shipped ones in models/ nor the trainer benchmark's "
+            "(run `python -m bench --only trainer` first)"
+        )
     return found
 
 
 def default_model(models: list[BenchModel]) -> BenchModel:
     """The model the daemon runs by default (the shipped 3-class int8), else the first int8 one."""
-    from streamer.model import default_model_path
+    from streamer.runner import default_model_path
 
     default = default_model_path().resolve()
     for m in models:

@@ -27,12 +27,22 @@ def estimate(results: dict[str, dict[str, Any]]) -> Section | None:
         if r["kind"] == "int8" and r["hop_seconds"] == 1.0:
             head = r
             break
-    rows_in.append((f"pipeline CPU, {head['model']}, hop 1 s (% of one core)",
-                    100 * head["cpu_seconds_per_audio_second"]["pipeline"]["median"], "%"))
+    rows_in.append(
+        (
+            f"pipeline CPU, {head['model']}, hop 1 s (% of one core)",
+            100 * head["cpu_seconds_per_audio_second"]["pipeline"]["median"],
+            "%",
+        )
+    )
     daemon = results.get("daemon")
     if daemon:
-        rows_in.append(("whole daemon paced in real time, steady state (% of one core)",
-                        daemon["paced"]["percent_steady"]["median"], "%"))
+        rows_in.append(
+            (
+                "whole daemon paced in real time, steady state (% of one core)",
+                daemon["paced"]["percent_steady"]["median"],
+                "%",
+            )
+        )
         rows_in.append(("CPU seconds to start up", daemon["paced"]["cpu_seconds_to_ready"], "s"))
     inference = results.get("inference")
     if inference:
@@ -49,6 +59,11 @@ def estimate(results: dict[str, dict[str, Any]]) -> Section | None:
         "should be close to the figure measured here (same wheels, same Python).\n\n"
         + table(["figure", "here"] + [f"{name} (est.)" for name in SLOWDOWN], rows)
     )
-    data = {"slowdown_assumed": SLOWDOWN, "figures": [
-        {"figure": what, "here": value, **{name: value * k for name, k in SLOWDOWN.items()}} for what, value, _ in rows_in]}
+    data = {
+        "slowdown_assumed": SLOWDOWN,
+        "figures": [
+            {"figure": what, "here": value, **{name: value * k for name, k in SLOWDOWN.items()}}
+            for what, value, _ in rows_in
+        ],
+    }
     return Section("pi_estimate", "Raspberry Pi estimate (issue 7.6)", data, md)

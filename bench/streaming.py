@@ -7,7 +7,6 @@ All contenders of one (model, hop) run interleaved on the same audio."""
 from __future__ import annotations
 
 import numpy as np
-
 from threadpoolctl import threadpool_limits
 
 from bench.common import Section, fmt, interleaved, stats, table, target
@@ -15,9 +14,9 @@ from bench.features_speed import librosa_features
 from bench.models import BenchModel, default_model, models_under_test
 from streamer.config import SourceSettings, from_dict
 from streamer.features import FeatureExtractor, extract
-from streamer.model import ModelRunner
 from streamer.pipeline import Pipeline
 from streamer.ring import sample_ring
+from streamer.runner import ModelRunner
 from tests.audio import music
 
 BLOCK_SECONDS = SourceSettings().block_seconds  # the daemon's default (hops 1 s and 0.5 s split evenly)
@@ -26,7 +25,7 @@ HOPS = (1.0, 0.5)
 
 def _blocks(audio: np.ndarray, rate: int) -> list[np.ndarray]:
     step = round(BLOCK_SECONDS * rate)
-    return [audio[i:i + step] for i in range(0, audio.size, step)]
+    return [audio[i : i + step] for i in range(0, audio.size, step)]
 
 
 class Naive:
@@ -52,7 +51,7 @@ class Naive:
             if self.fill == self.hop:
                 self.fill = 0
                 if len(self.ring) >= self.window_samples:
-                    window = self.features(self.ring.latest(self.window_samples))[-self.runner.window_frames:]
+                    window = self.features(self.ring.latest(self.window_samples))[-self.runner.window_frames :]
                     self.runner.predict(window)
                     self.outputs += 1
 
@@ -81,6 +80,7 @@ def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict
         def go() -> None:
             for b in blocks:
                 which.process(b)
+
         return go
 
     def run_features() -> None:  # the pipeline's own feature work: one push per hop
@@ -95,30 +95,46 @@ def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict
     window = pipeline.features.latest(runner.window_frames)
     step = round(hop * cfg.sample_rate)
     audio = np.concatenate(blocks)
-    hops = [audio[i:i + step] for i in range(0, audio.size, step)]
-    contenders = {"pipeline": run_pipeline, "features_per_hop": run_features, "inference_per_hop": run_inference,
-                  "naive_features": run_naive(naive), "naive_librosa": run_naive(naive_librosa)}
-    # One BLAS thread for all, as the `moodstream` command runs (streamer/process.py); set once,
+    hops = [audio[i : i + step] for i in range(0, audio.size, step)]
+    contenders = {
+        "pipeline": run_pipeline,
+        "features_per_hop": run_features,
+        "inference_per_hop": run_inference,
+        "naive_features": run_naive(naive),
+        "naive_librosa": run_naive(naive_librosa),
+    }
+    # One BLAS thread for all, as the `moodstream` command runs (streamer/tuning.py); set once,
     # outside the timed calls, so that setting it is no contender's cost.
     with threadpool_limits(limits=1, user_api="blas"):
         times = interleaved(contenders, repeats)
     hops_per_run = round(seconds / hop)
     if len(emitted) != repeats * hops_per_run or emitted[-1].state != "emotion":
-        raise RuntimeError(f"pipeline emitted {len(emitted)} events (last state "
-                           f"{emitted[-1].state if emitted else None}), expected {repeats * hops_per_run} emotions")
+        raise RuntimeError(
+            f"pipeline emitted {len(emitted)} events (last state "
+            f"{emitted[-1].state if emitted else None}), expected {repeats * hops_per_run} emotions"
+        )
     per_audio = {k: stats([t / seconds for t in v]) for k, v in times.items()}
     return {
-        "model": model.path.name, "architecture": model.metadata.architecture, "kind": model.kind,
-        "shipped": model.shipped, "window_seconds": runner.metadata.window_seconds, "hop_seconds": hop,
+        "model": model.path.name,
+        "architecture": model.metadata.architecture,
+        "kind": model.kind,
+        "shipped": model.shipped,
+        "window_seconds": runner.metadata.window_seconds,
+        "hop_seconds": hop,
         "ratio_ceiling": runner.metadata.window_seconds / hop,
-        "backend": runner.backend, "audio_seconds": seconds, "repeats": repeats,
+        "backend": runner.backend,
+        "audio_seconds": seconds,
+        "repeats": repeats,
         "cpu_seconds_per_audio_second": per_audio,
         "naive_over_pipeline": stats([n / p for n, p in zip(times["naive_features"], times["pipeline"])]),
         "naive_librosa_over_pipeline": stats([n / p for n, p in zip(times["naive_librosa"], times["pipeline"])]),
         # What a pipeline with no work of its own beyond its features and the model would reach.
-        "naive_over_features_and_inference": stats([
-            n / (f + i) for n, f, i in zip(times["naive_features"], times["features_per_hop"], times["inference_per_hop"])
-        ]),
+        "naive_over_features_and_inference": stats(
+            [
+                n / (f + i)
+                for n, f, i in zip(times["naive_features"], times["features_per_hop"], times["inference_per_hop"])
+            ]
+        ),
     }
 
 
@@ -128,21 +144,29 @@ def run(quick: bool = False) -> Section:
     # Every shipped model, int8 and float: the other kind of its architecture beside it (the other
     # architectures' costs differ only by the inference time per window, in the table above).
     shipped = sorted((m for m in every if m.shipped), key=lambda m: m != main) or [main]
-    models = [main] if quick else [m for s in shipped for m in every
-                                   if m.metadata.architecture == s.metadata.architecture]
+    models = (
+        [main] if quick else [m for s in shipped for m in every if m.metadata.architecture == s.metadata.architecture]
+    )
     seconds, repeats = (2.0, 2) if quick else (20.0, 7)
     rows_data = [measure(m, hop, seconds, repeats) for m in models for hop in HOPS]
     headline = next(r for r in rows_data if r["model"] == main.path.name and r["hop_seconds"] == 1.0)
     rows = [
-        [r["model"], "shipped" if r["shipped"] else "benchmark's", r["architecture"], r["kind"], f"{r['hop_seconds']:g}",
-         fmt(100 * r["cpu_seconds_per_audio_second"]["pipeline"]["median"]),
-         fmt(100 * r["cpu_seconds_per_audio_second"]["features_per_hop"]["median"]),
-         fmt(100 * r["cpu_seconds_per_audio_second"]["inference_per_hop"]["median"]),
-         fmt(100 * r["cpu_seconds_per_audio_second"]["naive_features"]["median"]),
-         fmt(100 * r["cpu_seconds_per_audio_second"]["naive_librosa"]["median"]),
-         f"**{fmt(r['naive_over_pipeline']['median'])}**", fmt(r["naive_librosa_over_pipeline"]["median"]),
-         fmt(r["naive_over_features_and_inference"]["median"]),
-         f"{fmt(r['ratio_ceiling'])} ({fmt(100 * r['naive_over_pipeline']['median'] / r['ratio_ceiling'], 2)}%)"]
+        [
+            r["model"],
+            "shipped" if r["shipped"] else "benchmark's",
+            r["architecture"],
+            r["kind"],
+            f"{r['hop_seconds']:g}",
+            fmt(100 * r["cpu_seconds_per_audio_second"]["pipeline"]["median"]),
+            fmt(100 * r["cpu_seconds_per_audio_second"]["features_per_hop"]["median"]),
+            fmt(100 * r["cpu_seconds_per_audio_second"]["inference_per_hop"]["median"]),
+            fmt(100 * r["cpu_seconds_per_audio_second"]["naive_features"]["median"]),
+            fmt(100 * r["cpu_seconds_per_audio_second"]["naive_librosa"]["median"]),
+            f"**{fmt(r['naive_over_pipeline']['median'])}**",
+            fmt(r["naive_librosa_over_pipeline"]["median"]),
+            fmt(r["naive_over_features_and_inference"]["median"]),
+            f"{fmt(r['ratio_ceiling'])} ({fmt(100 * r['naive_over_pipeline']['median'] / r['ratio_ceiling'], 2)}%)",
+        ]
         for r in rows_data
     ]
     md = (
@@ -150,10 +174,10 @@ def run(quick: bool = False) -> Section:
         "where that is not shipped, the twin trained and exported by the trainer benchmark on synthetic "
         f"data (`cache/bench/models/`, same window). {seconds:g} s of synthetic music per run in {BLOCK_SECONDS * 1000:g} ms blocks, "
         f"after a warm-up that fills the window; {repeats} interleaved rounds, process CPU time; medians; "
-        "every contender with one BLAS thread, as `moodstream` runs (`streamer/process.py`). "
+        "every contender with one BLAS thread, as `moodstream` runs (`streamer/tuning.py`). "
         "The pipeline is `streamer.pipeline.Pipeline` (incremental features, rings, level gate, model, "
-        "smoothing, the event); \"its features\" is `FeatureExtractor.push` alone, once per hop as the "
-        "pipeline calls it, and \"its model\" `ModelRunner.predict` alone, once per hop. The naive "
+        'smoothing, the event); "its features" is `FeatureExtractor.push` alone, once per hop as the '
+        'pipeline calls it, and "its model" `ModelRunner.predict` alone, once per hop. The naive '
         "contenders keep the last window of samples and at every hop "
         "recompute all its features (`streamer.features.extract`, or librosa `mfcc` + `spectral_contrast`) "
         "and run the same `ModelRunner` (no level gate or smoothing: the naive side is flattered). "
@@ -162,12 +186,28 @@ def run(quick: bool = False) -> Section:
         "way computes a window of frames and runs the model once. So naive/pipeline is below "
         f"window / hop ({fmt(headline['window_seconds'])} s / 1 s = {fmt(headline['ratio_ceiling'])}x) "
         "whatever the code does: the model's run, the same on both sides, "
-        "and the pipeline's own per-hop work only lower it. \"naive/(features+model)\" is the ratio "
+        'and the pipeline\'s own per-hop work only lower it. "naive/(features+model)" is the ratio '
         "that a pipeline doing nothing but its features and the model's run would reach, measured in "
         "the same rounds; the last column gives the ceiling and how much of it was reached.\n\n"
-        + table(["model", "origin", "arch", "kind", "hop s", "pipeline % of a core", "its features %", "its model %",
-                 "naive % (ours)", "naive % (librosa)", "naive/pipeline", "librosa naive/pipeline",
-                 "naive/(features+model)", "ceiling (reached)"], rows)
+        + table(
+            [
+                "model",
+                "origin",
+                "arch",
+                "kind",
+                "hop s",
+                "pipeline % of a core",
+                "its features %",
+                "its model %",
+                "naive % (ours)",
+                "naive % (librosa)",
+                "naive/pipeline",
+                "librosa naive/pipeline",
+                "naive/(features+model)",
+                "ceiling (reached)",
+            ],
+            rows,
+        )
         + f"\n\nHeadline (the daemon's default: {main.label}, hop 1 s): "
         f"**{fmt(100 * headline['cpu_seconds_per_audio_second']['pipeline']['median'])}% of one core**, "
         f"the naive recompute costs **{fmt(headline['naive_over_pipeline']['median'])}x** as much "
@@ -181,9 +221,22 @@ def run(quick: bool = False) -> Section:
             continue
         default = " (the default)" if r["model"] == main.path.name else ""
         if r["hop_seconds"] == 1.0:
-            targets.append(target(f"streaming CPU, {r['model']}{default}, hop 1 s",
-                                  100 * r["cpu_seconds_per_audio_second"]["pipeline"]["median"], 1.0, "% of one core"))
-        targets.append(target(f"CPU saved vs naive recompute, {r['model']}, hop {r['hop_seconds']:g} s "
-                              f"(ceiling {fmt(r['ratio_ceiling'])}x)",
-                              r["naive_over_pipeline"]["median"], 10.0, "x", higher_is_better=True))
+            targets.append(
+                target(
+                    f"streaming CPU, {r['model']}{default}, hop 1 s",
+                    100 * r["cpu_seconds_per_audio_second"]["pipeline"]["median"],
+                    1.0,
+                    "% of one core",
+                )
+            )
+        targets.append(
+            target(
+                f"CPU saved vs naive recompute, {r['model']}, hop {r['hop_seconds']:g} s "
+                f"(ceiling {fmt(r['ratio_ceiling'])}x)",
+                r["naive_over_pipeline"]["median"],
+                10.0,
+                "x",
+                higher_is_better=True,
+            )
+        )
     return Section("streaming", "Streaming cost (issue 7.1)", {"runs": rows_data}, md, targets)

@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from bench.common import CACHE, Section, fmt, stats, table
 from streamer.features import FeatureConfig
 
@@ -51,9 +50,14 @@ def extraction_speed(quick: bool) -> dict:
     if failed or len(done) != clips:
         raise RuntimeError(f"feature extraction failed for {failed}")
     audio = seconds * clips
-    return {"workers": workers, "clips": clips, "audio_seconds": audio,
-            "frames": int(sum(f.shape[0] for f in done.values())), "wall_seconds": wall,
-            "x_real_time": audio / wall}
+    return {
+        "workers": workers,
+        "clips": clips,
+        "audio_seconds": audio,
+        "frames": int(sum(f.shape[0] for f in done.values())),
+        "wall_seconds": wall,
+        "x_real_time": audio / wall,
+    }
 
 
 class _EpochTimer:
@@ -82,12 +86,12 @@ def epochs(quick: bool) -> dict:
     the int8 and float export."""
     import keras
 
-    from streamer.modelfile import FORMAT_VERSION, ModelMetadata
+    from streamer.metadata import FORMAT_VERSION, ModelMetadata
     from tests.conftest import TINY_LABELS, mood_windows
+    from trainer.architectures import ARCHITECTURES, build
     from trainer.export import export
     from trainer.fit import class_weights, fit
     from trainer.make_models import OVERLAP, WINDOW_S
-    from trainer.models import ARCHITECTURES, build
     from trainer.segments import window_geometry
 
     config = FeatureConfig()
@@ -95,9 +99,15 @@ def epochs(quick: bool) -> dict:
     x, y, mean, std, val = mood_windows(frames, hop, clips=2 if quick else 12, seconds=WINDOW_S + 30.0)
     steady_epochs = 2 if quick else 3
     MODELS.mkdir(parents=True, exist_ok=True)
-    out: dict = {"window_seconds": WINDOW_S, "window_frames": frames, "train_windows": int((~val).sum()),
-                 "val_windows": int(val.sum()), "batch_size": 64, "steady_epochs": steady_epochs,
-                 "architectures": {}}
+    out: dict = {
+        "window_seconds": WINDOW_S,
+        "window_frames": frames,
+        "train_windows": int((~val).sum()),
+        "val_windows": int(val.sum()),
+        "batch_size": 64,
+        "steady_epochs": steady_epochs,
+        "architectures": {},
+    }
     for arch in ARCHITECTURES[:1] if quick else ARCHITECTURES:
         model = build(arch, frames, config.n_features, len(TINY_LABELS), seed=0)
         start = time.monotonic()
@@ -106,22 +116,41 @@ def epochs(quick: bool) -> dict:
         timer = _EpochTimer()
         labels = keras.utils.to_categorical(y, len(TINY_LABELS))
         # The same arguments as trainer.fit (class weights included), so the traced step is reused.
-        model.fit(x[~val], labels[~val], validation_data=(x[val], labels[val]), epochs=steady_epochs,
-                  batch_size=64, class_weight=class_weights(y[~val], len(TINY_LABELS)), shuffle=True,
-                  callbacks=[timer], verbose=0)
+        model.fit(
+            x[~val],
+            labels[~val],
+            validation_data=(x[val], labels[val]),
+            epochs=steady_epochs,
+            batch_size=64,
+            class_weight=class_weights(y[~val], len(TINY_LABELS)),
+            shuffle=True,
+            callbacks=[timer],
+            verbose=0,
+        )
         steady = stats(timer.seconds)
         meta = ModelMetadata(
-            format_version=FORMAT_VERSION, name=f"bench-{arch}", architecture=arch, labels=TINY_LABELS,
-            feature_config=config, window_seconds=WINDOW_S, window_frames=frames,
-            mean=tuple(map(float, mean)), std=tuple(map(float, std)),
-            input_quantization=(0.0, 0), output_quantization=(0.0, 0), hop_seconds=hop / config.frames_per_second,
-            training={"data": "synthetic moods (tests/conftest.py), benchmark only",
-                      "epochs": summary["epochs_run"] + steady_epochs},
+            format_version=FORMAT_VERSION,
+            name=f"bench-{arch}",
+            architecture=arch,
+            labels=TINY_LABELS,
+            feature_config=config,
+            window_seconds=WINDOW_S,
+            window_frames=frames,
+            mean=tuple(map(float, mean)),
+            std=tuple(map(float, std)),
+            input_quantization=(0.0, 0),
+            output_quantization=(0.0, 0),
+            hop_seconds=hop / config.frames_per_second,
+            training={
+                "data": "synthetic moods (tests/conftest.py), benchmark only",
+                "epochs": summary["epochs_run"] + steady_epochs,
+            },
         )
         start = time.monotonic()
         export(model, meta, x[~val][:200], MODELS / f"{arch}-int8.tflite", MODELS / f"{arch}-float.tflite")
         out["architectures"][arch] = {
-            "first_epoch_seconds": first, "steady_epoch_seconds": steady,
+            "first_epoch_seconds": first,
+            "steady_epoch_seconds": steady,
             "steady_seconds_per_1000_windows": 1000 * steady["median"] / out["train_windows"],
             "export_seconds_int8_and_float": time.monotonic() - start,
         }
@@ -139,9 +168,14 @@ def run(quick: bool = False) -> Section:
     data = json.loads(out.read_text())
     fx, ep = data["extraction"], data["epochs"]
     rows = [
-        [arch, fmt(a["first_epoch_seconds"]), fmt(a["steady_epoch_seconds"]["median"])
-         + f" ({fmt(a['steady_epoch_seconds']['min'])}-{fmt(a['steady_epoch_seconds']['max'])})",
-         fmt(a["steady_seconds_per_1000_windows"]), fmt(a["export_seconds_int8_and_float"])]
+        [
+            arch,
+            fmt(a["first_epoch_seconds"]),
+            fmt(a["steady_epoch_seconds"]["median"])
+            + f" ({fmt(a['steady_epoch_seconds']['min'])}-{fmt(a['steady_epoch_seconds']['max'])})",
+            fmt(a["steady_seconds_per_1000_windows"]),
+            fmt(a["export_seconds_int8_and_float"]),
+        ]
         for arch, a in ep["architectures"].items()
     ]
     md = (

@@ -45,9 +45,13 @@ async def serve(clients: int, hops: int, hop: float) -> dict[str, Any]:
     bus = EventBus()
 
     def describe() -> dict[str, Any]:
-        return {"model": {"name": "bench", "labels": list(LABELS), "window_seconds": 3.0,
-                          "hop_seconds": hop}, "config": {}, "state": None, "source": {},
-                "counters": {}}
+        return {
+            "model": {"name": "bench", "labels": list(LABELS), "window_seconds": 3.0, "hop_seconds": hop},
+            "config": {},
+            "state": None,
+            "source": {},
+            "counters": {},
+        }
 
     server = Server(ServerSettings(host=HOST, port=0, max_clients=clients + 10), bus, describe)
     stop = asyncio.Event()
@@ -63,11 +67,21 @@ async def serve(clients: int, hops: int, hop: float) -> dict[str, Any]:
     probs = {label: 1 / len(LABELS) for label in LABELS}
     for seq in range(hops):
         await asyncio.sleep(max(0.0, start + seq * hop - time.monotonic()))
-        bus.publish(EmotionEvent(
-            seq=seq, timestamp=time.time(), stream_time=seq * hop, state="emotion",
-            label=LABELS[seq % 3], confidence=0.34, probabilities=probs, raw=probs,
-            level=Level(-20.0, -6.0, False), processing_ms=1.0, model="bench",
-        ))
+        bus.publish(
+            EmotionEvent(
+                seq=seq,
+                timestamp=time.time(),
+                stream_time=seq * hop,
+                state="emotion",
+                label=LABELS[seq % 3],
+                confidence=0.34,
+                probabilities=probs,
+                raw=probs,
+                level=Level(-20.0, -6.0, False),
+                processing_ms=1.0,
+                model="bench",
+            )
+        )
     await asyncio.sleep(min(2.0, 4 * hop))  # the last hop reaches everyone
     result = {"connected_at_start": connected, **server.stats()}
     stop.set()
@@ -93,9 +107,8 @@ async def _clients(port: int, count: int, hops: int, seconds: float) -> dict[str
     async def one() -> None:
         nonlocal missed, failed, closed_early
         try:
-            ws = await connect(f"ws://{HOST}:{port}/", open_timeout=CONNECT_TIMEOUT_S,
-                               compression=None)
-        except Exception:  # noqa: BLE001 - every failure is counted, none stops the run
+            ws = await connect(f"ws://{HOST}:{port}/", open_timeout=CONNECT_TIMEOUT_S, compression=None)
+        except Exception:
             failed += 1
             missed += hops
             return
@@ -113,7 +126,7 @@ async def _clients(port: int, count: int, hops: int, seconds: float) -> dict[str
                             break
         except TimeoutError:
             pass
-        except Exception:  # noqa: BLE001
+        except Exception:
             closed_early += 1
         finally:
             await ws.close()
@@ -133,17 +146,28 @@ def measure(clients: int = 500, hops: int = 40, hop: float = 0.25, workers: int 
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * clients + 256)), hard))
     root = Path(__file__).resolve().parent.parent
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.ws_load", "--serve", "--clients", str(clients),
-         "--hops", str(hops), "--hop", str(hop)],
-        cwd=root, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bench.ws_load",
+            "--serve",
+            "--clients",
+            str(clients),
+            "--hops",
+            str(hops),
+            "--hop",
+            str(hop),
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         port = json.loads(server.stdout.readline())["port"]
         seconds = CONNECT_TIMEOUT_S + hops * hop + 10
         shares = [clients // workers + (i < clients % workers) for i in range(workers)]
         with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(clients_worker, [port] * workers, shares, [hops] * workers,
-                                  [seconds] * workers))
+            parts = list(pool.map(clients_worker, [port] * workers, shares, [hops] * workers, [seconds] * workers))
         out, _ = server.communicate(timeout=seconds)
         stats = json.loads(out.strip().splitlines()[-1])
     finally:
@@ -151,14 +175,26 @@ def measure(clients: int = 500, hops: int = 40, hop: float = 0.25, workers: int 
             server.kill()
     lat = np.array([x for p in parts for x in p["latencies"]]) * 1000
     return {
-        "clients": clients, "hops": hops, "hop_seconds": hop, "client_processes": workers,
-        "connected": stats["connected_at_start"], "connect_failures": sum(p["failed"] for p in parts),
+        "clients": clients,
+        "hops": hops,
+        "hop_seconds": hop,
+        "client_processes": workers,
+        "connected": stats["connected_at_start"],
+        "connect_failures": sum(p["failed"] for p in parts),
         "closed_early": sum(p["closed_early"] for p in parts),
-        "dropped_by_server": stats["dropped_clients"], "missed_events_server": stats["missed_events"],
-        "messages": int(lat.size), "missed_hops": sum(p["missed"] for p in parts),
-        "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
-                       "max": float(lat.max())} if lat.size else None,
-        "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+        "dropped_by_server": stats["dropped_clients"],
+        "missed_events_server": stats["missed_events"],
+        "messages": int(lat.size),
+        "missed_hops": sum(p["missed"] for p in parts),
+        "latency_ms": {
+            "p50": float(np.percentile(lat, 50)),
+            "p99": float(np.percentile(lat, 99)),
+            "max": float(lat.max()),
+        }
+        if lat.size
+        else None,
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
     }
 
 

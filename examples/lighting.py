@@ -30,7 +30,7 @@ SILENCE_LEVEL = 0.08  # silence dims to this fraction of full brightness
 
 
 def hex_to_rgb(color: str) -> RGB:
-    return tuple(float(int(color[i:i + 2], 16)) for i in (1, 3, 5))  # type: ignore[return-value]
+    return tuple(float(int(color[i : i + 2], 16)) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
 def target_color(event: dict, colors: dict[str, str], current: RGB) -> RGB:

@@ -5,9 +5,9 @@ Each command module provides ``configure(parser)`` and ``main(args) -> int``.
 
 from __future__ import annotations
 
-from streamer import process
+from streamer import tuning
 
-process.tune()  # before numpy is first imported (see streamer/process.py)
+tuning.tune()  # before numpy is first imported (see streamer/tuning.py)
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402

@@ -28,6 +28,7 @@ SOURCE_KINDS = ("device", "file", "stdin", "demo", "auto")
 RING_SECONDS = 30.0  # the daemon's sample and feature rings hold this much
 MIN_HOP_SECONDS = 0.01  # one feature frame
 
+
 @dataclass(frozen=True)
 class SourceSettings:
     kind: str = "device"  # device | file | stdin | demo | auto (device if there is one, else demo)
@@ -58,8 +59,10 @@ class ModelSettings:
     def validate(self) -> None:
         # the hop's level is read from the 30 s sample ring, and a hop needs at least a feature frame
         if not MIN_HOP_SECONDS <= self.hop_seconds <= RING_SECONDS:
-            raise ConfigError(f"model.hop_seconds: must be between {MIN_HOP_SECONDS:g} and {RING_SECONDS:g} s, "
-                              f"got {self.hop_seconds!r}")
+            raise ConfigError(
+                f"model.hop_seconds: must be between {MIN_HOP_SECONDS:g} and {RING_SECONDS:g} s, "
+                f"got {self.hop_seconds!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -249,9 +252,7 @@ def parse_source_spec(spec: str) -> dict[str, str]:
             raise ConfigError("--source file:PATH needs a path after 'file:'")
         return {"kind": "file", "path": path}
     if colon or kind not in SOURCE_KINDS:
-        raise ConfigError(
-            f"--source: expected device, file:PATH, stdin, demo or auto, got {spec!r}"
-        )
+        raise ConfigError(f"--source: expected device, file:PATH, stdin, demo or auto, got {spec!r}")
     return {"kind": kind}
 
 
@@ -260,9 +261,7 @@ def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            raise ConfigError(
-                f"unknown config key {section}.{key} (known: {', '.join(sorted(fields))})"
-            )
+            raise ConfigError(f"unknown config key {section}.{key} (known: {', '.join(sorted(fields))})")
         kwargs[key] = _coerce(f"{section}.{key}", _type_of(cls, key), value)
     return cls(**kwargs)
 

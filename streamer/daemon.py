@@ -27,10 +27,10 @@ from streamer import config as config_mod
 from streamer import logs, protocol, server
 from streamer.config import ConfigError, Settings
 from streamer.events import EventBus, StatusEvent, to_dict
-from streamer.model import ModelRunner, default_model_path
-from streamer.modelfile import ModelFileError
+from streamer.metadata import ModelFileError
 from streamer.notify import Notifier
 from streamer.pipeline import Pipeline
+from streamer.runner import ModelRunner, default_model_path
 from streamer.sources import (
     DeviceNotFound,
     NoInputDevice,
@@ -260,15 +260,21 @@ class Daemon:
                 await self.source.open()
             except SourceError as exc:
                 delay = min(2 * delay, live.backoff_max_s)
-                log.warning("reopening %r failed (attempt %d): %s; next try in %.1f s",
-                            self.source.name, attempt, exc, delay)
-                self._status("source_retry", f"reopening {self.source.name} failed: {exc}",
-                             attempt=attempt, retry_in_s=delay)
+                log.warning(
+                    "reopening %r failed (attempt %d): %s; next try in %.1f s", self.source.name, attempt, exc, delay
+                )
+                self._status(
+                    "source_retry", f"reopening {self.source.name} failed: {exc}", attempt=attempt, retry_in_s=delay
+                )
                 continue
             self.counters["reconnects"] += 1
             downtime = round(time.monotonic() - lost_at, 2)
-            self._connected("source_recovered", f"input {self.source.name} is back after {downtime} s",
-                            attempts=attempt, downtime_s=downtime)
+            self._connected(
+                "source_recovered",
+                f"input {self.source.name} is back after {downtime} s",
+                attempts=attempt,
+                downtime_s=downtime,
+            )
             return
 
     def _connected(self, kind: str, message: str, **details: Any) -> None:
@@ -317,7 +323,7 @@ def _open_jsonl(path: str) -> TextIO | None:
     if path == "-":
         return sys.stdout
     try:
-        return open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by the sink)
+        return open(path, "a", encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"output.jsonl: cannot write to {path}: {exc.strerror}") from None
 

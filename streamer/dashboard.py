@@ -102,8 +102,7 @@ class Dashboard:
     # drawing
 
     def render(self) -> RenderableType:
-        return Group(self._hero(), self._bars(), self._timeline(), self._meter(), self._facts(),
-                     self._status_panel())
+        return Group(self._hero(), self._bars(), self._timeline(), self._meter(), self._facts(), self._status_panel())
 
     def _hero(self) -> RenderableType:
         event = self.last
@@ -117,8 +116,7 @@ class Dashboard:
             detail = f"hop {event['seq']}"
         big = Text("  ".join(word.upper()), style=f"bold {_ink(color)}")
         body = Group(Align.center(big), Align.center(Text(detail, style=_ink(color))))
-        return Panel(body, style=f"on {color}", padding=(1, 2), title="moodstream",
-                     subtitle=Text(self.source_label))
+        return Panel(body, style=f"on {color}", padding=(1, 2), title="moodstream", subtitle=Text(self.source_label))
 
     def _bars(self) -> RenderableType:
         table = Table.grid(padding=(0, 1))
@@ -130,8 +128,12 @@ class Dashboard:
         raw = (self.last or {}).get("raw") or {}
         for label in self.labels():
             p, r = float(probs.get(label, 0.0)), float(raw.get(label, 0.0))
-            table.add_row(Text(label, style=self.color(label)), _bar(p, self.color(label)),
-                          Text(f"{100 * p:.0f}%"), Text(f"raw {_bar_text(r, BAR_WIDTH // 2)} {100 * r:.0f}%"))
+            table.add_row(
+                Text(label, style=self.color(label)),
+                _bar(p, self.color(label)),
+                Text(f"{100 * p:.0f}%"),
+                Text(f"raw {_bar_text(r, BAR_WIDTH // 2)} {100 * r:.0f}%"),
+            )
         return Panel(table, title="probabilities (smoothed, raw)", title_align="left")
 
     def _timeline(self) -> RenderableType:
@@ -170,16 +172,26 @@ class Dashboard:
         server = self.info.get("server", {})
         proc = list(self.processing)
         rows = [
-            ("model", f"{model.get('name', '?')} ({model.get('architecture', '?')}, "
-                      f"{model.get('backend', '?')})",
-             "window / hop", f"{model.get('window_seconds', '?')} s / {model.get('hop_seconds', '?')} s"),
-            ("source", f"{source.get('kind', '?')} {source.get('name', '')} [{source.get('state', '?')}]",
-             "processing", f"{proc[-1]:.1f} ms (mean {sum(proc) / len(proc):.1f})" if proc else "-"),
-            ("clients", server.get("clients", counters.get("clients", "-")),
-             "dropped clients", server.get("dropped_clients", counters.get("dropped_clients", "-"))),
+            (
+                "model",
+                f"{model.get('name', '?')} ({model.get('architecture', '?')}, {model.get('backend', '?')})",
+                "window / hop",
+                f"{model.get('window_seconds', '?')} s / {model.get('hop_seconds', '?')} s",
+            ),
+            (
+                "source",
+                f"{source.get('kind', '?')} {source.get('name', '')} [{source.get('state', '?')}]",
+                "processing",
+                f"{proc[-1]:.1f} ms (mean {sum(proc) / len(proc):.1f})" if proc else "-",
+            ),
+            (
+                "clients",
+                server.get("clients", counters.get("clients", "-")),
+                "dropped clients",
+                server.get("dropped_clients", counters.get("dropped_clients", "-")),
+            ),
             ("overflows", source.get("overflows", "-"), "reconnects", source.get("reconnects", "-")),
-            ("hops seen", self.events,
-             "hops missed", self.gaps + int(server.get("missed_events", 0))),
+            ("hops seen", self.events, "hops missed", self.gaps + int(server.get("missed_events", 0))),
         ]
         table = Table.grid(padding=(0, 2))
         for _ in range(4):
@@ -190,8 +202,9 @@ class Dashboard:
         return Panel(Group(table, connection), title="service", title_align="left")
 
     def _status_panel(self) -> RenderableType:
-        body = Text("\n".join(self.statuses) if self.statuses else "no status messages yet",
-                    style="" if self.statuses else GREY)
+        body = Text(
+            "\n".join(self.statuses) if self.statuses else "no status messages yet", style="" if self.statuses else GREY
+        )
         return Panel(body, title="status", title_align="left")
 
 
@@ -204,9 +217,11 @@ def plain_line(message: Message) -> str | None:
         if message["state"] != "emotion":
             return head + message["state"]
         probs = " ".join(f"{k} {v:.2f}" for k, v in message["probabilities"].items())
-        return (f"{head}{message['label']} {message['confidence']:.2f} ({probs}) "
-                f"rms {_db(level.get('rms_dbfs'))} dBFS{' CLIPPED' if level.get('clipped') else ''} "
-                f"{message['processing_ms']:.1f} ms")
+        return (
+            f"{head}{message['label']} {message['confidence']:.2f} ({probs}) "
+            f"rms {_db(level.get('rms_dbfs'))} dBFS{' CLIPPED' if level.get('clipped') else ''} "
+            f"{message['processing_ms']:.1f} ms"
+        )
     if kind == "status":
         return f"status {message.get('kind')}: {message.get('message')}"
     if kind == "hello":
@@ -231,13 +246,13 @@ class Screen:
     def __enter__(self) -> Screen:
         if self.console.is_terminal:
             stderr = sys.stderr
-            self._live = Live(self.dashboard.render(), console=self.console, auto_refresh=False,
-                              redirect_stderr=True)
+            self._live = Live(self.dashboard.render(), console=self.console, auto_refresh=False, redirect_stderr=True)
             self._live.__enter__()
             # Log handlers hold the real stderr: point them at rich's proxy so that log lines
             # print above the dashboard instead of tearing it.
-            self._moved = [h for h in logging.getLogger().handlers
-                           if isinstance(h, logging.StreamHandler) and h.stream is stderr]
+            self._moved = [
+                h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler) and h.stream is stderr
+            ]
             for handler in self._moved:
                 handler.setStream(sys.stderr)
             self._stderr = stderr
@@ -269,7 +284,9 @@ class Screen:
 
 
 async def run_local(
-    bus: EventBus, describe: Callable[[], dict[str, Any]], stop: asyncio.Event,
+    bus: EventBus,
+    describe: Callable[[], dict[str, Any]],
+    stop: asyncio.Event,
     console: Console | None = None,
 ) -> None:
     """`run --dashboard`: the dashboard of this process's bus until ``stop`` or the bus closes."""
@@ -317,5 +334,5 @@ def _db(value: float | None) -> str:
 
 def _ink(background: str) -> str:
     """Black or white text, whichever reads better on ``background`` (#rrggbb)."""
-    r, g, b = (int(background[i:i + 2], 16) for i in (1, 3, 5))
+    r, g, b = (int(background[i : i + 2], 16) for i in (1, 3, 5))
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "white"

@@ -23,10 +23,10 @@ from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
 from streamer.config import ConfigError, Settings
 from streamer.labelled import MetadataError, audio_files, file_groups, label_folders
+from streamer.metadata import ModelFileError
 from streamer.metrics import bootstrap_intervals, classification_metrics, describe_intervals
-from streamer.model import ModelRunner, default_model_path
-from streamer.modelfile import ModelFileError
 from streamer.pipeline import Pipeline, clip_decision
+from streamer.runner import ModelRunner, default_model_path
 
 
 def clip_probabilities(path: Path, runner: ModelRunner, settings: Settings) -> np.ndarray | None:
@@ -71,8 +71,11 @@ def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[st
         "intervals": bootstrap_intervals(y_true, y_pred, len(labels)),
         "group_intervals": bootstrap_intervals(y_true, y_pred, len(labels), clip_groups) if groups else None,
         "model": {
-            "name": meta.name, "path": str(runner.path), "architecture": meta.architecture,
-            "window_seconds": meta.window_seconds, "backend": runner.backend,
+            "name": meta.name,
+            "path": str(runner.path),
+            "architecture": meta.architecture,
+            "window_seconds": meta.window_seconds,
+            "backend": runner.backend,
         },
         "hop_seconds": settings.model.hop_seconds,
         "data_dir": str(data_dir),
@@ -134,7 +137,9 @@ def _summary(r: dict[str, Any]) -> str:
         for label, c in r["per_class"].items()
     ]
     if r["skipped_labels"]:
-        lines.append("  labels unknown to the model, skipped: "
-                     + ", ".join(f"{k} ({n} files)" for k, n in r["skipped_labels"].items()))
+        lines.append(
+            "  labels unknown to the model, skipped: "
+            + ", ".join(f"{k} ({n} files)" for k, n in r["skipped_labels"].items())
+        )
     lines += [f"  skipped {s['file']}: {s['reason']}" for s in r["skipped_files"]]
     return "\n".join(lines)

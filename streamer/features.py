@@ -285,9 +285,7 @@ def _as_mono_float(chunk: np.ndarray) -> np.ndarray:
     if x.ndim == 2 and 1 in x.shape:
         x = x.reshape(-1)
     if x.ndim != 1:
-        raise ValueError(
-            f"features need mono audio (1-D samples), got shape {x.shape}: mix or pick a channel first"
-        )
+        raise ValueError(f"features need mono audio (1-D samples), got shape {x.shape}: mix or pick a channel first")
     if x.dtype == np.int16:
         return x.astype(np.float64) / 32768.0
     if not np.issubdtype(x.dtype, np.floating):

@@ -33,9 +33,7 @@ def label_folders(data_dir: Path) -> list[str]:
 
 def audio_files(folder: Path) -> list[Path]:
     """Audio files under ``folder`` (recursively, by suffix), sorted; symlinks followed."""
-    return sorted(
-        p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
-    )
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
 
 
 def file_groups(data_dir: Path, group_column: str | None = None) -> dict[str, str]:

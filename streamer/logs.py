@@ -26,9 +26,7 @@ class RateLimitFilter(logging.Filter):
     spell says how many were suppressed.
     """
 
-    def __init__(
-        self, burst: int = 5, period_s: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, burst: int = 5, period_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.burst = burst
         self.period_s = period_s

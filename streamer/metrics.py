@@ -61,16 +61,22 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
 
 
 def bootstrap_intervals(
-    y_true: Sequence[int], y_pred: Sequence[int], n_labels: int, groups: Sequence[str] | None = None,
-    resamples: int = 2000, level: float = 0.95, seed: int = 0,
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    n_labels: int,
+    groups: Sequence[str] | None = None,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Percentile intervals of accuracy and macro-F1 over resampled test parts: how far the
     figures could move on another test part of the same size. Without ``groups`` the clips are
     resampled one by one; with them, whole groups (artists) are, because clips of one artist
     stand or fall together and resampling them alone understates the spread."""
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
-    units, unit_of = np.unique(np.asarray(groups if groups is not None else np.arange(y_true.size)),
-                               return_inverse=True)
+    units, unit_of = np.unique(
+        np.asarray(groups if groups is not None else np.arange(y_true.size)), return_inverse=True
+    )
     if y_true.size == 0:
         return {"level": level, "resamples": 0, "units": 0, "accuracy": [0.0, 0.0], "macro_f1": [0.0, 0.0]}
     per_unit = np.zeros((units.size, n_labels, n_labels))
@@ -97,5 +103,7 @@ def bootstrap_intervals(
 def describe_intervals(i: dict[str, Any], unit: str = "clips") -> str:
     """bootstrap_intervals in words, as `moodstream evaluate` and the model card print them."""
     acc, f1 = i["accuracy"], i["macro_f1"]
-    return (f"{100 * i['level']:g}% interval with the {unit} resampled: accuracy {acc[0]:.3f}-{acc[1]:.3f}, "
-            f"macro-F1 {f1[0]:.3f}-{f1[1]:.3f}")
+    return (
+        f"{100 * i['level']:g}% interval with the {unit} resampled: accuracy {acc[0]:.3f}-{acc[1]:.3f}, "
+        f"macro-F1 {f1[0]:.3f}-{f1[1]:.3f}"
+    )

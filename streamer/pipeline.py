@@ -32,7 +32,7 @@ class _Metadata(Protocol):
 
 
 class Runner(Protocol):
-    """What the pipeline needs from streamer.model.ModelRunner."""
+    """What the pipeline needs from streamer.runner.ModelRunner."""
 
     metadata: _Metadata
     labels: tuple[str, ...]

@@ -106,9 +106,7 @@ def reply(text: str, state: Callable[[], Message]) -> Message:
         return pong(request_id)
     if kind == "get_state":
         return _with_id(state(), request_id)
-    return error(
-        "unknown_type", f"unknown message type {kind!r} (expected ping or get_state)", request_id
-    )
+    return error("unknown_type", f"unknown message type {kind!r} (expected ping or get_state)", request_id)
 
 
 def decode(text: str | bytes) -> Message:

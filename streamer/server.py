@@ -59,15 +59,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("WebSocket server")
     group.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 = all)")
     group.add_argument("--port", type=int, help="port of the WebSocket and the web page (8765)")
-    group.add_argument("--token", help="require this token from clients (?token= or Bearer); "
-                                       "flags show in ps: prefer server.token in the config file")
     group.add_argument(
-        "--origin", action="append", metavar="ORIGIN",
+        "--token",
+        help="require this token from clients (?token= or Bearer); "
+        "flags show in ps: prefer server.token in the config file",
+    )
+    group.add_argument(
+        "--origin",
+        action="append",
+        metavar="ORIGIN",
         help="allow browser pages from this Origin (repeatable; default: any)",
     )
     group.add_argument("--max-clients", type=int, help="refuse clients beyond this many (64)")
     group.add_argument(
-        "--no-server", dest="server_enabled", action="store_false", default=None,
+        "--no-server",
+        dest="server_enabled",
+        action="store_false",
+        default=None,
         help="do not start the WebSocket server",
     )
 
@@ -75,9 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Server:
     """The broadcast; ``describe`` is the daemon's snapshot (model, config, state, counters)."""
 
-    def __init__(
-        self, settings: ServerSettings, bus: EventBus, describe: Callable[[], dict[str, Any]]
-    ) -> None:
+    def __init__(self, settings: ServerSettings, bus: EventBus, describe: Callable[[], dict[str, Any]]) -> None:
         self._settings = settings
         self._bus = bus
         self._describe = describe
@@ -110,7 +116,9 @@ class Server:
         subscription = self._bus.subscribe(FANOUT_QUEUE)
         try:
             server = await serve(
-                self._handle, s.host, s.port,
+                self._handle,
+                s.host,
+                s.port,
                 process_request=self._check_request,
                 compression=None,  # per-client deflate costs CPU per message on a Pi
                 max_size=s.max_message_bytes,
@@ -125,8 +133,7 @@ class Server:
             subscription.close()
             raise ServerError(f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc}") from exc
         self.port = server.sockets[0].getsockname()[1]
-        log.info("WebSocket and web page on http://%s:%d/%s", s.host, self.port,
-                 " (token required)" if s.token else "")
+        log.info("WebSocket and web page on http://%s:%d/%s", s.host, self.port, " (token required)" if s.token else "")
         self.listening.set()
         fanout = asyncio.create_task(self._fanout(subscription))
         try:
@@ -165,8 +172,9 @@ class Server:
             return
         self._clients.discard(ws)
         self.dropped_clients += 1
-        log.warning("dropping WebSocket client %s: more than %d messages behind",
-                    ws.remote_address, self._settings.client_queue)
+        log.warning(
+            "dropping WebSocket client %s: more than %d messages behind", ws.remote_address, self._settings.client_queue
+        )
         task = asyncio.create_task(ws.close(protocol.CLOSE_TOO_SLOW, "client too slow"))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

@@ -107,8 +107,9 @@ class _Paced:
     """Sleeps so that ``n`` samples take ``n / RATE`` seconds of wall time, like a live input
     (``clock`` and ``sleep`` are parameters so that tests can run it on a clock of their own)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
         self._clock, self._sleep = clock, sleep
         self._start: float | None = None
         self._sent = 0
@@ -313,8 +314,7 @@ def input_devices(backend: ModuleType) -> list[tuple[int, dict[str, Any]]]:
 
 def describe_inputs(devices: list[tuple[int, dict[str, Any]]]) -> str:
     return "; ".join(
-        f"{i}: {d['name']!r} ({d['max_input_channels']} ch, {d['default_samplerate']:.0f} Hz)"
-        for i, d in devices
+        f"{i}: {d['name']!r} ({d['max_input_channels']} ch, {d['default_samplerate']:.0f} Hz)" for i, d in devices
     )
 
 
@@ -335,9 +335,7 @@ def resolve_device(backend: ModuleType, spec: str) -> tuple[int, dict[str, Any]]
         exact = [(i, d) for i, d in devices if d["name"] == spec]
         matches = exact or [(i, d) for i, d in devices if spec.lower() in d["name"].lower()]
     if not matches:
-        raise DeviceNotFound(
-            f"no input device matches {spec!r}; the input devices are: {describe_inputs(devices)}"
-        )
+        raise DeviceNotFound(f"no input device matches {spec!r}; the input devices are: {describe_inputs(devices)}")
     return matches[0]
 
 
@@ -468,7 +466,8 @@ def build_source(settings: SourceSettings, backend: ModuleType | None = None) ->
         except SourceError as exc:
             log.warning(
                 "no usable audio input (%s): playing the built-in demo music instead. "
-                "Connect a microphone, or choose --source device|file:PATH|stdin.", exc,
+                "Connect a microphone, or choose --source device|file:PATH|stdin.",
+                exc,
             )
             return DemoSource(settings.block_seconds)
     return DeviceSource(settings, backend)

@@ -38,11 +38,15 @@ class WatchError(RuntimeError):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", nargs="?", default=DEFAULT_URL,
-                        help=f"the daemon's WebSocket (default {DEFAULT_URL}; HOST:PORT is fine)")
-    parser.add_argument("--token", default=os.environ.get(TOKEN_ENV) or None,
-                        help=f"the daemon's token, if it requires one (default: ${TOKEN_ENV}; "
-                             "a flag shows in ps, the variable does not)")
+    parser.add_argument(
+        "url", nargs="?", default=DEFAULT_URL, help=f"the daemon's WebSocket (default {DEFAULT_URL}; HOST:PORT is fine)"
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV) or None,
+        help=f"the daemon's token, if it requires one (default: ${TOKEN_ENV}; "
+        "a flag shows in ps, the variable does not)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -75,8 +79,14 @@ def normalise_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
 
 
-async def watch(url: str, token: str | None, console: Console, stop: asyncio.Event,
-                emit: Callable[[str], None], dashboard: Dashboard | None = None) -> None:
+async def watch(
+    url: str,
+    token: str | None,
+    console: Console,
+    stop: asyncio.Event,
+    emit: Callable[[str], None],
+    dashboard: Dashboard | None = None,
+) -> None:
     """Show the daemon at ``url`` until ``stop`` is set; reconnect whenever the connection ends."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     delay = BACKOFF_INITIAL_S
@@ -106,8 +116,7 @@ async def watch(url: str, token: str | None, console: Console, stop: asyncio.Eve
 async def _session(url: str, headers: dict[str, str], screen: Screen) -> tuple[str, bool]:
     """One connection; returns (why it ended, whether it got as far as a hello)."""
     try:
-        async with connect(url, additional_headers=headers, open_timeout=5,
-                           max_size=2**20, ping_interval=20) as ws:
+        async with connect(url, additional_headers=headers, open_timeout=5, max_size=2**20, ping_interval=20) as ws:
             screen.connection(f"{url}: connected", ok=True)
             poller = asyncio.create_task(_poll_state(ws))
             try:

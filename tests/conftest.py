@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.audio import SR, chords, drums, noise
+from tests.audio import chords, drums, noise
 
 TINY_LABELS = ("angry", "happy", "sad")
 TINY_WINDOW_S = 2.0
@@ -58,10 +58,10 @@ def mood_windows(
 def train_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     """Train and export the tiny int8 model (a float twin is written beside it)."""
     from streamer.features import FeatureConfig
-    from streamer.modelfile import FORMAT_VERSION, ModelMetadata
+    from streamer.metadata import FORMAT_VERSION, ModelMetadata
+    from trainer.architectures import build
     from trainer.export import export
     from trainer.fit import fit
-    from trainer.models import build
     from trainer.segments import window_geometry
 
     config = FeatureConfig()
@@ -70,10 +70,18 @@ def train_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     model = build("cnn", frames, config.n_features, len(TINY_LABELS), seed=seed)
     summary = fit(model, xs_[~val], y[~val], xs_[val], y[val], epochs=12, patience=12, seed=seed)
     meta = ModelMetadata(
-        format_version=FORMAT_VERSION, name="tiny-test", architecture="cnn", labels=TINY_LABELS,
-        feature_config=config, window_seconds=TINY_WINDOW_S, window_frames=frames,
-        mean=tuple(map(float, mean)), std=tuple(map(float, std)),
-        input_quantization=(0.0, 0), output_quantization=(0.0, 0), hop_seconds=hop / config.frames_per_second,
+        format_version=FORMAT_VERSION,
+        name="tiny-test",
+        architecture="cnn",
+        labels=TINY_LABELS,
+        feature_config=config,
+        window_seconds=TINY_WINDOW_S,
+        window_frames=frames,
+        mean=tuple(map(float, mean)),
+        std=tuple(map(float, std)),
+        input_quantization=(0.0, 0),
+        output_quantization=(0.0, 0),
+        hop_seconds=hop / config.frames_per_second,
         training={"data": "synthetic moods (tests/conftest.py)", "epochs": summary["epochs_run"]},
     )
     path = out_dir / "tiny-int8.tflite"

@@ -16,9 +16,17 @@ class FakePortAudioError(RuntimeError):
 
 
 class FakeStream:
-    def __init__(self, backend: FakeSoundDevice, device: int, samplerate: int, channels: int,
-                 blocksize: int, callback: Callable[..., None], finished_callback: Callable[[], None],
-                 **_: Any) -> None:
+    def __init__(
+        self,
+        backend: FakeSoundDevice,
+        device: int,
+        samplerate: int,
+        channels: int,
+        blocksize: int,
+        callback: Callable[..., None],
+        finished_callback: Callable[[], None],
+        **_: Any,
+    ) -> None:
         self.backend = backend
         self.rate = samplerate
         self.channels = channels
@@ -61,12 +69,17 @@ class FakeStream:
 class FakeSoundDevice:
     """Stands in for the ``sounddevice`` module (only what streamer.sources uses)."""
 
-    def __init__(self, devices: list[dict[str, Any]] | None = None, rates: tuple[int, ...] = (44100, 48000),
-                 speed: float = 1.0) -> None:
-        self.devices = devices if devices is not None else [
-            {"name": "Built-in Output", "max_input_channels": 0, "default_samplerate": 48000.0},
-            {"name": "USB Mic, USB Audio (hw:1,0)", "max_input_channels": 2, "default_samplerate": 48000.0},
-        ]
+    def __init__(
+        self, devices: list[dict[str, Any]] | None = None, rates: tuple[int, ...] = (44100, 48000), speed: float = 1.0
+    ) -> None:
+        self.devices = (
+            devices
+            if devices is not None
+            else [
+                {"name": "Built-in Output", "max_input_channels": 0, "default_samplerate": 48000.0},
+                {"name": "USB Mic, USB Audio (hw:1,0)", "max_input_channels": 2, "default_samplerate": 48000.0},
+            ]
+        )
         self.rates = rates
         self.speed = speed  # > 1 delivers audio faster than real time
         self.present = True  # False: the devices are unplugged (PortAudio lists none)
@@ -95,7 +108,7 @@ class FakeSoundDevice:
         if samplerate not in self.rates:
             raise FakePortAudioError("Invalid sample rate")
 
-    def InputStream(self, **kwargs: Any) -> FakeStream:  # noqa: N802 (sounddevice's name)
+    def InputStream(self, **kwargs: Any) -> FakeStream:
         if not self.present:
             raise FakePortAudioError("Error opening InputStream: Invalid device")
         stream = FakeStream(self, **kwargs)

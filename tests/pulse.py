@@ -58,12 +58,20 @@ class PulseServer:
     def start(self, timeout: float = 10.0) -> None:
         # -n: no system default.pa; --system=false and --disallow-exit let it run as root in CI
         command = [
-            "pulseaudio", "-n", "-F", str(self.script), "--daemonize=no", "--system=false",
-            "--exit-idle-time=-1", "--disallow-exit", "--disallow-module-loading=false",
+            "pulseaudio",
+            "-n",
+            "-F",
+            str(self.script),
+            "--daemonize=no",
+            "--system=false",
+            "--exit-idle-time=-1",
+            "--disallow-exit",
+            "--disallow-module-loading=false",
             f"--log-target=file:{self.log}",
         ]
-        self.process = subprocess.Popen(command, env=self.env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -98,13 +106,13 @@ class PulseServer:
         self.start()
 
     def pactl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True,
-                              timeout=10, check=check)
+        return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, timeout=10, check=check)
 
     def play(self, wav: Path) -> subprocess.Popen[bytes]:
         """Play a file into the virtual sink in real time (returns at once; wait() on the result)."""
-        return subprocess.Popen(["paplay", "-d", "virt", str(wav)], env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            ["paplay", "-d", "virt", str(wav)], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
     def _log_tail(self) -> str:
         try:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streamer.features import FeatureConfig
-from streamer.modelfile import read_metadata
+from streamer.metadata import read_metadata
 from tests.pulse import pulse  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,8 +128,17 @@ def test_model_metadata_of_another_sample_rate(tmp_path: Path, model_bytes: byte
         ("server = 5\n", ("[server]", "table")),  # (run_cli's --no-server is a flag for that section)
         ('[source\nkind = "demo"\n', ("not valid TOML",)),
     ],
-    ids=["unknown-key", "unknown-section", "wrong-type-str", "wrong-type-float", "wrong-type-bool",
-         "out-of-range", "not-a-table", "not-a-table-with-a-flag", "invalid-toml"],
+    ids=[
+        "unknown-key",
+        "unknown-section",
+        "wrong-type-str",
+        "wrong-type-float",
+        "wrong-type-bool",
+        "out-of-range",
+        "not-a-table",
+        "not-a-table-with-a-flag",
+        "invalid-toml",
+    ],
 )
 def test_bad_config(tmp_path: Path, text: str, needles: tuple[str, ...]) -> None:
     path = tmp_path / "config.toml"
@@ -175,9 +184,7 @@ def test_bad_flag_values(flags: tuple[str, ...], needle: str) -> None:
 
 def test_source_file_that_does_not_exist(tmp_path: Path, tiny_model: Path) -> None:
     missing = tmp_path / "song.wav"
-    assert_clear_failure(
-        run_cli("--model", str(tiny_model), "--source", f"file:{missing}"), str(missing), "no such"
-    )
+    assert_clear_failure(run_cli("--model", str(tiny_model), "--source", f"file:{missing}"), str(missing), "no such")
 
 
 @pytest.mark.parametrize(
@@ -188,21 +195,25 @@ def test_source_file_that_does_not_exist(tmp_path: Path, tiny_model: Path) -> No
 def test_source_file_that_is_not_audio(tmp_path: Path, tiny_model: Path, content: bytes) -> None:
     bad = tmp_path / "song.wav"
     bad.write_bytes(content)
-    assert_clear_failure(
-        run_cli("--model", str(tiny_model), "--source", f"file:{bad}"), str(bad), "audio"
-    )
+    assert_clear_failure(run_cli("--model", str(tiny_model), "--source", f"file:{bad}"), str(bad), "audio")
 
 
 def test_source_file_that_is_a_directory(tmp_path: Path, tiny_model: Path) -> None:
     assert_clear_failure(
-        run_cli("--model", str(tiny_model), "--source", f"file:{tmp_path}"), str(tmp_path),
+        run_cli("--model", str(tiny_model), "--source", f"file:{tmp_path}"),
+        str(tmp_path),
         "directory",
     )
 
 
 def test_device_name_that_matches_nothing_lists_the_devices(pulse, tiny_model: Path) -> None:
     result = run_cli(
-        "--model", str(tiny_model), "--source", "device", "--device", "no-such-microphone",
+        "--model",
+        str(tiny_model),
+        "--source",
+        "device",
+        "--device",
+        "no-such-microphone",
         env=pulse.env,
     )
     message = assert_clear_failure(result, "no-such-microphone")
@@ -233,7 +244,10 @@ def test_sigterm_while_stdin_is_silent_stops_cleanly(tiny_model: Path) -> None:
     """The stdin reader blocks in read(); a buffered one made Python abort at exit (SIGABRT)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", "run", "--no-server", "--source", "stdin", "--model", str(tiny_model)],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     assert proc.stderr is not None
     while "listening to stdin" not in (line := proc.stderr.readline()):
@@ -245,8 +259,14 @@ def test_sigterm_while_stdin_is_silent_stops_cleanly(tiny_model: Path) -> None:
 
 
 def _evaluate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streamer.cli", "evaluate", *args],
-                          capture_output=True, text=True, timeout=120, cwd=REPO, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "streamer.cli", "evaluate", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_evaluate_json_output_is_checked_first_and_a_failed_write_keeps_the_figures(
@@ -267,7 +287,6 @@ def test_evaluate_json_output_is_checked_first_and_a_failed_write_keeps_the_figu
     ok = _evaluate(str(data), "--model", str(tiny_model), "--json", str(tmp_path / "full" / "e.json"))
     assert ok.returncode == 0 and "macro-F1" in ok.stdout
     assert json.loads((tmp_path / "full" / "e.json").read_text())["n_clips"] == 3
-
 
 
 def test_ctrl_c_during_start_up_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch, capsys) -> None:

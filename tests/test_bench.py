@@ -42,8 +42,14 @@ def _numbers(obj):
 def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
     out = tmp_path / "docs"
     env = dict(os.environ, MOODSTREAM_BENCH_CACHE=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", ",".join(OFFLINE), "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", ",".join(OFFLINE), "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "benchmarks.json").read_text())
     assert report["quick"] is True and report["failed"] == {} and report["skipped"] == {}
@@ -55,7 +61,7 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
     for run in report["benchmarks"]["streaming"]["runs"]:
         costs = run["cpu_seconds_per_audio_second"]
         assert set(costs) == {"pipeline", "features_per_hop", "inference_per_hop", "naive_features", "naive_librosa"}
-        assert all(0 < c["median"] for c in costs.values())
+        assert all(c["median"] > 0 for c in costs.values())
         assert run["naive_over_features_and_inference"]["median"] > 0
         assert run["ratio_ceiling"] == run["window_seconds"] / run["hop_seconds"]
     for run in report["benchmarks"]["latency"]["runs"]:
@@ -68,7 +74,10 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
     assert daemon["peak_rss_mib"]["median"] > 10 and daemon["ready_seconds"]["median"] > 0
     assert 0 <= daemon["paced"]["percent_steady"]["median"] <= 100 * os.cpu_count()  # (a quick run: ticks are coarse)
     assert report["machine"]["heap_kept"] is True
-    assert {t["target"].split(",")[0] for t in report["targets"]} >= {"peak RSS of `moodstream run`", "start-up to ready"}
+    assert {t["target"].split(",")[0] for t in report["targets"]} >= {
+        "peak RSS of `moodstream run`",
+        "start-up to ready",
+    }
     assert all(isinstance(t["met"], bool) for t in report["targets"])
     text = (out / "BENCHMARKS.md").read_text()
     assert "--quick" in text and "## Targets" in text and "An estimate, not a measurement" in text
@@ -95,6 +104,7 @@ def test_statistics_helpers() -> None:
 
     def blas_threads(name: str) -> Callable[[], None]:
         return lambda: seen[name].update(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+
     interleaved({"free": blas_threads("free"), "one": blas_threads("one")}, 2, one_blas_thread=frozenset({"one"}))
     assert seen["one"] == {1}
     assert seen["free"] == {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}

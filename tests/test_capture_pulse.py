@@ -27,8 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def command(server: PulseServer, *args: str) -> subprocess.Popen[str]:
     env = dict(server.env, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "streamer.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def read_event(proc: subprocess.Popen[str]) -> dict[str, Any]:
@@ -42,8 +48,9 @@ def test_daemon_hears_what_pulseaudio_plays(pulse: PulseServer, tiny_model: Path
     audio = mood_audio("happy", 6.0)
     wav = tmp_path / "happy.wav"
     sf.write(wav, audio, 16000, subtype="PCM_16")
-    proc = command(pulse, "run", "--device", "pulse", "--model", str(tiny_model), "--hop", "0.5",
-                   "--jsonl", "-", "--no-server")
+    proc = command(
+        pulse, "run", "--device", "pulse", "--model", str(tiny_model), "--hop", "0.5", "--jsonl", "-", "--no-server"
+    )
     try:
         first = read_event(proc)
         assert first["kind"] == "source_connected" and first["details"]["source"] == "pulse"

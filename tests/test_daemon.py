@@ -22,7 +22,7 @@ from streamer import cli
 from streamer.config import ModelSettings, ServerSettings, Settings, SourceSettings, block_seconds_for, load
 from streamer.daemon import Daemon
 from streamer.events import to_dict
-from streamer.model import ModelRunner
+from streamer.runner import ModelRunner
 from streamer.sources import FileSource
 from tests.conftest import mood_audio
 
@@ -34,8 +34,13 @@ def moodstream(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("NOTIFY_SOCKET", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", *args], cwd=kwargs.pop("cwd", ROOT), env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+        [sys.executable, "-m", "streamer.cli", "run", *args],
+        cwd=kwargs.pop("cwd", ROOT),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
     )
 
 
@@ -69,8 +74,18 @@ def test_jsonl_on_stdout_has_one_event_per_hop(tiny_model: Path, clip: Path) -> 
 
 def test_sigterm_closes_the_stream_and_flushes_pending_events(tiny_model: Path, clip: Path, tmp_path: Path) -> None:
     out_path = tmp_path / "events.jsonl"
-    proc = moodstream("--source", f"file:{clip}", "--realtime", "--model", str(tiny_model),
-                      "--hop", "0.5", "--jsonl", str(out_path), "--no-server")
+    proc = moodstream(
+        "--source",
+        f"file:{clip}",
+        "--realtime",
+        "--model",
+        str(tiny_model),
+        "--hop",
+        "0.5",
+        "--jsonl",
+        str(out_path),
+        "--no-server",
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if out_path.exists() and out_path.read_text().count('"emotion"') >= 4:
@@ -89,8 +104,7 @@ def test_sigterm_closes_the_stream_and_flushes_pending_events(tiny_model: Path, 
 
 
 def test_sigint_stops_the_demo_source(tiny_model: Path) -> None:
-    proc = moodstream("--source", "demo", "--model", str(tiny_model), "--hop", "0.5", "--jsonl", "-",
-                      "--no-server")
+    proc = moodstream("--source", "demo", "--model", str(tiny_model), "--hop", "0.5", "--jsonl", "-", "--no-server")
     assert proc.stdout is not None
     first = json.loads(proc.stdout.readline())
     assert first["kind"] == "source_connected" and first["details"]["source_kind"] == "demo"
@@ -104,8 +118,13 @@ def test_sigint_stops_the_demo_source(tiny_model: Path) -> None:
 
 def test_auto_without_an_input_device_falls_back_to_the_demo_and_says_so(tiny_model: Path) -> None:
     env_probe = subprocess.run(
-        [sys.executable, "-c", "import sounddevice as sd; print(any(d['max_input_channels'] > 0 for d in sd.query_devices()))"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sounddevice as sd; print(any(d['max_input_channels'] > 0 for d in sd.query_devices()))",
+        ],
+        capture_output=True,
+        text=True,
     )
     if env_probe.stdout.strip() == "True":
         pytest.skip("this machine has an audio input device; auto would use it")
@@ -127,15 +146,18 @@ def test_nothing_is_written_per_hop_without_jsonl(tiny_model: Path, clip: Path, 
     assert err.count("\n") < 10  # a few log lines, not one per hop
 
 
-@pytest.mark.parametrize(("toml", "flags", "named"), [
-    ("[source]\nbogus = 1\n", [], "source.bogus"),
-    ("[model]\nhop_seconds = \"fast\"\n", [], "model.hop_seconds"),
-    ("[liveness]\nstall_seconds = 0\n", [], "liveness.stall_seconds"),
-    ("[nonsense]\n", [], "[nonsense]"),
-    ("", ["--hop", "-1"], "model.hop_seconds"),
-    ("", ["--switch-margin", "1.5"], "smoothing.switch_margin"),
-    ("", ["--source", "cassette"], "--source"),
-])
+@pytest.mark.parametrize(
+    ("toml", "flags", "named"),
+    [
+        ("[source]\nbogus = 1\n", [], "source.bogus"),
+        ('[model]\nhop_seconds = "fast"\n', [], "model.hop_seconds"),
+        ("[liveness]\nstall_seconds = 0\n", [], "liveness.stall_seconds"),
+        ("[nonsense]\n", [], "[nonsense]"),
+        ("", ["--hop", "-1"], "model.hop_seconds"),
+        ("", ["--switch-margin", "1.5"], "smoothing.switch_margin"),
+        ("", ["--source", "cassette"], "--source"),
+    ],
+)
 def test_config_errors_name_the_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, flags: list[str], named: str
 ) -> None:
@@ -146,10 +168,13 @@ def test_config_errors_name_the_key(
     assert named in err and "configuration error" in err and out == ""
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--source", "file:/nonexistent/x.wav"], "no such file"),
-    (["--model", "/nonexistent/model.tflite"], "model.tflite"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "file:/nonexistent/x.wav"], "no such file"),
+        (["--model", "/nonexistent/model.tflite"], "model.tflite"),
+    ],
+)
 def test_bad_inputs_fail_with_a_message(tiny_model: Path, args: list[str], message: str) -> None:
     base = ["--model", str(tiny_model), "--no-server", "--source", "demo"]
     proc = moodstream(*base, *args)
@@ -169,8 +194,12 @@ def test_describe_reports_model_source_state_and_hides_the_token(tiny_model: Pat
     asyncio.run(daemon.run(asyncio.Event()))
     info = daemon.describe()
     assert info["model"] == {
-        "name": "tiny-test", "architecture": "cnn", "labels": ["angry", "happy", "sad"],
-        "window_seconds": 2.0, "hop_seconds": 1.0, "backend": "ai-edge-litert",
+        "name": "tiny-test",
+        "architecture": "cnn",
+        "labels": ["angry", "happy", "sad"],
+        "window_seconds": 2.0,
+        "hop_seconds": 1.0,
+        "backend": "ai-edge-litert",
     }
     assert info["source"] == {"kind": "file", "name": str(clip), "state": "ended", "overflows": 0, "reconnects": 0}
     assert info["state"] == to_dict(daemon.bus.last_emotion) and info["state"]["seq"] == 8
@@ -187,18 +216,26 @@ def test_the_readme_config_example_is_the_defaults(tmp_path: Path) -> None:
     assert load(config) == Settings()
 
 
-@pytest.mark.parametrize("hop, longest, block", [
-    (1.0, 0.25, 0.25), (0.5, 0.25, 0.25), (0.75, 0.25, 0.25), (2.0, 0.25, 0.25),
-    (0.3, 0.25, 0.15), (0.1, 0.25, 0.1), (1.0, 0.1, 0.1), (1.0, 0.3, 0.25),
-])
+@pytest.mark.parametrize(
+    "hop, longest, block",
+    [
+        (1.0, 0.25, 0.25),
+        (0.5, 0.25, 0.25),
+        (0.75, 0.25, 0.25),
+        (2.0, 0.25, 0.25),
+        (0.3, 0.25, 0.15),
+        (0.1, 0.25, 0.1),
+        (1.0, 0.1, 0.1),
+        (1.0, 0.3, 0.25),
+    ],
+)
 def test_capture_blocks_split_each_hop_evenly(hop: float, longest: float, block: float) -> None:
     settings = Settings(source=SourceSettings(block_seconds=longest), model=ModelSettings(hop_seconds=hop))
     assert block_seconds_for(settings) == pytest.approx(block)
 
 
 def test_a_reader_that_goes_away_ends_the_run_quietly(tiny_model: Path) -> None:
-    proc = moodstream("--source", "demo", "--model", str(tiny_model), "--hop", "0.25", "--jsonl", "-",
-                      "--no-server")
+    proc = moodstream("--source", "demo", "--model", str(tiny_model), "--hop", "0.25", "--jsonl", "-", "--no-server")
     assert proc.stdout is not None
     proc.stdout.readline()
     proc.stdout.close()  # like `| head -1`
@@ -208,8 +245,15 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(tiny_model: Path) -> None:
 
 
 def test_an_unwritable_jsonl_path_is_a_configuration_error(tiny_model: Path, clip: Path) -> None:
-    proc = moodstream("--source", f"file:{clip}", "--model", str(tiny_model), "--no-server",
-                      "--jsonl", "/nonexistent/dir/events.jsonl")
+    proc = moodstream(
+        "--source",
+        f"file:{clip}",
+        "--model",
+        str(tiny_model),
+        "--no-server",
+        "--jsonl",
+        "/nonexistent/dir/events.jsonl",
+    )
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "output.jsonl" in err and "No such file or directory" in err and "Traceback" not in err
@@ -220,8 +264,22 @@ def test_stdin_s16le_at_44k_stereo_through_the_command(tiny_model: Path, tmp_pat
     raw = tmp_path / "audio.s16le"
     raw.write_bytes((np.stack([mono, mono], axis=1) * 32767).astype("<i2").tobytes())
     with raw.open("rb") as stdin:  # as `arecord -f S16_LE -r 44100 -c 2 | moodstream run ...`
-        proc = moodstream("--source", "stdin", "--rate", "44100", "--channels", "2", "--model",
-                          str(tiny_model), "--hop", "0.5", "--jsonl", "-", "--no-server", stdin=stdin)
+        proc = moodstream(
+            "--source",
+            "stdin",
+            "--rate",
+            "44100",
+            "--channels",
+            "2",
+            "--model",
+            str(tiny_model),
+            "--hop",
+            "0.5",
+            "--jsonl",
+            "-",
+            "--no-server",
+            stdin=stdin,
+        )
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     hops = [e for e in lines_of(out) if e["type"] == "emotion"]

@@ -36,8 +36,7 @@ def test_dashboard_shows_label_bars_timeline_level_and_counters() -> None:
     for seq in range(5):
         dash.apply(to_dict(emotion(seq, "sad")))
     clipped = emotion(5, "angry")
-    clipped = dataclasses.replace(clipped, level=dataclasses.replace(clipped.level, clipped=True),
-                                  processing_ms=4.5)
+    clipped = dataclasses.replace(clipped, level=dataclasses.replace(clipped.level, clipped=True), processing_ms=4.5)
     dash.apply(to_dict(clipped))
     dash.apply(to_dict(emotion(6, state="silence")))
     dash.apply(to_dict(status("source_recovered")))
@@ -56,8 +55,7 @@ def test_dashboard_colours_the_label_with_the_palette() -> None:
     dash = Dashboard()
     dash.apply(_hello(EventBus()))
     dash.apply(to_dict(emotion(0, "happy")))
-    console = Console(width=100, record=True, force_terminal=True, color_system="truecolor",
-                      file=open(os.devnull, "w"))  # noqa: SIM115
+    console = Console(width=100, record=True, force_terminal=True, color_system="truecolor", file=open(os.devnull, "w"))  # noqa: SIM115
     console.print(dash.render())
     html = console.export_html(inline_styles=True)
     assert protocol.PALETTE["happy"] in html and "H  A  P  P  Y" in html
@@ -85,7 +83,8 @@ def test_sequence_gaps_are_counted_and_reset_by_a_new_hello() -> None:
 
 def test_plain_lines() -> None:
     assert plain_line(to_dict(emotion(3, "happy"))) == (
-        "hop 3 happy 0.80 (angry 0.10 happy 0.80 sad 0.10) rms -20.0 dBFS 1.5 ms")
+        "hop 3 happy 0.80 (angry 0.10 happy 0.80 sad 0.10) rms -20.0 dBFS 1.5 ms"
+    )
     assert plain_line(to_dict(emotion(4, state="warming_up"))) == "hop 4 warming_up"
     assert plain_line(to_dict(status("source_lost"))) == "status source_lost: test source_lost"
     assert plain_line(protocol.pong()) is None
@@ -111,8 +110,7 @@ def test_run_local_on_a_terminal_renders_until_stopped() -> None:
     async def main() -> str:
         bus = EventBus()
         stop = asyncio.Event()
-        console = Console(width=100, height=60, record=True, force_terminal=True,
-                          file=open(os.devnull, "w"))  # noqa: SIM115
+        console = Console(width=100, height=60, record=True, force_terminal=True, file=open(os.devnull, "w"))  # noqa: SIM115
         task = asyncio.create_task(run_local(bus, describe_for(bus), stop, console))
         await asyncio.sleep(0.05)
         bus.publish(emotion(1, "happy"))

@@ -12,8 +12,8 @@ import soundfile as sf
 from streamer import cli as moodstream
 from streamer.config import Settings
 from streamer.evaluate import clip_probabilities
-from streamer.model import ModelRunner
 from streamer.pipeline import Pipeline, clip_decision
+from streamer.runner import ModelRunner
 from tests.audio import SR
 
 pytestmark = pytest.mark.slow  # uses the session's tiny model
@@ -36,8 +36,17 @@ def test_evaluate_writes_the_metrics(tiny_model: Path, tiny_model_audio, tmp_pat
     out = tmp_path / "m.json"
     assert moodstream.main(["evaluate", str(data), "--model", str(tiny_model), "--json", str(out)]) == 0
     r = json.loads(out.read_text())
-    for key in ("labels", "n_clips", "accuracy", "weighted_accuracy", "balanced_accuracy", "macro_f1",
-                "per_class", "confusion_matrix", "model"):
+    for key in (
+        "labels",
+        "n_clips",
+        "accuracy",
+        "weighted_accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "per_class",
+        "confusion_matrix",
+        "model",
+    ):
         assert key in r
     assert r["n_clips"] == 6 and r["accuracy"] == 1.0
     assert r["intervals"]["accuracy"] == [1.0, 1.0] and r["intervals"]["level"] == 0.95
@@ -76,13 +85,15 @@ def test_missing_data_folder(tiny_model: Path, tmp_path: Path, capsys) -> None:
     assert "no such data folder" in capsys.readouterr().err
 
 
-def test_evaluate_resamples_the_artists_of_metadata_csv(tiny_model: Path, tiny_model_audio, tmp_path: Path,
-                                                        capsys) -> None:
+def test_evaluate_resamples_the_artists_of_metadata_csv(
+    tiny_model: Path, tiny_model_audio, tmp_path: Path, capsys
+) -> None:
     """Artists as the trainer's split groups them: credit variants merged, unknown artists per file."""
     data = _folder(tmp_path / "d", tiny_model_audio)
     (data / "metadata.csv").write_text(
         "file,label,artist\nangry/0.wav,angry,Band A\nangry/1.wav,angry,Band A & Friends\n"
-        "happy/0.wav,happy,X\nhappy/1.wav,happy,Y\nsad/0.wav,sad,Z\nsad/1.wav,sad,\n")
+        "happy/0.wav,happy,X\nhappy/1.wav,happy,Y\nsad/0.wav,sad,Z\nsad/1.wav,sad,\n"
+    )
     out = tmp_path / "m.json"
     assert moodstream.main(["evaluate", str(data), "--model", str(tiny_model), "--json", str(out)]) == 0
     groups = json.loads(out.read_text())["group_intervals"]

@@ -24,7 +24,7 @@ import pytest
 import soundfile as sf
 
 from streamer import daemon as daemon_mod
-from streamer.model import ModelRunner
+from streamer.runner import ModelRunner
 from streamer.sources import SourceError
 from tests.conftest import mood_audio
 from tests.fakesd import FakeSoundDevice
@@ -213,7 +213,10 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str, proc: subpro
 
 
 def test_events_resume_after_pulseaudio_restarts_mid_run(
-    pulse: Any, tiny_model: Path, tmp_path: Path, listener: NotifyListener  # noqa: F811
+    pulse: Any,
+    tiny_model: Path,
+    tmp_path: Path,
+    listener: NotifyListener,
 ) -> None:
     wav = tmp_path / "happy.wav"
     sf.write(wav, mood_audio("happy", 60.0), 16000)
@@ -222,10 +225,30 @@ def test_events_resume_after_pulseaudio_restarts_mid_run(
     env = dict(pulse.env, NOTIFY_SOCKET=str(listener.path), WATCHDOG_USEC="3000000")
     env.pop("WATCHDOG_PID", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--source", "device", "--device", "pulse",
-         "--model", str(tiny_model), "--hop", "0.5", "--stall-seconds", "1", "--jsonl", "-",
-         "--no-server"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err_file, text=True,
+        [
+            sys.executable,
+            "-m",
+            "streamer.cli",
+            "run",
+            "--source",
+            "device",
+            "--device",
+            "pulse",
+            "--model",
+            str(tiny_model),
+            "--hop",
+            "0.5",
+            "--stall-seconds",
+            "1",
+            "--jsonl",
+            "-",
+            "--no-server",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=err_file,
+        text=True,
     )
     events: list[dict[str, Any]] = []
     reader = _jsonl_reader(proc, events)
@@ -276,13 +299,27 @@ def test_a_watchdog_kill_leaves_every_threads_stack_in_the_journal(
     print where each thread was stuck, which is what one needs to read in the journal."""
     unit = (REPO / "systemd/moodstream.service").read_text()
     assert "PYTHONFAULTHANDLER=1" in unit
-    env = dict(os.environ, NOTIFY_SOCKET=str(listener.path), WATCHDOG_USEC="30000000",
-               PYTHONFAULTHANDLER="1")
+    env = dict(os.environ, NOTIFY_SOCKET=str(listener.path), WATCHDOG_USEC="30000000", PYTHONFAULTHANDLER="1")
     env.pop("WATCHDOG_PID", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--source", "demo", "--model", str(tiny_model),
-         "--hop", "0.5", "--no-server"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "streamer.cli",
+            "run",
+            "--source",
+            "demo",
+            "--model",
+            str(tiny_model),
+            "--hop",
+            "0.5",
+            "--no-server",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         listener.wait_for(lambda: len(listener.lines("WATCHDOG=1")) >= 2, 60, "watchdog pings")

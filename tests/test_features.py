@@ -48,17 +48,32 @@ def test_frame_count_convention() -> None:
     assert CFG.frames_for(30.0) == 2998
 
 
-@pytest.mark.parametrize("window, lift, nfilt, numcep", [
-    ("hamming", 22, 26, 13), ("hann", 22, 26, 13), ("rect", 22, 26, 13),
-    ("hamming", 0, 26, 13), ("hamming", 15, 40, 20),  # the DCT and lifter tables for other shapes
-])
+@pytest.mark.parametrize(
+    "window, lift, nfilt, numcep",
+    [
+        ("hamming", 22, 26, 13),
+        ("hann", 22, 26, 13),
+        ("rect", 22, 26, 13),
+        ("hamming", 0, 26, 13),
+        ("hamming", 15, 40, 20),  # the DCT and lifter tables for other shapes
+    ],
+)
 def test_mfcc_equals_python_speech_features(window: str, lift: int, nfilt: int, numcep: int) -> None:
     cfg = FeatureConfig(window=window, ceplifter=lift, n_filters=nfilt, n_mfcc=numcep)
     signal = music(5.0)
     winfunc = {"hamming": np.hamming, "hann": np.hanning, "rect": lambda n: np.ones((n,))}[window]
     ref = psf.mfcc(
-        signal, 16000, winlen=0.025, winstep=0.01, numcep=numcep, nfilt=nfilt, nfft=512,
-        preemph=0.97, ceplifter=lift, appendEnergy=True, winfunc=winfunc,
+        signal,
+        16000,
+        winlen=0.025,
+        winstep=0.01,
+        numcep=numcep,
+        nfilt=nfilt,
+        nfft=512,
+        preemph=0.97,
+        ceplifter=lift,
+        appendEnergy=True,
+        winfunc=winfunc,
     )
     ours = extract(signal, cfg)[:, :numcep]
     # python_speech_features adds one zero-padded partial frame at the end; we emit only
@@ -69,23 +84,32 @@ def test_mfcc_equals_python_speech_features(window: str, lift: int, nfilt: int, 
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: chords(6.0), lambda: drums(6.0), lambda: noise(6.0), lambda: music(6.0)],
+    "make",
+    [lambda: chords(6.0), lambda: drums(6.0), lambda: noise(6.0), lambda: music(6.0)],
     ids=["chords", "drums", "noise", "music"],
 )
-@pytest.mark.parametrize("cfg", [
-    CFG,
-    FeatureConfig(contrast_quantile=0.1),  # several bins per quantile: the sorted path
-    FeatureConfig(n_fft=1024, contrast_bands=5, contrast_fmin=300.0),
-], ids=["default", "q0.1", "nfft1024"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        CFG,
+        FeatureConfig(contrast_quantile=0.1),  # several bins per quantile: the sorted path
+        FeatureConfig(n_fft=1024, contrast_bands=5, contrast_fmin=300.0),
+    ],
+    ids=["default", "q0.1", "nfft1024"],
+)
 def test_contrast_equals_librosa_on_same_spectra(make, cfg: FeatureConfig) -> None:
     librosa = pytest.importorskip("librosa")
     signal = make()
     spectra = magnitude_spectra(signal, cfg)
     ref = librosa.feature.spectral_contrast(
-        S=spectra.T, sr=16000, n_fft=cfg.n_fft, fmin=cfg.contrast_fmin, n_bands=cfg.contrast_bands,
+        S=spectra.T,
+        sr=16000,
+        n_fft=cfg.n_fft,
+        fmin=cfg.contrast_fmin,
+        n_bands=cfg.contrast_bands,
         quantile=cfg.contrast_quantile,
     ).T
-    ours = extract(signal, cfg)[:, cfg.n_mfcc:]
+    ours = extract(signal, cfg)[:, cfg.n_mfcc :]
     assert ours.shape == ref.shape
     # librosa's power_to_db clamps at 80 dB below the maximum over the whole recording, which a
     # stream cannot know; compare the frames where that clamp cannot bite (every bin within
@@ -161,8 +185,15 @@ def test_silence_is_finite() -> None:
 
 def test_the_daemon_imports_neither_scipy_nor_python_speech_features() -> None:
     """They are the tests' references, not run-time dependencies (pyproject keeps them in dev)."""
-    code = ("import sys, streamer.cli, streamer.daemon, streamer.model, streamer.features; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'python_speech_features')))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
-                         capture_output=True, text=True, check=True)
+    code = (
+        "import sys, streamer.cli, streamer.daemon, streamer.runner, streamer.features; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'python_speech_features')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"

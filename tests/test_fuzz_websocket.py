@@ -28,15 +28,16 @@ MAX_BYTES = 1024  # server.max_message_bytes for the fuzz: small, so oversized f
 REPLIES = {"pong", "state", "error"}
 # No shrinking: a failure prints its example at once instead of minutes later.
 FUZZ = settings(
-    max_examples=250, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True,
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
 )
 
 # message-level: frames a real client library can send
 
-json_scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(
-    max_size=20
-)
+json_scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 json_value = st.recursive(
     json_scalar,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -53,9 +54,9 @@ text_frame = (
     | st.text(printable, max_size=200)
     | st.sampled_from(['{"type": "ping"', "null", "{}", '{"type": 1e999}', "\x00", "[" * 500])
 )
-closing_frame = st.binary(max_size=64).map(lambda b: ("binary", b)) | st.integers(
-    MAX_BYTES + 1, 4 * MAX_BYTES
-).map(lambda n: ("text", "x" * n))
+closing_frame = st.binary(max_size=64).map(lambda b: ("binary", b)) | st.integers(MAX_BYTES + 1, 4 * MAX_BYTES).map(
+    lambda n: ("text", "x" * n)
+)
 # a session: text frames, sometimes ended by one that closes the connection
 session = st.tuples(
     st.lists(text_frame.map(lambda t: ("text", t)), min_size=1, max_size=20),
@@ -142,8 +143,12 @@ async def talk(server: Any, frames: list[tuple[str, Any]]) -> int:
                 assert request_obj is not None and request_obj.get("type") in ("ping", "get_state")
             # a valid id (a string or a number) of a request with a string type comes back; no other
             rid = request_obj.get("id") if request_obj is not None else None
-            if (request_obj is not None and isinstance(request_obj.get("type"), str)
-                    and isinstance(rid, (str, int, float)) and not isinstance(rid, bool)):
+            if (
+                request_obj is not None
+                and isinstance(request_obj.get("type"), str)
+                and isinstance(rid, (str, int, float))
+                and not isinstance(rid, bool)
+            ):
                 assert message.get("id") == rid
             else:
                 assert "id" not in message
@@ -236,7 +241,7 @@ def test_fuzz_client_messages() -> None:
         example()
 
     harness = run_fuzz(body)
-    print(f'{harness.frames} frames')
+    print(f"{harness.frames} frames")
     assert harness.frames >= 1000, harness.frames
 
 
@@ -252,7 +257,7 @@ def test_fuzz_raw_frames() -> None:
         example()
 
     harness = run_fuzz(body)
-    print(f'{harness.frames} frames')
+    print(f"{harness.frames} frames")
     assert harness.frames >= 500, harness.frames
 
 

@@ -106,18 +106,16 @@ def test_installing_twice_changes_nothing(tmp_path: Path, checkout: Path) -> Non
         assert conf.stat().st_gid == gid  # readable by the service through its group
 
 
-def test_an_existing_config_is_never_overwritten_and_a_changed_unit_is_updated(
-    tmp_path: Path, checkout: Path
-) -> None:
+def test_an_existing_config_is_never_overwritten_and_a_changed_unit_is_updated(tmp_path: Path, checkout: Path) -> None:
     root = fake_root(tmp_path)
     conf = root / "etc/moodstream/config.toml"
     conf.parent.mkdir(parents=True)
-    conf.write_text('[server]\nport = 9000\n')
+    conf.write_text("[server]\nport = 9000\n")
     unit = root / "etc/systemd/system/moodstream.service"
     unit.parent.mkdir(parents=True)
     unit.write_text("[Service]\nExecStart=/bin/old\n")
     out = install(checkout, root)
-    assert conf.read_text() == '[server]\nport = 9000\n'
+    assert conf.read_text() == "[server]\nport = 9000\n"
     assert "never overwritten" in out
     assert unit.read_bytes() == (checkout / "systemd/moodstream.service").read_bytes()
 
@@ -177,9 +175,7 @@ def test_bad_options_and_a_missing_root_say_what_to_do(checkout: Path) -> None:
 @pytest.mark.skipif(
     not system_python_builds(64), reason="needs /usr/bin/python3 with setuptools>=64 and wheel to build offline"
 )
-def test_the_venv_step_installs_the_snapshot_and_runs_pip_only_once(
-    tmp_path: Path, checkout: Path
-) -> None:
+def test_the_venv_step_installs_the_snapshot_and_runs_pip_only_once(tmp_path: Path, checkout: Path) -> None:
     root = fake_root(tmp_path)
     venv = root / "opt/moodstream/venv"
     # The one offline concession: the venv sees Debian's setuptools/wheel, and pip gets --no-deps.
@@ -190,7 +186,10 @@ def test_the_venv_step_installs_the_snapshot_and_runs_pip_only_once(
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [checkout / "systemd/install.sh", "--root", root, "--no-user", "--no-systemctl", *args],
-            capture_output=True, text=True, timeout=600, env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, **env},
         )
 
     first = run()
@@ -205,7 +204,10 @@ def test_the_venv_step_installs_the_snapshot_and_runs_pip_only_once(
     assert entry.exists()
     where = subprocess.run(
         [venv / "bin/python", "-c", "import streamer.notify as n; print(n.__file__)"],
-        capture_output=True, text=True, cwd=tmp_path, check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
     )
     # editable from the snapshot: the shipped models/ next to the code are found at run time
     assert where.stdout.strip() == str(root / "opt/moodstream/src/streamer/notify.py")
@@ -219,9 +221,7 @@ def _can_unshare_mounts() -> bool:
 
 
 @pytest.mark.skipif(not _can_unshare_mounts(), reason="needs root and mount namespaces (unshare -m)")
-def test_on_a_live_system_it_enables_starts_and_restarts_only_on_change(
-    tmp_path: Path, checkout: Path
-) -> None:
+def test_on_a_live_system_it_enables_starts_and_restarts_only_on_change(tmp_path: Path, checkout: Path) -> None:
     """The real paths (/opt, /etc), inside a private mount namespace over copies, with a
     systemctl that records its calls: what a Pi would see, without touching this machine."""
     etc = tmp_path / "etc"
@@ -241,17 +241,31 @@ def test_on_a_live_system_it_enables_starts_and_restarts_only_on_change(
         "echo ==listing==; ls /opt /etc/systemd/system /etc/moodstream",
     ]
     result = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-euc",
-         f"mount -t tmpfs opt /opt; mount --bind {etc} /etc; " + "; ".join(steps)],
-        capture_output=True, text=True, timeout=120,
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-euc",
+            f"mount -t tmpfs opt /opt; mount --bind {etc} /etc; " + "; ".join(steps),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert calls.read_text().splitlines() == [
-        "daemon-reload", "enable --quiet moodstream.service", "restart moodstream.service",
-        "enable --quiet moodstream.service", "start moodstream.service",
-        "enable --quiet moodstream.service", "restart moodstream.service",
-        "disable --now moodstream.service", "daemon-reload",
+        "daemon-reload",
+        "enable --quiet moodstream.service",
+        "restart moodstream.service",
+        "enable --quiet moodstream.service",
+        "start moodstream.service",
+        "enable --quiet moodstream.service",
+        "restart moodstream.service",
+        "disable --now moodstream.service",
+        "daemon-reload",
     ]
     listing = result.stdout.split("==listing==")[-1]
     assert "moodstream.service" not in listing and "config.toml" in listing  # config kept

@@ -16,7 +16,7 @@ from streamer import daemon as daemon_mod
 from streamer.config import LivenessSettings, ModelSettings, ServerSettings, Settings, SourceSettings
 from streamer.daemon import Daemon
 from streamer.events import EmotionEvent, Event, StatusEvent
-from streamer.model import ModelRunner
+from streamer.runner import ModelRunner
 from streamer.sources import DeviceSource
 from tests.conftest import mood_audio
 from tests.fakesd import FakeSoundDevice
@@ -79,7 +79,9 @@ class Harness:
         deadline = time.monotonic() + timeout
         while not condition():
             assert not self.task.done(), "the daemon exited"
-            assert time.monotonic() < deadline, f"timed out; events: {[getattr(e, 'kind', e.state) for e in self.events][-30:]}"
+            assert time.monotonic() < deadline, (
+                f"timed out; events: {[getattr(e, 'kind', e.state) for e in self.events][-30:]}"
+            )
             await asyncio.sleep(0.02)
 
 
@@ -135,10 +137,13 @@ def test_an_unplugged_device_is_found_again_by_name_at_a_new_index(runner: Model
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize(("failure", "message"), [
-    ("fail_start", "Device unavailable"),
-    ("fail_initialize", "Error initializing PortAudio"),
-])
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        ("fail_start", "Device unavailable"),
+        ("fail_initialize", "Error initializing PortAudio"),
+    ],
+)
 def test_an_input_that_raises_when_reopened_is_retried(runner: ModelRunner, failure: str, message: str) -> None:
     fake = FakeSoundDevice(speed=SPEED)
 

@@ -73,9 +73,7 @@ def test_watchdog_interval_is_half_the_timeout(listener) -> None:
 def test_watchdog_for_another_pid_or_without_timeout_is_off(listener) -> None:
     sock, path = listener
     other = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
-    mine = Notifier(
-        {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid())}
-    )
+    mine = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid())})
     unset = Notifier({"NOTIFY_SOCKET": path})
     garbage = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "soon"})
     assert other.watchdog_interval is None and not other.watchdog()

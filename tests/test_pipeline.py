@@ -15,8 +15,8 @@ from scipy import signal
 
 from streamer.config import GateSettings, ModelSettings, Settings
 from streamer.events import EmotionEvent
-from streamer.model import ModelRunner
 from streamer.pipeline import FLOOR_DBFS, Pipeline, clip_decision, level_of
+from streamer.runner import ModelRunner
 from streamer.sources import FileSource
 from tests.conftest import TINY_LABELS
 
@@ -93,9 +93,7 @@ def test_silence_gate_claims_no_emotion(runner: ModelRunner, tiny_model: Path, t
     quiet = np.random.default_rng(0).normal(0, 10 ** (-60 / 20), 2 * 16000).astype(np.float32)
     audio = np.concatenate([music, np.zeros(2 * 16000, np.float32), quiet, music])
     events = Pipeline(runner, settings_for(tiny_model, silence_dbfs=-50.0)).process(audio)
-    assert [e.state for e in events] == (
-        ["warming_up"] + ["emotion"] * 2 + ["silence"] * 4 + ["emotion"] * 3
-    )
+    assert [e.state for e in events] == (["warming_up"] + ["emotion"] * 2 + ["silence"] * 4 + ["emotion"] * 3)
     for e in events[3:7]:
         assert e.label is None and e.confidence == 0.0 and e.raw == {} and e.probabilities == {}
     assert events[3].level.rms_dbfs == events[3].level.peak_dbfs == FLOOR_DBFS

@@ -22,18 +22,21 @@ def _state() -> dict:
     return protocol.snapshot("state", describe_for(EventBus())(), SERVER)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"type": "ping"}', "pong"),
-    ('{"type": "ping", "id": "a"}', "pong"),
-    ('{"type": "get_state", "id": 3}', "state"),
-    ("nonsense", "error"),
-    ("", "error"),
-    ("null", "error"),
-    ('{"type": 5}', "error"),
-    ('{"type": "shutdown"}', "error"),
-    ('{"type": "ping", "id": true}', "error"),
-    ('{"type": "ping", "id": [1]}', "error"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"type": "ping"}', "pong"),
+        ('{"type": "ping", "id": "a"}', "pong"),
+        ('{"type": "get_state", "id": 3}', "state"),
+        ("nonsense", "error"),
+        ("", "error"),
+        ("null", "error"),
+        ('{"type": 5}', "error"),
+        ('{"type": "shutdown"}', "error"),
+        ('{"type": "ping", "id": true}', "error"),
+        ('{"type": "ping", "id": [1]}', "error"),
+    ],
+)
 def test_every_request_gets_a_valid_reply(text: str, expected: str) -> None:
     reply = valid(json.loads(protocol.encode(protocol.reply(text, _state))))
     assert reply["type"] == expected
@@ -45,11 +48,9 @@ def test_every_request_gets_a_valid_reply(text: str, expected: str) -> None:
 def test_event_messages_are_the_events_wire_form() -> None:
     bus = EventBus()
     bus.publish(emotion(9, "angry"))
-    for event in (emotion(1), emotion(2, state="silence"), emotion(3, state="warming_up"),
-                  status("overflow")):
+    for event in (emotion(1), emotion(2, state="silence"), emotion(3, state="warming_up"), status("overflow")):
         valid(json.loads(protocol.encode(protocol.event_message(event))))
-    hello = valid(json.loads(protocol.encode(protocol.snapshot("hello", describe_for(bus)(),
-                                                               SERVER))))
+    hello = valid(json.loads(protocol.encode(protocol.snapshot("hello", describe_for(bus)(), SERVER))))
     assert hello["protocol"] == protocol.PROTOCOL_VERSION and hello["state"]["seq"] == 9
 
 
@@ -76,8 +77,13 @@ def test_levels_from_silence_to_resampled_clipping_fit_the_schema() -> None:
 
 def test_the_schema_rejects_what_the_protocol_forbids() -> None:
     event = protocol.event_message(emotion(1))
-    for broken in ({**event, "label": None}, {**event, "seq": -1}, {**event, "extra": 1},
-                   {"type": "emotion"}, {"type": "hello"}):
+    for broken in (
+        {**event, "label": None},
+        {**event, "seq": -1},
+        {**event, "extra": 1},
+        {"type": "emotion"},
+        {"type": "hello"},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             VALIDATOR.validate(broken)
     leaky = _state()
@@ -88,8 +94,12 @@ def test_the_schema_rejects_what_the_protocol_forbids() -> None:
 
 def test_decode_errors_are_protocol_errors() -> None:
     deep = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError, not ValueError
-    for text, code in [(b"\xff", "invalid_json"), ("1", "not_an_object"), ("{}", "missing_type"),
-                       (deep, "invalid_json")]:
+    for text, code in [
+        (b"\xff", "invalid_json"),
+        ("1", "not_an_object"),
+        ("{}", "missing_type"),
+        (deep, "invalid_json"),
+    ]:
         with pytest.raises(protocol.ProtocolError) as info:
             protocol.decode(text)
         assert info.value.code == code

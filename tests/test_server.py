@@ -56,8 +56,7 @@ def test_a_stalled_client_is_dropped_while_a_fast_one_gets_everything() -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.connect(("127.0.0.1", server.port))
             sock.setblocking(False)
-            async with connect(url(server), sock=sock, max_queue=1) as stalled, \
-                    connect(url(server)) as fast:
+            async with connect(url(server), sock=sock, max_queue=1) as stalled, connect(url(server)) as fast:
                 got: list[int] = []
 
                 async def read_fast() -> None:
@@ -92,13 +91,16 @@ def test_a_stalled_client_is_dropped_while_a_fast_one_gets_everything() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("query, headers, ok", [
-    ("", {}, False),
-    ("?token=wrong", {}, False),
-    ("", {"Authorization": "Bearer wrong"}, False),
-    ("?token=s3cret", {}, True),
-    ("", {"Authorization": "Bearer s3cret"}, True),
-])
+@pytest.mark.parametrize(
+    "query, headers, ok",
+    [
+        ("", {}, False),
+        ("?token=wrong", {}, False),
+        ("", {"Authorization": "Bearer wrong"}, False),
+        ("?token=s3cret", {}, True),
+        ("", {"Authorization": "Bearer s3cret"}, True),
+    ],
+)
 def test_token_is_required_when_set(query: str, headers: dict, ok: bool) -> None:
     async def main() -> None:
         bus = EventBus()
@@ -122,10 +124,13 @@ def test_junk_text_gets_an_error_and_the_connection_stays_open() -> None:
         bus = EventBus()
         async with serving(bus) as server, connect(url(server)) as ws:
             await _recv(ws)
-            for junk, code in [("{not json", "invalid_json"), ("[1, 2]", "not_an_object"),
-                               ('{"kind": "ping"}', "missing_type"),
-                               ('{"type": "subscribe"}', "unknown_type"),
-                               ('{"type": "ping", "id": {"a": 1}}', "bad_id")]:
+            for junk, code in [
+                ("{not json", "invalid_json"),
+                ("[1, 2]", "not_an_object"),
+                ('{"kind": "ping"}', "missing_type"),
+                ('{"type": "subscribe"}', "unknown_type"),
+                ('{"type": "ping", "id": {"a": 1}}', "bad_id"),
+            ]:
                 await ws.send(junk)
                 reply = await _recv(ws)
                 assert reply["type"] == "error" and reply["code"] == code, junk
@@ -142,10 +147,13 @@ def test_junk_text_gets_an_error_and_the_connection_stays_open() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("frame, code", [
-    (b"\x00binary", protocol.CLOSE_UNSUPPORTED_DATA),
-    ("x" * 5000, 1009),
-])
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        (b"\x00binary", protocol.CLOSE_UNSUPPORTED_DATA),
+        ("x" * 5000, 1009),
+    ],
+)
 def test_binary_and_oversized_frames_close_with_the_proper_code(frame, code: int) -> None:
     async def main() -> None:
         bus = EventBus()
@@ -180,9 +188,14 @@ def test_client_limit_refuses_with_503() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("origin, ok", [
-    ("https://lights.example", True), ("https://evil.example", False), (None, True),
-])
+@pytest.mark.parametrize(
+    "origin, ok",
+    [
+        ("https://lights.example", True),
+        ("https://evil.example", False),
+        (None, True),
+    ],
+)
 def test_origin_allow_list(origin: str | None, ok: bool) -> None:
     async def main() -> None:
         bus = EventBus()
@@ -276,18 +289,35 @@ def test_keepalive_closes_a_peer_that_stopped_answering() -> None:
 def test_run_flags_set_the_server_section(tmp_path) -> None:
     from streamer import cli, config
 
-    args = cli.build_parser().parse_args([
-        "run", "--host", "0.0.0.0", "--port", "9000", "--token", "x", "--origin", "http://a",
-        "--origin", "http://b", "--max-clients", "3", "--no-server",
-    ])
+    args = cli.build_parser().parse_args(
+        [
+            "run",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9000",
+            "--token",
+            "x",
+            "--origin",
+            "http://a",
+            "--origin",
+            "http://b",
+            "--max-clients",
+            "3",
+            "--no-server",
+        ]
+    )
     (tmp_path / "empty.toml").write_text("")
     settings = config.load(tmp_path / "empty.toml", config.overrides_from_args(args))
     assert settings.server == ServerSettings(
-        enabled=False, host="0.0.0.0", port=9000, token="x", allowed_origins=("http://a", "http://b"),
+        enabled=False,
+        host="0.0.0.0",
+        port=9000,
+        token="x",
+        allowed_origins=("http://a", "http://b"),
         max_clients=3,
     )
-    default = config.load(tmp_path / "empty.toml", config.overrides_from_args(
-        cli.build_parser().parse_args(["run"])))
+    default = config.load(tmp_path / "empty.toml", config.overrides_from_args(cli.build_parser().parse_args(["run"])))
     assert default.server.host == "127.0.0.1" and default.server.enabled
     with pytest.raises(config.ConfigError, match="server.port"):
         config.load(tmp_path / "empty.toml", {"server": {"port": 70000}})

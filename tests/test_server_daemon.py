@@ -41,9 +41,25 @@ def _free_port() -> int:
 
 def _daemon(model: Path, config: Path, port: int, *args: str, **popen) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--config", str(config), "--model", str(model),
-         "--port", str(port), "--log-level", "warning", *args],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen,
+        [
+            sys.executable,
+            "-m",
+            "streamer.cli",
+            "run",
+            "--config",
+            str(config),
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        **popen,
     )
 
 
@@ -72,8 +88,16 @@ def live_daemon(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     sf.write(folder / "happy.wav", mood_audio("happy", 120.0), 16000)
     (folder / "config.toml").write_text(f'[server]\ntoken = "{TOKEN}"\n')
     port = _free_port()
-    proc = _daemon(tiny_model, folder / "config.toml", port, "--source",
-                   f"file:{folder / 'happy.wav'}", "--realtime", "--hop", "0.25")
+    proc = _daemon(
+        tiny_model,
+        folder / "config.toml",
+        port,
+        "--source",
+        f"file:{folder / 'happy.wav'}",
+        "--realtime",
+        "--hop",
+        "0.25",
+    )
     try:
         yield port
     finally:
@@ -135,11 +159,9 @@ def test_the_page_shows_the_label_the_daemon_sends(live_daemon: int) -> None:
 
 def test_watch_renders_the_live_daemon(live_daemon: int) -> None:
     async def main() -> str:
-        console = Console(width=100, height=60, record=True, force_terminal=True,
-                          file=open(os.devnull, "w"))  # noqa: SIM115
+        console = Console(width=100, height=60, record=True, force_terminal=True, file=open(os.devnull, "w"))  # noqa: SIM115
         dashboard, stop = Dashboard(), asyncio.Event()
-        task = asyncio.create_task(watch(f"ws://127.0.0.1:{live_daemon}/", TOKEN, console, stop,
-                                         print, dashboard))
+        task = asyncio.create_task(watch(f"ws://127.0.0.1:{live_daemon}/", TOKEN, console, stop, print, dashboard))
         async with asyncio.timeout(30):
             while (dashboard.last or {}).get("label") != "happy" or not dashboard.info.get("counters"):
                 await asyncio.sleep(0.05)
@@ -153,17 +175,16 @@ def test_watch_renders_the_live_daemon(live_daemon: int) -> None:
     assert f"ws://127.0.0.1:{live_daemon}/: connected" in text
 
 
-def test_a_stalled_client_is_dropped_while_a_fast_one_gets_every_hop(
-    tiny_model: Path, tmp_path: Path
-) -> None:
+def test_a_stalled_client_is_dropped_while_a_fast_one_gets_every_hop(tiny_model: Path, tmp_path: Path) -> None:
     """Audio pushed on stdin faster than real time: a burst of hops. The daemon ends with stdin."""
     from tests.conftest import mood_audio
 
     (tmp_path / "config.toml").write_text("[server]\nclient_queue = 4\n")
     pcm = (mood_audio("happy", 60.0) * 32767).astype("<i2").tobytes()
     port = _free_port()
-    proc = _daemon(tiny_model, tmp_path / "config.toml", port, "--source", "stdin", "--hop", "0.1",
-                   stdin=subprocess.PIPE)
+    proc = _daemon(
+        tiny_model, tmp_path / "config.toml", port, "--source", "stdin", "--hop", "0.1", stdin=subprocess.PIPE
+    )
 
     async def main() -> tuple[list[dict], int | None]:
         fast = await _connect(port, proc)
@@ -176,7 +197,7 @@ def test_a_stalled_client_is_dropped_while_a_fast_one_gets_every_hop(
         def feed() -> None:  # in a thread: pipe writes block
             step = 16000  # half a second of s16le, 25 times faster than real time
             for i in range(0, len(pcm), step):
-                proc.stdin.write(pcm[i:i + step])
+                proc.stdin.write(pcm[i : i + step])
                 proc.stdin.flush()
                 time.sleep(0.02)
             proc.stdin.close()

@@ -56,7 +56,7 @@ def test_fader_gets_95_percent_of_the_way_in_the_fade_time() -> None:
 class _Wled(BaseHTTPRequestHandler):
     posts: list[tuple[str, dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Wled.posts.append((self.path, body))
         self.send_response(200)
@@ -79,8 +79,17 @@ def test_lighting_fades_a_wled_light_to_the_mood() -> None:
         bus = EventBus()
         async with serving(bus, token="lt") as server:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(ROOT / "examples" / "lighting.py"), url(server), "--token", "lt",
-                "--wled", f"127.0.0.1:{http.server_address[1]}", "--fade", "0.3", "--rate", "20",
+                sys.executable,
+                str(ROOT / "examples" / "lighting.py"),
+                url(server),
+                "--token",
+                "lt",
+                "--wled",
+                f"127.0.0.1:{http.server_address[1]}",
+                "--fade",
+                "0.3",
+                "--rate",
+                "20",
             )
             try:
                 async with asyncio.timeout(30):
@@ -109,7 +118,9 @@ def test_minimal_consumer_prints_the_label() -> None:
         bus = EventBus()
         async with serving(bus) as server:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(ROOT / "examples" / "minimal.py"), url(server),
+                sys.executable,
+                str(ROOT / "examples" / "minimal.py"),
+                url(server),
                 stdout=asyncio.subprocess.PIPE,
             )
             try:

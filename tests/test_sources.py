@@ -157,11 +157,14 @@ def test_pacing_catches_up_after_a_slow_consumer(clock: FakeClock) -> None:
     assert clock.now == pytest.approx(1000.5)  # 0.5 s of audio took 0.5 s
 
 
-@pytest.mark.parametrize(("name", "content", "reason"), [
-    ("missing.wav", None, "no such file"),
-    ("text.wav", b"this is not audio", "not a readable audio file"),
-    ("empty.wav", "empty", "contains no samples"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("missing.wav", None, "no such file"),
+        ("text.wav", b"this is not audio", "not a readable audio file"),
+        ("empty.wav", "empty", "contains no samples"),
+    ],
+)
 def test_file_source_errors_are_clear(tmp_path: Path, name: str, content: bytes | str | None, reason: str) -> None:
     if content == "empty":
         sf.write(tmp_path / name, np.zeros(0), 16000)

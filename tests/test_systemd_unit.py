@@ -16,9 +16,7 @@ SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
 UNIT = SYSTEMD / "moodstream.service"
 EXEC = "/opt/moodstream/venv/bin/moodstream"
 ANALYZE = shutil.which("systemd-analyze")
-needs_analyze = pytest.mark.skipif(
-    ANALYZE is None, reason="systemd-analyze is not installed (Debian package: systemd)"
-)
+needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed (Debian package: systemd)")
 
 
 def unit_entries() -> dict[str, list[str]]:
@@ -50,9 +48,7 @@ def runnable_unit(tmp_path: Path) -> Path:
 
 @needs_analyze
 def test_systemd_analyze_verify_is_clean(runnable_unit: Path) -> None:
-    result = subprocess.run(
-        [ANALYZE, "verify", str(runnable_unit)], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([ANALYZE, "verify", str(runnable_unit)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr  # no warning of any kind either
 
@@ -125,8 +121,7 @@ def test_shipped_config_documents_every_key() -> None:
             documented.setdefault(section, set()).add(m.group(1))
     defaults = config.Settings()
     expected = {
-        f.name: {g.name for g in dataclasses.fields(getattr(defaults, f.name))}
-        for f in dataclasses.fields(defaults)
+        f.name: {g.name for g in dataclasses.fields(getattr(defaults, f.name))} for f in dataclasses.fields(defaults)
     }
     assert documented == expected
     # ...and each key has a description above it (keys listed together share the one above them)

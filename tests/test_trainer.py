@@ -13,11 +13,12 @@ import pytest
 import soundfile as sf
 
 from streamer.features import FeatureConfig
+from streamer.labelled import artist_groups, canonical_artist
 from streamer.metrics import bootstrap_intervals, classification_metrics, describe_intervals
 from tests.trainer_data import add_bad_files, make_dataset
-from trainer import featurecache, prepare as prepare_mod
+from trainer import featurecache
+from trainer import prepare as prepare_mod
 from trainer.augment import AUGMENTATIONS, ORIGINAL
-from streamer.labelled import artist_groups, canonical_artist
 from trainer.dataset import DatasetError, scan
 from trainer.run import RunError, _claim_split
 from trainer.segments import segment, window_geometry
@@ -126,10 +127,13 @@ def _slow_bootstrap(y_true: list[int], y_pred: list[int], groups: list[int]) -> 
     return {key: np.percentile(v, [2.5, 97.5]) for key, v in out.items()}
 
 
-@pytest.mark.parametrize("confusion", [
-    [[22, 5, 2], [6, 18, 5], [1, 2, 26]],
-    [[30, 0, 4], [9, 0, 3], [2, 0, 12]],  # a label never predicted
-])
+@pytest.mark.parametrize(
+    "confusion",
+    [
+        [[22, 5, 2], [6, 18, 5], [1, 2, 26]],
+        [[30, 0, 4], [9, 0, 3], [2, 0, 12]],  # a label never predicted
+    ],
+)
 def test_bootstrap_intervals_match_resampling_clips_one_by_one(confusion: list[list[int]]) -> None:
     """The vectorised resampling gives the intervals of the slow way, clip by clip and by group."""
     y_true, y_pred = _clips(confusion)
@@ -164,7 +168,10 @@ def test_bootstrap_intervals_of_a_perfect_and_an_empty_score() -> None:
     perfect = bootstrap_intervals([0, 0, 1, 1, 1], [0, 0, 1, 1, 1], 2)
     assert perfect["accuracy"] == [1.0, 1.0] and perfect["macro_f1"] == [1.0, 1.0]
     assert bootstrap_intervals([], [], 2)["resamples"] == 0
-    assert describe_intervals(perfect) == "95% interval with the clips resampled: accuracy 1.000-1.000, macro-F1 1.000-1.000"
+    assert (
+        describe_intervals(perfect)
+        == "95% interval with the clips resampled: accuracy 1.000-1.000, macro-F1 1.000-1.000"
+    )
 
 
 def test_scan_groups_labels_and_errors(tmp_path: Path) -> None:
@@ -208,10 +215,10 @@ def test_scan_keeps_credit_variants_together_through_the_split(tmp_path: Path) -
     root = make_dataset(tmp_path / "d", clips_per_label=6, seconds=1.0)
     lines = (root / "metadata.csv").read_text().splitlines()
     # the same two artists, credited differently on some of their clips
-    lines = [line.replace("sad-artist-2", "The sad-artist-2 & His Band") if "sad04" in line else line
-             for line in lines]
-    lines = [line.replace("angry-artist-0", "angry-artist-0 feat. Someone") if "angry01" in line else line
-             for line in lines]
+    lines = [line.replace("sad-artist-2", "The sad-artist-2 & His Band") if "sad04" in line else line for line in lines]
+    lines = [
+        line.replace("angry-artist-0", "angry-artist-0 feat. Someone") if "angry01" in line else line for line in lines
+    ]
     (root / "metadata.csv").write_text("\n".join(lines) + "\n")
     clips, _ = scan(root)
     by_key = {c.key: c.group for c in clips}
@@ -301,7 +308,9 @@ def test_cache_follows_content_not_path_or_time(tmp_path: Path, monkeypatch) -> 
     shutil.copytree(root, copy)  # new paths and modification times
     copies = sorted(copy.rglob("*.wav"))
     os.utime(copies[0], ns=(1, 1))
-    done, _ = featurecache.features([featurecache.Job(p, (ORIGINAL,)) for p in copies], FeatureConfig(), cache, workers=1)
+    done, _ = featurecache.features(
+        [featurecache.Job(p, (ORIGINAL,)) for p in copies], FeatureConfig(), cache, workers=1
+    )
     assert len(calls) == 3 and len(done) == 3
     audio, sr = sf.read(copies[1], dtype="float32")
     sf.write(copies[1], audio * 0.5, sr)
@@ -329,8 +338,13 @@ def test_shipped_model_is_chosen_on_validation_not_test() -> None:
         return {"val": part(val), "test": part(test)}
 
     candidates = {
-        "3class": {"results": {"cnn": result(0.70, 0.90), "cnn_gru": result(0.74, 0.60),
-                               "baseline": {"val": {"float": {}}, "test": {"float": {}}}}},
+        "3class": {
+            "results": {
+                "cnn": result(0.70, 0.90),
+                "cnn_gru": result(0.74, 0.60),
+                "baseline": {"val": {"float": {}}, "test": {"float": {}}},
+            }
+        },
         "3class-noaug": {"results": {"cnn": result(0.72, 0.95)}},
     }
     assert best_model(candidates) == ("3class", "cnn_gru")
@@ -346,17 +360,40 @@ def test_model_card_computes_its_sentences_from_the_runs() -> None:
     y_true, y_pred = _clips(confusion)
     ev = classification_metrics(y_true, y_pred, labels)
     by_artist = bootstrap_intervals(y_true, y_pred, 3, [i // 4 for i in range(len(y_true))])
-    ev.update(labels=labels, n_clips=ev.pop("n"), hop_seconds=1.0, intervals=bootstrap_intervals(y_true, y_pred, 3),
-              group_intervals=by_artist)
+    ev.update(
+        labels=labels,
+        n_clips=ev.pop("n"),
+        hop_seconds=1.0,
+        intervals=bootstrap_intervals(y_true, y_pred, 3),
+        group_intervals=by_artist,
+    )
     figures = {"accuracy": 0.7, "macro_f1": 0.7}
-    result = {"test": {"float": {"window": figures, "clip": figures}, "int8": {"window": figures, "clip": figures}},
-              "fit": {"epochs_run": 14, "best_epoch": 14, "seconds_per_epoch": 20.0, "stopped_by_time_budget": True}}
+    result = {
+        "test": {"float": {"window": figures, "clip": figures}, "int8": {"window": figures, "clip": figures}},
+        "fit": {"epochs_run": 14, "best_epoch": 14, "seconds_per_epoch": 20.0, "stopped_by_time_budget": True},
+    }
     part = {"clips": 29, "groups": 20, "windows": 130, "clips_per_label": {k: 29 for k in labels}}
-    run = {"run": {"labels": labels, "augment": True, "window_seconds": 10.0, "seed": 0, "skipped": {},
-                   "data": {"train": part, "val": part, "test": part}},
-           "results": {"cnn_lstm": result}}
-    shipped = {"3class": {"run": "3class", "architecture": "cnn_lstm", "file": "m.tflite", "size": 2048,
-                          "evaluate": ev, "runs": ["3class"]}}
+    run = {
+        "run": {
+            "labels": labels,
+            "augment": True,
+            "window_seconds": 10.0,
+            "seed": 0,
+            "skipped": {},
+            "data": {"train": part, "val": part, "test": part},
+        },
+        "results": {"cnn_lstm": result},
+    }
+    shipped = {
+        "3class": {
+            "run": "3class",
+            "architecture": "cnn_lstm",
+            "file": "m.tflite",
+            "size": 2048,
+            "evaluate": ev,
+            "runs": ["3class"],
+        }
+    }
     card = model_card({"3class": run}, shipped, run)
     assert "3class: the hardest label is happy (F1 0.667); 8 of its 29 test clips were taken for angry." in card
     assert describe_intervals(ev["intervals"]) in card

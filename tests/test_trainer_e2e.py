@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from streamer import cli as moodstream
-from streamer.model import ModelRunner
-from streamer.modelfile import read_metadata
+from streamer.metadata import read_metadata
+from streamer.runner import ModelRunner
 from tests.trainer_data import add_bad_files, make_dataset
 from trainer import cli as train_cli
 
@@ -24,10 +24,25 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = make_dataset(root / "data", clips_per_label=8, seconds=5.0)
     add_bad_files(data)
     out = root / "run"
-    code = train_cli.main([
-        str(data), "--out", str(out), "--window", "2", "--overlap", "0.5", "--architectures", "cnn",
-        "--epochs", "10", "--patience", "5", "--cache", str(root / "cache"),
-    ])
+    code = train_cli.main(
+        [
+            str(data),
+            "--out",
+            str(out),
+            "--window",
+            "2",
+            "--overlap",
+            "0.5",
+            "--architectures",
+            "cnn",
+            "--epochs",
+            "10",
+            "--patience",
+            "5",
+            "--cache",
+            str(root / "cache"),
+        ]
+    )
     assert code == 0
     return out
 
@@ -40,8 +55,15 @@ def test_run_writes_models_report_and_metrics(trained: Path) -> None:
     for kind in ("float", "int8"):
         for level in ("window", "clip"):
             m = cnn["test"][kind][level]
-            assert {"accuracy", "weighted_accuracy", "balanced_accuracy", "macro_f1", "per_class",
-                    "confusion_matrix", "weighted_f1"} <= set(m)
+            assert {
+                "accuracy",
+                "weighted_accuracy",
+                "balanced_accuracy",
+                "macro_f1",
+                "per_class",
+                "confusion_matrix",
+                "weighted_f1",
+            } <= set(m)
     assert cnn["test"]["int8"]["clip"]["macro_f1"] >= 0.8  # synthetic moods are easy
     assert abs(cnn["test"]["int8"]["window"]["accuracy"] - cnn["test"]["float"]["window"]["accuracy"]) <= 0.1
     assert metrics["results"]["baseline"]["test"]["float"]["clip"]["n"] > 0
@@ -71,25 +93,42 @@ def test_restart_does_not_retrain(trained: Path, monkeypatch) -> None:
     monkeypatch.setattr(trainer.fit, "fit", refuse)
     before = (trained / "cnn" / "model-int8.tflite").read_bytes()
     run = json.loads((trained / "run.json").read_text())
-    code = train_cli.main([
-        run["data_dir"], "--out", str(trained), "--window", "2", "--overlap", "0.5", "--architectures", "cnn",
-        "--epochs", "10", "--patience", "5", "--cache", str(trained.parent / "cache"),
-    ])
+    code = train_cli.main(
+        [
+            run["data_dir"],
+            "--out",
+            str(trained),
+            "--window",
+            "2",
+            "--overlap",
+            "0.5",
+            "--architectures",
+            "cnn",
+            "--epochs",
+            "10",
+            "--patience",
+            "5",
+            "--cache",
+            str(trained.parent / "cache"),
+        ]
+    )
     assert code == 0
     assert (trained / "cnn" / "model-int8.tflite").read_bytes() == before
 
 
 def test_other_settings_in_the_same_folder_are_refused(trained: Path, capsys) -> None:
     run = json.loads((trained / "run.json").read_text())
-    code = train_cli.main([run["data_dir"], "--out", str(trained), "--window", "3",
-                           "--cache", str(trained.parent / "cache")])
+    code = train_cli.main(
+        [run["data_dir"], "--out", str(trained), "--window", "3", "--cache", str(trained.parent / "cache")]
+    )
     assert code == 1
     assert "other settings" in capsys.readouterr().err
 
 
 def test_moodstream_evaluate_on_the_exported_file(trained: Path, tmp_path: Path) -> None:
-    data = make_dataset(tmp_path / "fresh", clips_per_label=3, seconds=5.0, seed=7,
-                        labels=("angry", "happy", "sad"), metadata=False)
+    data = make_dataset(
+        tmp_path / "fresh", clips_per_label=3, seconds=5.0, seed=7, labels=("angry", "happy", "sad"), metadata=False
+    )
     (data / "calm").mkdir()
     (data / "calm" / "x.wav").write_bytes((data / "sad" / "sad00.wav").read_bytes())
     model = trained / "cnn" / "model-int8.tflite"

@@ -26,8 +26,9 @@ async def _until(condition, seconds: float = 10.0) -> None:
 
 
 def _console() -> Console:
-    return Console(width=100, height=60, record=True, force_terminal=True, color_system="truecolor",
-                   file=open(os.devnull, "w"))  # noqa: SIM115
+    return Console(
+        width=100, height=60, record=True, force_terminal=True, color_system="truecolor", file=open(os.devnull, "w")
+    )
 
 
 def test_watch_renders_the_dashboard_and_reconnects_when_the_daemon_restarts() -> None:
@@ -63,8 +64,7 @@ def test_watch_gives_up_on_a_refused_token() -> None:
     async def main() -> None:
         async with serving(EventBus(), token="right") as server:
             with pytest.raises(WatchError, match="refused the token"):
-                await asyncio.wait_for(
-                    watch(url(server), "wrong", _console(), asyncio.Event(), print), 10)
+                await asyncio.wait_for(watch(url(server), "wrong", _console(), asyncio.Event(), print), 10)
 
     asyncio.run(main())
 
@@ -87,8 +87,14 @@ def test_watch_without_a_terminal_prints_plain_lines_and_exits_on_sigint() -> No
         bus = EventBus()
         async with serving(bus, token="s3cret") as server:  # the token from the environment
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "streamer.cli", "watch", f"127.0.0.1:{server.port}",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+                sys.executable,
+                "-m",
+                "streamer.cli",
+                "watch",
+                f"127.0.0.1:{server.port}",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=ROOT,
                 env={**os.environ, "MOODSTREAM_TOKEN": "s3cret"},
             )
             try:
@@ -115,8 +121,14 @@ def test_a_wrong_token_from_the_environment_is_refused_for_good() -> None:
     async def main() -> tuple[int, bytes]:
         async with serving(EventBus(), token="s3cret") as server:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "streamer.cli", "watch", f"127.0.0.1:{server.port}",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+                sys.executable,
+                "-m",
+                "streamer.cli",
+                "watch",
+                f"127.0.0.1:{server.port}",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=ROOT,
                 env={**os.environ, "MOODSTREAM_TOKEN": "wrong"},
             )
             _, err = await asyncio.wait_for(proc.communicate(), 30)

@@ -18,8 +18,14 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; never a browser downloaded by playwright
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -56,14 +62,12 @@ def test_page_shows_the_label_and_bars_the_server_sends() -> None:
             await page.wait_for_function("document.getElementById('conn').textContent === 'live'")
             bus.publish(emotion(1, "happy"))
             await label_shows(page, "happy")
-            color = await page.evaluate(
-                "getComputedStyle(document.getElementById('hero')).getPropertyValue('--mood')")
+            color = await page.evaluate("getComputedStyle(document.getElementById('hero')).getPropertyValue('--mood')")
             assert color.strip() == protocol.PALETTE["happy"]
             bus.publish(emotion(2, "sad"))
             await label_shows(page, "sad")
             assert "seq 2" in await page.text_content("#detail")
-            width = await page.evaluate(
-                "[...document.querySelectorAll('#bars .smooth')].map(e => e.style.width)")
+            width = await page.evaluate("[...document.querySelectorAll('#bars .smooth')].map(e => e.style.width)")
             assert width == ["10%", "10%", "80%"]
             bus.publish(emotion(3, state="silence"))
             await label_shows(page, "silence")

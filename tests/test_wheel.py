@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer.modelfile import read_metadata
+from streamer.metadata import read_metadata
 from tests.audio import music
 from tests.buildenv import SYSTEM_PYTHON, system_python_builds
 
@@ -26,8 +26,9 @@ BUILD = "import sys; from setuptools import build_meta; print(build_meta.build_w
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not system_python_builds(61),
-                       reason="needs /usr/bin/python3 with setuptools>=61 and wheel to build offline"),
+    pytest.mark.skipif(
+        not system_python_builds(61), reason="needs /usr/bin/python3 with setuptools>=61 and wheel to build offline"
+    ),
 ]
 
 
@@ -42,13 +43,29 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for name in ("streamer", "trainer", "models"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp / "dist"
-    built = subprocess.run([SYSTEM_PYTHON, "-c", BUILD, str(dist)], cwd=src, capture_output=True, text=True,
-                           timeout=300)
+    built = subprocess.run(
+        [SYSTEM_PYTHON, "-c", BUILD, str(dist)], cwd=src, capture_output=True, text=True, timeout=300
+    )
     assert built.returncode == 0, built.stderr
     wheel = dist / built.stdout.split()[-1]
     site = tmp / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
-                          "--no-index", "--target", str(site), str(wheel)], capture_output=True, text=True, timeout=300)
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pip.returncode == 0, pip.stderr
     return wheel, site
 
@@ -56,8 +73,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_the_wheel_carries_the_shipped_models_and_nothing_of_the_workshop(installed: tuple[Path, Path]) -> None:
     wheel, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"moodstream_models/{p.name}" for p in (REPO / "models").iterdir()
-               if p.suffix in {".tflite", ".md", ".json"}}
+    shipped = {
+        f"moodstream_models/{p.name}" for p in (REPO / "models").iterdir() if p.suffix in {".tflite", ".md", ".json"}
+    }
     assert "moodstream_models/moodstream-3class.tflite" in shipped and shipped <= names
     assert {"streamer/web/index.html", "streamer/cli.py", "trainer/cli.py"} <= names
     assert not any(n.split("/")[0] in {"tests", "bench", "cache", "runs", "models"} for n in names)
@@ -73,14 +91,24 @@ def test_moodstream_run_from_the_installed_wheel_uses_its_default_model(
     # the dependencies come from this venv's folders, moodstream itself only from the wheel.
     deps = os.pathsep.join(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{deps}"}
-    where = subprocess.run([sys.executable, "-S", "-c", "import streamer.model as m; print(m.default_model_path())"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    where = subprocess.run(
+        [sys.executable, "-S", "-c", "import streamer.runner as m; print(m.default_model_path())"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert where.returncode == 0, where.stderr
     default = Path(where.stdout.strip())
     assert default == site / "moodstream_models" / "moodstream-3class.tflite"
     run = subprocess.run(
         [sys.executable, "-S", "-m", "streamer.cli", "run", "--source", f"file:{clip}", "--jsonl", "-", "--no-server"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]

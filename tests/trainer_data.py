@@ -12,8 +12,14 @@ from tests.audio import SR
 from tests.conftest import TINY_LABELS, mood_audio
 
 
-def make_dataset(root: Path, clips_per_label: int = 8, seconds: float = 5.0, seed: int = 0,
-                 labels: tuple[str, ...] = TINY_LABELS, metadata: bool = True) -> Path:
+def make_dataset(
+    root: Path,
+    clips_per_label: int = 8,
+    seconds: float = 5.0,
+    seed: int = 0,
+    labels: tuple[str, ...] = TINY_LABELS,
+    metadata: bool = True,
+) -> Path:
     """One folder per label; artists own one or two clips each; some files stereo at 22.05 kHz
     (the trainer must resample and mix them). Returns ``root``."""
     rows = []
@@ -50,5 +56,9 @@ def add_bad_files(root: Path, label: str = "sad") -> dict[str, str]:
     sf.write(folder / "empty.wav", np.zeros(0, np.float32), SR)
     sf.write(folder / "silent.wav", np.zeros(5 * SR, np.float32), SR)
     sf.write(folder / "short.wav", mood_audio(label, 0.5), SR)
-    return {"garbage.wav": "not a readable audio file", "empty.wav": "no samples",
-            "silent.wav": "silent", "short.wav": "shorter than"}
+    return {
+        "garbage.wav": "not a readable audio file",
+        "empty.wav": "no samples",
+        "silent.wav": "silent",
+        "short.wav": "shorter than",
+    }

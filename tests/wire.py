@@ -17,9 +17,7 @@ from streamer.events import EmotionEvent, EventBus, Level, StatusEvent, to_dict
 from streamer.server import Server
 
 LABELS = ("angry", "happy", "sad")
-_SCHEMA = json.loads(
-    resources.files("streamer").joinpath("schema/protocol.schema.json").read_text()
-)
+_SCHEMA = json.loads(resources.files("streamer").joinpath("schema/protocol.schema.json").read_text())
 jsonschema.Draft202012Validator.check_schema(_SCHEMA)
 VALIDATOR = jsonschema.Draft202012Validator(_SCHEMA)
 
@@ -33,10 +31,16 @@ def valid(message: dict[str, Any]) -> dict[str, Any]:
 def emotion(seq: int, label: str = "happy", state: str = "emotion") -> EmotionEvent:
     probs = {name: (0.8 if name == label else 0.1) for name in LABELS}
     return EmotionEvent(
-        seq=seq, timestamp=time.time(), stream_time=seq * 1.0, state=state,  # type: ignore[arg-type]
+        seq=seq,
+        timestamp=time.time(),
+        stream_time=seq * 1.0,
+        state=state,  # type: ignore[arg-type]
         label=label if state == "emotion" else None,
-        confidence=0.8 if state == "emotion" else 0.0, probabilities=probs, raw=probs,
-        level=Level(rms_dbfs=-20.0, peak_dbfs=-3.0, clipped=False), processing_ms=1.5,
+        confidence=0.8 if state == "emotion" else 0.0,
+        probabilities=probs,
+        raw=probs,
+        level=Level(rms_dbfs=-20.0, peak_dbfs=-3.0, clipped=False),
+        processing_ms=1.5,
         model="tiny",
     )
 
@@ -51,12 +55,17 @@ def describe_for(bus: EventBus) -> Callable[[], dict[str, Any]]:
     def describe() -> dict[str, Any]:
         last = bus.last_emotion
         return {
-            "model": {"name": "tiny", "architecture": "cnn", "labels": list(LABELS),
-                      "window_seconds": 2.0, "hop_seconds": 0.5, "backend": "ai-edge-litert"},
+            "model": {
+                "name": "tiny",
+                "architecture": "cnn",
+                "labels": list(LABELS),
+                "window_seconds": 2.0,
+                "hop_seconds": 0.5,
+                "backend": "ai-edge-litert",
+            },
             "config": {"server": {"host": "127.0.0.1", "port": 0}},
             "state": to_dict(last) if last else None,
-            "source": {"kind": "file", "name": "x.wav", "state": "connected", "overflows": 0,
-                       "reconnects": 0},
+            "source": {"kind": "file", "name": "x.wav", "state": "connected", "overflows": 0, "reconnects": 0},
             "counters": {"hops": bus.published},
         }
 

@@ -21,7 +21,7 @@ class Baseline:
         self.model = None
         self.c = None
 
-    def fit(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> "Baseline":
+    def fit(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Baseline:
         train, val = summarise(x_train), summarise(x_val)
         best = -1.0
         for c in (0.01, 0.1, 1.0):

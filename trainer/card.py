@@ -27,9 +27,15 @@ def _results_table(results: dict[str, dict[str, Any]]) -> list[str]:
         int8 = test.get("int8", {})
         epochs = f"{fit['epochs_run']} ({fit['best_epoch']})" if fit else "-"
         cells = [
-            name, _pair(test["float"]["window"]), _pair(test["float"]["clip"]), _pair(int8.get("window")),
-            _pair(int8.get("clip")), f"{size / 1024:.0f} KB" if size else "-", f"{ms:.2f}" if ms else "-",
-            epochs, str(fit["seconds_per_epoch"]) if fit else "-",
+            name,
+            _pair(test["float"]["window"]),
+            _pair(test["float"]["clip"]),
+            _pair(int8.get("window")),
+            _pair(int8.get("clip")),
+            f"{size / 1024:.0f} KB" if size else "-",
+            f"{ms:.2f}" if ms else "-",
+            epochs,
+            str(fit["seconds_per_epoch"]) if fit else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -50,8 +56,10 @@ def _hardest(name: str, ev: dict[str, Any]) -> str:
     worst = min(labels, key=lambda label: ev["per_class"][label]["f1"])
     row = cm[labels.index(worst)]
     other = max((k for k in range(len(labels)) if labels[k] != worst), key=lambda k: row[k])
-    return (f"{name}: the hardest label is {worst} (F1 {ev['per_class'][worst]['f1']:.3f}); "
-            f"{row[other]} of its {sum(row)} test clips were taken for {labels[other]}.")
+    return (
+        f"{name}: the hardest label is {worst} (F1 {ev['per_class'][worst]['f1']:.3f}); "
+        f"{row[other]} of its {sum(row)} test clips were taken for {labels[other]}."
+    )
 
 
 def _intervals(shipped: dict[str, Any]) -> str:
@@ -71,13 +79,14 @@ def _paper_training(paper: dict[str, Any]) -> str:
         return ""
     epochs = ", ".join(str(f["epochs_run"]) for f in fits)
     budget = any(f.get("stopped_by_time_budget") for f in fits)
-    return (f"Here the leaky model trained for {epochs} epoch(s)"
-            + (" before the time budget stopped it, so with full training the gap would be wider still."
-               if budget else "."))
+    return f"Here the leaky model trained for {epochs} epoch(s)" + (
+        " before the time budget stopped it, so with full training the gap would be wider still." if budget else "."
+    )
 
 
-def model_card(runs: dict[str, dict[str, Any]], shipped: dict[str, dict[str, Any]],
-               paper: dict[str, Any] | None, notes: str = "") -> str:
+def model_card(
+    runs: dict[str, dict[str, Any]], shipped: dict[str, dict[str, Any]], paper: dict[str, Any] | None, notes: str = ""
+) -> str:
     """The card: shipped files, data and split, every architecture's test figures, the baseline,
     the paper-protocol figure beside the honest one, the daemon-path figure, and limits."""
     lines = ["# moodstream models", ""]
@@ -101,8 +110,8 @@ def model_card(runs: dict[str, dict[str, Any]], shipped: dict[str, dict[str, Any
     lines += [
         "",
         "Each file is a full-integer (int8) TFLite model with everything the daemon needs inside "
-        "(TFLite metadata entry \"moodstream\": labels, feature settings, window, standardisation, "
-        "quantisation, training summary and test metrics); `streamer.modelfile.read_metadata` reads it "
+        '(TFLite metadata entry "moodstream": labels, feature settings, window, standardisation, '
+        "quantisation, training summary and test metrics); `streamer.metadata.read_metadata` reads it "
         "without TensorFlow. The shipped model of each is, among all architectures trained with and "
         "without augmentation on the same split, the one with the best VALIDATION clip-level "
         "macro-F1 (int8); the test part was used for nothing but the figures below.",
@@ -128,8 +137,13 @@ def model_card(runs: dict[str, dict[str, Any]], shipped: dict[str, dict[str, Any
         ]
         for run_name in s["runs"]:
             aug = runs[run_name]["run"]["augment"]
-            lines += [f"Training part {'augmented (pitch +-2 semitones, stretch 0.8x/1.2x)' if aug else 'not augmented'} "
-                      f"(`report-{run_name}.md`):", "", *_results_table(runs[run_name]["results"]), ""]
+            lines += [
+                f"Training part {'augmented (pitch +-2 semitones, stretch 0.8x/1.2x)' if aug else 'not augmented'} "
+                f"(`report-{run_name}.md`):",
+                "",
+                *_results_table(runs[run_name]["results"]),
+                "",
+            ]
         ev = s["evaluate"]
         lines += [
             f"Shipped `{s['file']}` through the daemon's own path (`moodstream evaluate`, hop "
@@ -139,8 +153,10 @@ def model_card(runs: dict[str, dict[str, Any]], shipped: dict[str, dict[str, Any
             "",
             "| label | precision | recall | F1 | support |",
             "|---|---|---|---|---|",
-            *[f"| {k} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
-              for k, c in ev["per_class"].items()],
+            *[
+                f"| {k} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+                for k, c in ev["per_class"].items()
+            ],
             "",
             "Confusion matrix (rows true, columns predicted: " + ", ".join(ev["labels"]) + "):",
             "",
@@ -156,8 +172,7 @@ def model_card(runs: dict[str, dict[str, Any]], shipped: dict[str, dict[str, Any
             "Same data (3 classes), same features and training; the paper protocol augments and "
             "segments every clip first and then splits the windows at random, so windows of one song "
             "(and its pitch-shifted and stretched copies) sit on both sides of the split. The paper "
-            "reported 99.10 % weighted accuracy this way on 22 recordings. "
-            + _paper_training(paper),
+            "reported 99.10 % weighted accuracy this way on 22 recordings. " + _paper_training(paper),
             "",
             "| protocol | model | test window accuracy / macro-F1 (int8) | test clip accuracy / macro-F1 (int8) |",
             "|---|---|---|---|",
@@ -169,8 +184,10 @@ def model_card(runs: dict[str, dict[str, Any]], shipped: dict[str, dict[str, Any
             if arch in honest:
                 h = honest[arch]["test"]["int8"]
                 lines.append(f"| honest (artist-disjoint) | {arch} | {_pair(h['window'])} | {_pair(h['clip'])} |")
-            lines.append(f"| paper (random windows) | {arch} | {_pair(r['test']['int8']['window'])} | "
-                         f"{_pair(r['test']['int8']['clip'])} |")
+            lines.append(
+                f"| paper (random windows) | {arch} | {_pair(r['test']['int8']['window'])} | "
+                f"{_pair(r['test']['int8']['clip'])} |"
+            )
         lines.append("")
     lines += [
         "## Known limits",

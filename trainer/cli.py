@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from streamer.audio_io import AudioError
+from trainer.architectures import ARCHITECTURES, DEEP
 from trainer.dataset import DatasetError
-from trainer.models import ARCHITECTURES, DEEP
 from trainer.prepare import PROTOCOLS
 from trainer.run import RunConfig, RunError, run
 
@@ -34,17 +34,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=_csv, help="comma-separated subset of label folders, e.g. angry,happy,sad")
     p.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10)")
     p.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
-    p.add_argument("--architectures", type=_csv, default=DEEP,
-                   help="comma-separated: cnn,cnn_lstm,cnn_gru (default) and linear (the baseline's model, shippable)")
+    p.add_argument(
+        "--architectures",
+        type=_csv,
+        default=DEEP,
+        help="comma-separated: cnn,cnn_lstm,cnn_gru (default) and linear (the baseline's model, shippable)",
+    )
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the logistic-regression floor")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="honest",
-                   help="honest: split by group first (default); paper: augment+segment, then split at random (leaky)")
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="honest",
+        help="honest: split by group first (default); paper: augment+segment, then split at random (leaky)",
+    )
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no pitch shift / time stretch")
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--time-budget", type=float, help="minutes per model; training stops after the epoch that exceeds it")
+    p.add_argument(
+        "--time-budget", type=float, help="minutes per model; training stops after the epoch that exceeds it"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--group-column", help="metadata.csv column that groups clips (default: artist when present)")
     p.add_argument("--name", default="moodstream", help="model name prefix")
@@ -61,12 +71,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moodstream-train: unknown architecture(s) {unknown}; choose from {ARCHITECTURES}", file=sys.stderr)
         return 2
     config = RunConfig(
-        data_dir=str(args.data_dir), out=str(args.out), labels=args.labels, window_seconds=args.window,
-        overlap=args.overlap, architectures=tuple(args.architectures), baseline=args.baseline,
-        protocol=args.protocol, augment=args.augment, epochs=args.epochs, patience=args.patience,
-        batch_size=args.batch_size, learning_rate=args.learning_rate,
-        time_budget_s=args.time_budget * 60 if args.time_budget else None, seed=args.seed,
-        group_column=args.group_column, name=args.name,
+        data_dir=str(args.data_dir),
+        out=str(args.out),
+        labels=args.labels,
+        window_seconds=args.window,
+        overlap=args.overlap,
+        architectures=tuple(args.architectures),
+        baseline=args.baseline,
+        protocol=args.protocol,
+        augment=args.augment,
+        epochs=args.epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None,
+        seed=args.seed,
+        group_column=args.group_column,
+        name=args.name,
     )
     try:
         results = run(config, args.cache, args.workers)

@@ -28,7 +28,9 @@ class Clip:
         return f"{self.label}/{self.path.name}"
 
 
-def scan(data_dir: Path, labels: list[str] | None = None, group_column: str | None = None) -> tuple[list[Clip], list[str]]:
+def scan(
+    data_dir: Path, labels: list[str] | None = None, group_column: str | None = None
+) -> tuple[list[Clip], list[str]]:
     """Clips (sorted, labels in ``labels`` order or alphabetical) and the label list."""
     data_dir = Path(data_dir)
     try:

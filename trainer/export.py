@@ -1,7 +1,7 @@
 """Export: Keras model -> int8 and float TFLite files with the moodstream metadata inside.
 
 The metadata is a TFLite ``metadata`` entry named "moodstream" holding JSON, added with the
-official flatbuffer schema; the daemon reads it back without TensorFlow (streamer.modelfile).
+official flatbuffer schema; the daemon reads it back without TensorFlow (streamer.metadata).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.python import schema_py_generated as schema
 
 from streamer.atomic import write_atomic
-from streamer.modelfile import METADATA_NAME, ModelMetadata
-from trainer.models import batch_one_copy
+from streamer.metadata import METADATA_NAME, ModelMetadata
+from trainer.architectures import batch_one_copy
 
 REPRESENTATIVE_WINDOWS = 256
 
 
-def convert(model: "tf.keras.Model", architecture: str, representative: np.ndarray | None) -> bytes:
+def convert(model: tf.keras.Model, architecture: str, representative: np.ndarray | None) -> bytes:
     """TFLite flatbuffer: full-integer int8 when ``representative`` (standardised training
     windows) is given, else float32. Converts a batch-1 copy (recurrent layers need it)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(batch_one_copy(model, architecture))
@@ -78,7 +78,7 @@ def embed_metadata(tflite: bytes, payload: bytes) -> bytes:
 
 
 def export(
-    model: "tf.keras.Model",
+    model: tf.keras.Model,
     metadata: ModelMetadata,
     representative: np.ndarray,
     int8_path: Path,

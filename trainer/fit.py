@@ -57,9 +57,7 @@ def fit(
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True
-    )
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     callbacks: list[keras.callbacks.Callback] = [stopper]
     budget = TimeBudget(time_budget_s) if time_budget_s else None
     if budget:

@@ -117,10 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         spec = RUNS[name]
         config = RunConfig(
-            data_dir=str(args.data), out=str(args.runs / name), labels=spec["labels"], window_seconds=WINDOW_S,
-            overlap=OVERLAP, architectures=spec["architectures"], protocol=spec["protocol"], patience=PATIENCE,
+            data_dir=str(args.data),
+            out=str(args.runs / name),
+            labels=spec["labels"],
+            window_seconds=WINDOW_S,
+            overlap=OVERLAP,
+            architectures=spec["architectures"],
+            protocol=spec["protocol"],
+            patience=PATIENCE,
             augment=spec["augment"],
-            time_budget_s=args.time_budget * 60, name="moodstream",
+            time_budget_s=args.time_budget * 60,
+            name="moodstream",
         )
         results[name] = run(config, args.cache)
     ship(args.data, args.runs, args.models)
@@ -131,8 +138,11 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
     """Copy the best honest model of each class count to models/, evaluate it, write the card."""
     from streamer import cli as moodstream
 
-    present = {name: json.loads((runs / name / "metrics.json").read_text())
-               for name in RUNS if (runs / name / "metrics.json").is_file()}
+    present = {
+        name: json.loads((runs / name / "metrics.json").read_text())
+        for name in RUNS
+        if (runs / name / "metrics.json").is_file()
+    }
     shipped = {}
     for target_name, candidates in SHIP.items():
         pool = {name: present[name] for name in candidates if name in present}
@@ -144,9 +154,14 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
         folder = test_folder(data, runs / run_name / "split.json", runs / run_name / "test-data")
         evaluation = runs / run_name / "evaluate-test.json"
         moodstream.main(["evaluate", str(folder), "--model", str(target), "--json", str(evaluation)])
-        shipped[target_name] = {"run": run_name, "architecture": arch, "file": target.name,
-                                "size": target.stat().st_size, "evaluate": json.loads(evaluation.read_text()),
-                                "runs": list(pool)}
+        shipped[target_name] = {
+            "run": run_name,
+            "architecture": arch,
+            "file": target.name,
+            "size": target.stat().st_size,
+            "evaluate": json.loads(evaluation.read_text()),
+            "runs": list(pool),
+        }
     for name, metrics in present.items():
         write_atomic(models / f"metrics-{name}.json", json.dumps(_small(metrics), indent=2) + "\n")
         write_atomic(models / f"report-{name}.md", (runs / name / "report.md").read_text())

@@ -46,8 +46,8 @@ class Prepared:
         for name, part in self.parts.items():
             ids = np.unique(part.clips)
             out[name] = {
-                "windows": int(len(part.y)),
-                "clips": int(len(ids)),
+                "windows": len(part.y),
+                "clips": len(ids),
                 "groups": len({self.clips[i].group for i in ids}),
                 "clips_per_label": {
                     label: int(sum(self.clips[i].label == label for i in ids)) for label in self.labels

@@ -9,9 +9,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from streamer.atomic import write_atomic  # noqa: E402
+from streamer.atomic import write_atomic
 
 
 def curves(history: dict[str, list[float]], title: str, path: Path) -> None:
@@ -59,8 +59,13 @@ def markdown(run: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
         f"Data: `{run['data_dir']}`; window {run['window_seconds']:g} s, overlap {run['overlap']:g}; "
         f"augmentation of the training part: {'on' if run['augment'] else 'off'}; seed {run['seed']}.",
         "",
-        "Split (" + ("by group, stratified, 70/15/15" if run["protocol"] == "honest"
-                     else "paper protocol: augmented windows split at random, leaky") + "):",
+        "Split ("
+        + (
+            "by group, stratified, 70/15/15"
+            if run["protocol"] == "honest"
+            else "paper protocol: augmented windows split at random, leaky"
+        )
+        + "):",
         "",
         "| part | clips | groups | windows | clips per label |",
         "|---|---|---|---|---|",
@@ -78,8 +83,11 @@ def markdown(run: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
     ]
     for name, result in results.items():
         lines.append(_row(name, result, ("float", "int8")))
-    lines += ["", "Baseline = logistic regression on per-window feature means and deviations "
-              "(float only; listed under \"float\").", ""]
+    lines += [
+        "",
+        'Baseline = logistic regression on per-window feature means and deviations (float only; listed under "float").',
+        "",
+    ]
     for name, result in results.items():
         kind = "int8" if "int8" in result["test"] else "float"
         m = result["test"][kind]["clip"]

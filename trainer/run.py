@@ -15,12 +15,12 @@ import numpy as np
 
 from streamer.atomic import write_atomic
 from streamer.features import FeatureConfig
-from streamer.model import ModelRunner
-from streamer.modelfile import FORMAT_VERSION, ModelMetadata, read_metadata
-from trainer.evaluation import runner_probabilities, score, timed
-from trainer.models import DEEP
+from streamer.metadata import FORMAT_VERSION, ModelMetadata, read_metadata
+from streamer.runner import ModelRunner
+from trainer.architectures import DEEP
 from trainer.prepare import Prepared, prepare
 from trainer.report import curves, markdown, write_json
+from trainer.scoring import runner_probabilities, score, timed
 from trainer.segments import standardisation, standardise
 
 log = logging.getLogger(__name__)
@@ -63,13 +63,25 @@ def run(config: RunConfig, cache: Path, workers: int | None = None) -> dict[str,
     out = Path(config.out)
     _claim(out, config)
     data = prepare(
-        Path(config.data_dir), list(config.labels) if config.labels else None, config.window_seconds,
-        config.overlap, cache, protocol=config.protocol, augment=config.augment, seed=config.seed,
-        group_column=config.group_column, workers=workers,
+        Path(config.data_dir),
+        list(config.labels) if config.labels else None,
+        config.window_seconds,
+        config.overlap,
+        cache,
+        protocol=config.protocol,
+        augment=config.augment,
+        seed=config.seed,
+        group_column=config.group_column,
+        workers=workers,
     )
     mean, std = standardisation(data.parts["train"].x)
-    run_info = {**dataclasses.asdict(config), "labels": data.labels, "data": data.summary(),
-                "skipped": data.skipped, "window_frames": data.window_frames}
+    run_info = {
+        **dataclasses.asdict(config),
+        "labels": data.labels,
+        "data": data.summary(),
+        "skipped": data.skipped,
+        "window_frames": data.window_frames,
+    }
     _claim_split(out / "split.json", _split_files(data, Path(config.data_dir)))
     write_json(out / "run.json", run_info)
     results: dict[str, dict[str, Any]] = {}
@@ -104,8 +116,10 @@ def _claim_split(path: Path, split: dict[str, list[str]]) -> None:
     """Finished models are reused only on the split they were trained on: changed data or
     grouping would otherwise put their training clips into the test part."""
     if path.is_file() and json.loads(path.read_text()) != split:
-        raise RunError(f"{path.parent} was trained on another split ({path}): the data or its grouping "
-                       "changed since; choose another --out")
+        raise RunError(
+            f"{path.parent} was trained on another split ({path}): the data or its grouping "
+            "changed since; choose another --out"
+        )
     write_json(path, split)
 
 
@@ -124,20 +138,26 @@ def _baseline(data: Prepared, mean: np.ndarray, std: np.ndarray, config: RunConf
     from trainer.baseline import Baseline
 
     p = data.parts
-    model = Baseline(config.seed).fit(standardise(p["train"].x, mean, std), p["train"].y,
-                                      standardise(p["val"].x, mean, std), p["val"].y)
+    model = Baseline(config.seed).fit(
+        standardise(p["train"].x, mean, std), p["train"].y, standardise(p["val"].x, mean, std), p["val"].y
+    )
     scores = {
-        part: {"float": score(model.probabilities(standardise(p[part].x, mean, std)), p[part].y,
-                              p[part].clips, data.labels)}
+        part: {
+            "float": score(
+                model.probabilities(standardise(p[part].x, mean, std)), p[part].y, p[part].clips, data.labels
+            )
+        }
         for part in ("val", "test")
     }
     return {"architecture": "logistic regression on window feature means/stds", "C": model.c, **scores}
 
 
-def _deep(arch: str, data: Prepared, mean: np.ndarray, std: np.ndarray, config: RunConfig, folder: Path) -> dict[str, Any]:
+def _deep(
+    arch: str, data: Prepared, mean: np.ndarray, std: np.ndarray, config: RunConfig, folder: Path
+) -> dict[str, Any]:
+    from trainer.architectures import build
     from trainer.export import embed_metadata, export
     from trainer.fit import fit
-    from trainer.models import build
 
     p = data.parts
     train_x = standardise(p["train"].x, mean, std)
@@ -145,27 +165,49 @@ def _deep(arch: str, data: Prepared, mean: np.ndarray, std: np.ndarray, config: 
     cfg = FeatureConfig()
     model = build(arch, data.window_frames, cfg.n_features, len(data.labels), seed=config.seed)
     log.info("%s: %d parameters, %d training windows", arch, model.count_params(), len(train_x))
-    fitted = fit(model, train_x, p["train"].y, val_x, p["val"].y, epochs=config.epochs, patience=config.patience,
-                 batch_size=config.batch_size, learning_rate=config.learning_rate,
-                 time_budget_s=config.time_budget_s, seed=config.seed, verbose=2)
+    fitted = fit(
+        model,
+        train_x,
+        p["train"].y,
+        val_x,
+        p["val"].y,
+        epochs=config.epochs,
+        patience=config.patience,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        time_budget_s=config.time_budget_s,
+        seed=config.seed,
+        verbose=2,
+    )
     del train_x, val_x
     curves(fitted["history"], f"{config.name} {arch} ({', '.join(data.labels)})", folder / "curves.png")
     meta = ModelMetadata(
         format_version=FORMAT_VERSION,
         name=f"{config.name}-{len(data.labels)}class-{arch}" + ("-paper-leaky" if config.protocol == "paper" else ""),
-        architecture=arch, labels=tuple(data.labels), feature_config=cfg,
-        window_seconds=config.window_seconds, window_frames=data.window_frames,
-        mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
-        input_quantization=(0.0, 0), output_quantization=(0.0, 0),
+        architecture=arch,
+        labels=tuple(data.labels),
+        feature_config=cfg,
+        window_seconds=config.window_seconds,
+        window_frames=data.window_frames,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        input_quantization=(0.0, 0),
+        output_quantization=(0.0, 0),
         hop_seconds=data.hop_frames / cfg.frames_per_second,
         training=_training_summary(data, config, fitted),
     )
     files = {"int8": folder / "model-int8.tflite", "float": folder / "model-float.tflite"}
     rep = standardise(p["train"].x[np.random.default_rng(0).permutation(len(p["train"].y))[:512]], mean, std)
     export(model, meta, rep, files["int8"], files["float"])
-    result: dict[str, Any] = {"architecture": arch, "fit": {k: v for k, v in fitted.items() if k != "history"},
-                              "history": fitted["history"], "val": {}, "test": {},
-                              "size_bytes": {}, "inference_ms": {}}
+    result: dict[str, Any] = {
+        "architecture": arch,
+        "fit": {k: v for k, v in fitted.items() if k != "history"},
+        "history": fitted["history"],
+        "val": {},
+        "test": {},
+        "size_bytes": {},
+        "inference_ms": {},
+    }
     for kind, path in files.items():
         runner = ModelRunner(path)
         for part in ("val", "test"):

@@ -38,5 +38,5 @@ def standardisation(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def standardise(windows: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Exactly what streamer.model.ModelRunner.predict does before quantising."""
+    """Exactly what streamer.runner.ModelRunner.predict does before quantising."""
     return ((windows - mean) * (1.0 / std.astype(np.float64)).astype(np.float32)).astype(np.float32)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from streamer.metrics import classification_metrics
-from streamer.model import ModelRunner
+from streamer.runner import ModelRunner
 
 
 def runner_probabilities(runner: ModelRunner, windows: np.ndarray) -> np.ndarray:

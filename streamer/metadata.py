@@ -93,8 +93,17 @@ class ModelMetadata:
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
         """Inverse of :meth:`to_dict`; ValueError naming the first missing or bad field."""
         required = (
-            "format_version", "name", "architecture", "labels", "feature_config", "window_seconds",
-            "window_frames", "mean", "std", "input_quantization", "output_quantization",
+            "format_version",
+            "name",
+            "architecture",
+            "labels",
+            "feature_config",
+            "window_seconds",
+            "window_frames",
+            "mean",
+            "std",
+            "input_quantization",
+            "output_quantization",
         )
         missing = [k for k in required if k not in data]
         if missing:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from streamer.features import FeatureConfig, extract
-from streamer.model import ModelRunner, default_model_path
-from streamer.modelfile import ModelFileError, ModelMetadata, metadata_bytes, read_metadata
+from streamer.metadata import ModelFileError, ModelMetadata, metadata_bytes, read_metadata
+from streamer.runner import ModelRunner, default_model_path
 from tests.conftest import TINY_LABELS, TINY_WINDOW_S
 
 pytestmark = pytest.mark.slow  # the session's tiny model trains once (about 20 s)
@@ -153,8 +153,9 @@ def test_metadata_that_contradicts_the_graph(tiny_model: Path, tmp_path: Path) -
         ModelRunner(path)
 
 
-def test_an_unreadable_model_file_is_a_model_file_error(tmp_path: Path, tiny_model: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreadable_model_file_is_a_model_file_error(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Mode 000 does not stop root, who runs these tests, so the refusal is the kernel's error
     raised by hand; the daemon turns ModelFileError into one line and exit status 2."""
     copy = tmp_path / "model.tflite"

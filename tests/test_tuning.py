@@ -1,4 +1,4 @@
-"""streamer.process: the settings `moodstream` applies to itself take effect, and yield to the user's."""
+"""streamer.tuning: the settings `moodstream` applies to itself take effect, and yield to the user's."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # to the kernel, to be page-faulted in again next time); with keep_heap() it comes from the heap.
 PROBE = """
 import json, sys
-from streamer import process
-kept = process.keep_heap() if sys.argv[1] == "keep" else None
+from streamer import tuning
+kept = tuning.keep_heap() if sys.argv[1] == "keep" else None
 import numpy as np
 a = np.ones(1 << 18)
 address = a.ctypes.data
@@ -28,13 +28,20 @@ print(json.dumps({"kept": kept, "in_heap": any(int(lo, 16) <= address < int(hi, 
 
 def probe(mode: str, **env: str) -> dict:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=ROOT, env={**environ, **env},
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode],
+        cwd=ROOT,
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not os.path.exists("/proc/self/maps"),
-                    reason="glibc heap layout in /proc")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not os.path.exists("/proc/self/maps"), reason="glibc heap layout in /proc"
+)
 def test_keep_heap_serves_hop_sized_arrays_from_the_heap() -> None:
     assert probe("default") == {"kept": None, "in_heap": False}  # the probe can tell the two apart
     assert probe("keep") == {"kept": True, "in_heap": True}
@@ -48,6 +55,7 @@ def test_the_moodstream_command_runs_one_blas_thread_unless_told_otherwise() -> 
     code = "import os, streamer.cli; print(os.environ['OPENBLAS_NUM_THREADS'])"
     environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     for env, expected in ((environ, "1"), ({**environ, "OPENBLAS_NUM_THREADS": "3"}, "3")):
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
         assert out.stdout.strip() == expected

@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from streamer.modelfile import ModelFileError, ModelMetadata, read_metadata
+from streamer.metadata import ModelFileError, ModelMetadata, read_metadata
 
 log = logging.getLogger(__name__)
-
 
 
 def shipped_models_dir() -> Path:
@@ -71,8 +70,12 @@ class ModelRunner:
         self._inv_std = (1.0 / np.asarray(meta.std, dtype=np.float64)).astype(np.float32)
         log.info(
             "model %s (%s, %s) labels=%s window=%.1fs backend=%s",
-            self.name, meta.architecture, "int8" if meta.quantized else "float32",
-            ",".join(self.labels), meta.window_seconds, self.backend,
+            self.name,
+            meta.architecture,
+            "int8" if meta.quantized else "float32",
+            ",".join(self.labels),
+            meta.window_seconds,
+            self.backend,
         )
 
     @property
