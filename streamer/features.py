@@ -209,6 +209,18 @@ def extract(signal: np.ndarray, config: FeatureConfig | None = None) -> np.ndarr
     return FeatureExtractor(config).push(signal)
 
 
+def centre_columns(windows: np.ndarray, columns: tuple[int, ...]) -> np.ndarray:
+    """Subtract each window's own mean from ``columns`` of (..., frames, F) windows: a gain on the
+    input moves only the log-energy column (the MFCCs beside it and the contrast are level-free),
+    and only by a constant, which this removes. Applying it twice changes nothing."""
+    if not columns:
+        return windows
+    out = np.array(windows, dtype=np.float32)
+    cols = list(columns)
+    out[..., cols] -= out[..., cols].mean(axis=-2, keepdims=True)
+    return out
+
+
 def magnitude_spectra(signal: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:
     """The per-frame magnitude spectra that :func:`extract` computes on: (n_frames, 1 + n_fft/2).
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from streamer.features import FeatureConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added centred_columns; an older reader must refuse such a file, not ignore the field
+READABLE_VERSIONS = (1, 2)
 METADATA_NAME = "moodstream"
 EXPECTED_SAMPLE_RATE = FeatureConfig().sample_rate
 
@@ -47,6 +48,9 @@ class ModelMetadata:
     input_quantization: tuple[float, int]
     output_quantization: tuple[float, int]
     hop_seconds: float = 1.0  # step between the training windows (the daemon hops by its own setting)
+    # feature columns whose mean over the window is subtracted before standardising (the log
+    # energy, 0: the model then hears the music, not the microphone's gain)
+    centred_columns: tuple[int, ...] = ()
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -58,6 +62,10 @@ class ModelMetadata:
             raise ValueError(f"mean and std need {n} values (one per feature)")
         if not all(math.isfinite(s) and s > 0 for s in self.std):
             raise ValueError("std values must be finite and > 0")
+        if not all(0 <= c < n for c in self.centred_columns) or len(set(self.centred_columns)) != len(
+            self.centred_columns
+        ):
+            raise ValueError(f"centred_columns must be distinct feature indices below {n}, got {self.centred_columns}")
         if self.window_frames != self.feature_config.frames_for(self.window_seconds):
             raise ValueError(
                 f"window_frames {self.window_frames} does not match window_seconds "
@@ -83,6 +91,7 @@ class ModelMetadata:
             "hop_seconds": self.hop_seconds,
             "mean": list(self.mean),
             "std": list(self.std),
+            "centred_columns": list(self.centred_columns),
             "input_quantization": {"scale": self.input_quantization[0], "zero_point": self.input_quantization[1]},
             "output_quantization": {"scale": self.output_quantization[0], "zero_point": self.output_quantization[1]},
             "training": self.training,
@@ -108,9 +117,10 @@ class ModelMetadata:
         missing = [k for k in required if k not in data]
         if missing:
             raise ValueError(f"metadata lacks field(s): {', '.join(missing)}")
-        if data["format_version"] != FORMAT_VERSION:
+        if data["format_version"] not in READABLE_VERSIONS:
             raise ValueError(
-                f"metadata format_version {data['format_version']!r}; this moodstream reads {FORMAT_VERSION}"
+                f"metadata format_version {data['format_version']!r}; this moodstream reads "
+                + " and ".join(map(str, READABLE_VERSIONS))
             )
         try:
             return cls(
@@ -126,6 +136,7 @@ class ModelMetadata:
                 input_quantization=_quantization(data["input_quantization"]),
                 output_quantization=_quantization(data["output_quantization"]),
                 hop_seconds=float(data.get("hop_seconds", 1.0)),
+                centred_columns=tuple(int(c) for c in data.get("centred_columns", ())),
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
             )

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from streamer.features import centre_columns
 from streamer.metadata import ModelFileError, ModelMetadata, read_metadata
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class ModelRunner:
         expected = (self.window_frames, self.metadata.feature_config.n_features)
         if x.shape != expected:
             raise ValueError(f"window must have shape {expected}, got {x.shape}")
+        x = centre_columns(x, self.metadata.centred_columns)
         x = (x - self._mean) * self._inv_std
         scale, zero = self.metadata.input_quantization
         if scale:

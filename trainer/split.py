@@ -19,6 +19,16 @@ def split_by_group(
 
     Groups go largest first (ties in seeded random order) to the part whose unmet share of the
     group's labels is largest."""
+    chunks = _assign(labels, groups, seed, fractions)
+    return dict(zip(PARTS[: len(fractions)], chunks, strict=True))
+
+
+def group_folds(labels: Sequence[str], groups: Sequence[str], k: int = 5, seed: int = 0) -> list[list[int]]:
+    """k folds for cross-validation by the same rule: no group in two folds, labels balanced."""
+    return _assign(labels, groups, seed, [1.0 / k] * k)
+
+
+def _assign(labels: Sequence[str], groups: Sequence[str], seed: int, fractions: Sequence[float]) -> list[list[int]]:
     members: dict[str, list[int]] = defaultdict(list)
     for i, g in enumerate(groups):
         members[g].append(i)
@@ -29,7 +39,7 @@ def split_by_group(
     names = list(members)
     order = rng.permutation(len(names))
     ordered = sorted((names[i] for i in order), key=lambda g: -len(members[g]))
-    out: dict[str, list[int]] = {p: [] for p in PARTS[: len(fractions)]}
+    out: list[list[int]] = [[] for _ in fractions]
     for g in ordered:
         counts = Counter(labels[i] for i in members[g])
 
@@ -38,8 +48,8 @@ def split_by_group(
 
         best = max(range(len(fractions)), key=need)
         current[best].update(counts)
-        out[PARTS[best]].extend(members[g])
-    return {p: sorted(ix) for p, ix in out.items()}
+        out[best].extend(members[g])
+    return [sorted(ix) for ix in out]
 
 
 def split_random(labels: Sequence[str], seed: int = 0, fractions: Sequence[float] = FRACTIONS) -> dict[str, list[int]]:
