@@ -35,6 +35,7 @@ BENCHMARKS = {
     "latency": "bench.latency",
     "fanout": "bench.fanout",
     "aarch64": "bench.aarch64",
+    "chains": "bench.chains",  # reads models/chains.json (make models); measures the per-hop cost
 }
 
 

@@ -48,6 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="honest: split by group first (default); paper: augment+segment, then split at random (leaky)",
     )
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no pitch shift / time stretch")
+    p.add_argument(
+        "--chain-copies",
+        type=int,
+        default=0,
+        help="random capture-chain copies of each training clip (room, mic, noise, level, codec; needs pedalboard)",
+    )
+    p.add_argument(
+        "--chain-only", dest="clean_copies", action="store_false", help="train on the chained copies without the clean"
+    )
+    p.add_argument(
+        "--centre-energy", action="store_true", help="level-free input: subtract each window's mean log energy"
+    )
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on the output layer")
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs")
     p.add_argument("--batch-size", type=int, default=64)
@@ -80,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         baseline=args.baseline,
         protocol=args.protocol,
         augment=args.augment,
+        chain_copies=args.chain_copies,
+        clean_copies=args.clean_copies,
+        centre_energy=args.centre_energy,
+        weight_decay=args.weight_decay,
         epochs=args.epochs,
         patience=args.patience,
         batch_size=args.batch_size,

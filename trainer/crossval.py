@@ -39,6 +39,7 @@ from trainer.split import group_folds, split_by_group
 
 log = logging.getLogger(__name__)
 HELD_OUT_CHAIN = "chain0"
+WINDOW_S, OVERLAP = 10.0, 0.5  # the shipped models' window (models/README.md)
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,27 @@ def rank(results: dict[str, Any]) -> list[str]:
     return sorted(done, key=lambda n: -results[n]["summary"]["both"]["mean"])
 
 
+def run_cv(
+    data: Path,
+    labels: list[str],
+    out: Path,
+    cache: Path,
+    folds: int = 5,
+    candidates: tuple[Candidate, ...] = CANDIDATES,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Features (cached), folds and every candidate: the state of ``out/cv.json``."""
+    copies = max(c.chain_copies for c in CANDIDATES)
+    units, labels, groups = load_units(data, labels, cache, WINDOW_S, OVERLAP, copies, workers)
+    log.info("%d clips in %d artist groups, %d folds", len(units), len(set(groups)), folds)
+    out.mkdir(parents=True, exist_ok=True)
+    return cross_validate(units, groups, labels, candidates, out, folds)
+
+
+def candidate(name: str) -> Candidate:
+    return next(c for c in CANDIDATES if c.name == name)
+
+
 def main(argv: list[str] | None = None) -> int:
     from trainer.make_models import DEFAULT_DATA
 
@@ -243,12 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chosen = tuple(c for c in CANDIDATES if not args.only or c.name in args.only.split(","))
-    units, labels, groups = load_units(
-        args.data, args.labels.split(","), args.cache, 10.0, 0.5, max(c.chain_copies for c in CANDIDATES), args.workers
-    )
-    log.info("%d clips in %d artist groups, %d folds", len(units), len(set(groups)), args.folds)
-    args.out.mkdir(parents=True, exist_ok=True)
-    state = cross_validate(units, groups, labels, chosen, args.out, args.folds)
+    state = run_cv(args.data, args.labels.split(","), args.out, args.cache, args.folds, chosen, args.workers)
     for name in state["ranking"]:
         s = state["results"][name]["summary"]
         print(

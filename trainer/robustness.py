@@ -8,6 +8,7 @@ the split that `make models` uses (trainer.split, seed 0) as a folder of links, 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -50,13 +51,13 @@ def chain_evaluations(
     folder: Path, model: Path, out: Path, chains: tuple[str, ...] = CHAINS, seed: int = 0
 ) -> dict[str, dict[str, Any]]:
     """{chain: evaluate's result} for ``model`` on ``folder``; each kept in ``out/<chain>.json``
-    and reused when the model file is the same."""
+    and reused when the model file has the same bytes."""
     from streamer.config import Settings
     from streamer.evaluate import evaluate
     from streamer.runner import ModelRunner
 
     runner = ModelRunner(model)
-    stamp = {"model_bytes": model.stat().st_size, "model_mtime": model.stat().st_mtime, "seed": seed}
+    stamp = {"model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(), "seed": seed}
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for chain in chains:
