@@ -150,11 +150,11 @@ def test_only_the_training_part_is_chained(tmp_path: Path, monkeypatch) -> None:
     assert not np.allclose(only.parts["train"].x, mixed.parts["train"].x[: len(only.parts["train"].y)])
 
 
-@pytest.mark.slow  # fits small Keras models
+@pytest.mark.slow  # chained copies of 27 clips
 def test_cross_validation_scores_every_fold_and_resumes(tmp_path: Path, monkeypatch) -> None:
     from trainer import crossval
 
-    root = make_dataset(tmp_path / "d", clips_per_label=10, seconds=3.0)
+    root = make_dataset(tmp_path / "d", clips_per_label=9, seconds=2.5)
     units, labels, groups = crossval.load_units(root, None, tmp_path / "cache", 2.0, 0.5, 1, 1)
     cands = (crossval.Candidate("clean"), crossval.Candidate("chain-mix+centre", chain_copies=1, centre_energy=True))
     state = crossval.cross_validate(units, groups, labels, cands, tmp_path / "cv", k=3)
@@ -170,3 +170,11 @@ def test_cross_validation_scores_every_fold_and_resumes(tmp_path: Path, monkeypa
     monkeypatch.setattr(crossval, "fit_fold", lambda *a, **k: calls.append(1))
     again = crossval.cross_validate(units, groups, labels, cands, tmp_path / "cv", k=3)
     assert not calls and again["ranking"] == state["ranking"]
+
+
+def test_too_few_artists_for_the_folds_is_a_clear_error(tmp_path: Path) -> None:
+    from trainer import crossval
+
+    unit = crossval.Unit(0, 0, {}, {})
+    with pytest.raises(ValueError, match="cannot fill 5 folds"):
+        crossval.cross_validate([unit, unit], ["g", "g"], ["a", "b"], (), tmp_path, k=5)

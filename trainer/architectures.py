@@ -80,8 +80,8 @@ def _linear(inputs: keras.KerasTensor, n_labels: int, dropout: float, regularise
 
 
 def statistics_head(x: keras.KerasTensor, n_labels: int, dropout: float = 0.3, regulariser=None) -> keras.KerasTensor:
-    """The linear model's trainable part on its (mean, deviation) statistics; cross-validation
-    trains it on precomputed statistics (trainer.crossval), the same function at a fraction of the cost."""
+    """The linear model's trainable part on its (mean, deviation) statistics (trainer.crossval fits
+    the same function on precomputed statistics)."""
     x = layers.BatchNormalization()(x)
     x = layers.Dropout(dropout)(x)
     return layers.Dense(n_labels, activation="softmax", name="probabilities", kernel_regularizer=regulariser)(x)

@@ -57,7 +57,10 @@ def markdown(run: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
         f"# moodstream training run: {', '.join(labels)} ({run['protocol']} protocol)",
         "",
         f"Data: `{run['data_dir']}`; window {run['window_seconds']:g} s, overlap {run['overlap']:g}; "
-        f"augmentation of the training part: {'on' if run['augment'] else 'off'}; seed {run['seed']}.",
+        f"augmentation of the training part: {'on' if run['augment'] else 'off'}; "
+        f"capture-chain copies per training clip: {run.get('chain_copies', 0)}"
+        f"{'' if run.get('clean_copies', True) else ' (clean clips left out)'}; "
+        f"window log energy centred: {'yes' if run.get('centre_energy') else 'no'}; seed {run['seed']}.",
         "",
         "Split ("
         + (
