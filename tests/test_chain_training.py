@@ -178,3 +178,37 @@ def test_too_few_artists_for_the_folds_is_a_clear_error(tmp_path: Path) -> None:
     unit = crossval.Unit(0, 0, {}, {})
     with pytest.raises(ValueError, match="cannot fill 5 folds"):
         crossval.cross_validate([unit, unit], ["g", "g"], ["a", "b"], (), tmp_path, k=5)
+
+
+def test_card_tables_come_from_the_measurements() -> None:
+    from trainer.card import _chain_gap, _cv_margin, chain_table, cv_table
+
+    def ev(f1: float) -> dict:
+        return {"macro_f1": f1, "intervals": {"macro_f1": [f1 - 0.1, f1 + 0.1]}, "group_intervals": None}
+
+    chains = {"clean": ev(0.70), "level": ev(0.62), "mic": ev(0.68), "room": ev(0.55)}
+    rows = chain_table({"m": chains}, ("clean", "level", "mic", "room"))
+    assert rows[2] == "| m | 0.700 (0.60-0.80) | 0.620 (0.52-0.72) | 0.680 (0.58-0.78) | 0.550 (0.45-0.65) |"
+    gap = _chain_gap({"file": "m.tflite", "chains": chains})
+    assert "worst single link is level (0.080 below clean; target within 0.05: NOT met)" in gap
+    assert "room 0.150 below clean" in gap
+
+    def summary(clean: float, chain: float) -> dict:
+        both = (clean + chain) / 2
+        return {
+            "clean": {"mean": clean, "std": 0.05},
+            "chain": {"mean": chain, "std": 0.05},
+            "both": {"mean": both, "std": 0.05},
+        }
+
+    cv = {
+        "folds": [[1], [2], [3], [4], [5]],
+        "ranking": ["a", "b"],
+        "results": {"a": {"summary": summary(0.70, 0.64)}, "b": {"summary": summary(0.72, 0.60)}},
+    }
+    table = cv_table(cv, "a")
+    assert "| a | 0.700 ± 0.050 | 0.640 ± 0.050 | 0.670 ± 0.050 | **winner, shipped** |" in table
+    assert table[-1].endswith("| lost |")
+    margin = _cv_margin(cv)
+    assert "a leads b by 0.010, well within the standard error of a fold mean (0.022)" in margin
+    assert "the best on clean clips alone is b (0.720)" in margin
