@@ -66,6 +66,15 @@ validation part) with the winning recipe, not the cross-validation fit itself. N
 30 s context (the daemon's clip decision already averages the window probabilities), an ensemble
 of the fold models, extra feature columns. The cross-validation scores the float model; the
 shipped file is its int8 twin, scored below through the daemon's own path.
+
+What still costs points in the `level` chain is not the level: on the test clips whose verdict
+that chain flips, the same gain applied alone leaves the shipped 3-class model's probabilities
+unchanged (checked by hand while writing this card). It is the native-rate capture: played at
+44.1/48 kHz and brought back by the daemon's soxr resampler, the audio loses its top band (white
+noise through that round trip: -1.3 dB at 7.4 kHz, -13 dB at 7.6 kHz, -50 dB at 7.8 kHz), which
+the 16 kHz training files keep, and the verdicts drift towards sad. Next step:
+pass the clean training copies through the same capture and resampling too (or leave the top
+contrast band out), and compare in cross-validation.
 """
 
 THREE = ("angry", "happy", "sad")
@@ -140,8 +149,6 @@ def winner_config(name: str, winner: str, data: Path, runs: Path, time_budget_mi
 def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
     """Copy each cross-validation winner to models/, evaluate it (clean and through every capture
     chain), write the card."""
-    from streamer import cli as moodstream
-
     cvs = {
         name: json.loads((runs / f"{name}-cv" / "cv.json").read_text())
         for name in TARGETS
@@ -160,8 +167,7 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
         target = models / f"moodstream-{target_name}.tflite"
         write_atomic(target, (runs / run_name / arch / "model-int8.tflite").read_bytes())
         folder = test_folder(data, runs / run_name / "split.json", runs / run_name / "test-data")
-        evaluation = runs / run_name / "evaluate-test.json"
-        moodstream.main(["evaluate", str(folder), "--model", str(target), "--json", str(evaluation)])
+        # `moodstream evaluate --chain NAME` for every chain; "clean" is the plain evaluation
         by_chain = chain_evaluations(folder, target, runs / run_name / "chains")
         chains[f"`{target.name}` ({arch}, {winner})"] = by_chain
         shipped[target_name] = {
@@ -170,7 +176,7 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
             "candidate": winner,
             "file": target.name,
             "size": target.stat().st_size,
-            "evaluate": json.loads(evaluation.read_text()),
+            "evaluate": by_chain["clean"],
             "runs": [run_name],
             "chains": by_chain,
         }
