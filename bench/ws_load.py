@@ -53,7 +53,9 @@ async def serve(clients: int, hops: int, hop: float) -> dict[str, Any]:
             "counters": {},
         }
 
-    server = Server(ServerSettings(host=HOST, port=0, max_clients=clients + 10), bus, describe)
+    server = Server(
+        ServerSettings(host=HOST, port=0, max_clients=clients + 10, max_clients_per_address=clients + 10), bus, describe
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(server.run(stop))
     await server.listening.wait()

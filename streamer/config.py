@@ -111,6 +111,10 @@ class ServerSettings:
     max_message_bytes: int = 4096  # larger client frames close the connection (1009)
     client_queue: int = 64  # messages a client may lag behind before it is dropped (4000)
     ping_interval: float = 20.0  # keepalive pings; a peer silent for as long again is closed
+    public_names: tuple[str, ...] = ()  # host names the page is reached by (for the Origin check)
+    requests_per_second: float = 10.0  # per client, bursts of 2 s worth; beyond: error, then 4000
+    max_clients_per_address: int = 8  # connections (open or still handshaking) from one address
+    handshake_timeout: float = 5.0  # a connection must finish its HTTP request within this
 
     def validate(self) -> None:
         if not self.host:
@@ -121,6 +125,9 @@ class ServerSettings:
         _positive("server.max_message_bytes", self.max_message_bytes)
         _positive("server.client_queue", self.client_queue)
         _positive("server.ping_interval", self.ping_interval)
+        _positive("server.requests_per_second", self.requests_per_second)
+        _positive("server.max_clients_per_address", self.max_clients_per_address)
+        _positive("server.handshake_timeout", self.handshake_timeout)
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "token": ("server", "token"),
     "origin": ("server", "allowed_origins"),
     "max_clients": ("server", "max_clients"),
+    "public_name": ("server", "public_names"),
     "server_enabled": ("server", "enabled"),
 }
 

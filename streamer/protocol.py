@@ -26,7 +26,8 @@ PROTOCOL_VERSION = 1
 CLOSE_GOING_AWAY = 1001  # the daemon is stopping
 CLOSE_UNSUPPORTED_DATA = 1003  # a binary frame
 CLOSE_TRY_AGAIN_LATER = 1013  # too many clients (when the HTTP 503 check was raced)
-CLOSE_TOO_SLOW = 4000  # the client fell behind by more than server.client_queue messages
+CLOSE_TOO_SLOW = 4000  # the client fell behind by more than server.client_queue messages, or sent
+# requests faster than server.requests_per_second (after an error message "rate_limited")
 
 # Colours of the labels the shipped models use; other labels get a stable hue of their own.
 # One palette for the dashboard, the web page and the lighting example (sent in hello).
@@ -94,6 +95,29 @@ def _with_id(message: Message, request_id: Any) -> Message:
 
 def reply(text: str, state: Callable[[], Message]) -> Message:
     """The answer to one client text frame: pong, state, or an error (never an exception)."""
+    request = _request(text)
+    if request["type"] == "error":
+        return request
+    if request["type"] == "get_state":
+        return _with_id(state(), request.get("id"))
+    return _answer(request)
+
+
+def reply_text(text: str, state: Callable[[], str]) -> str:
+    """``reply`` encoded, with the state given already encoded: the server encodes its state once
+    and reuses it, so that a get_state costs the same small amount however large the state is."""
+    request = _request(text)
+    if request["type"] == "get_state":
+        request_id = request.get("id")
+        encoded = state()
+        if request_id is None:
+            return encoded
+        return f"{encoded[:-1]},{json.dumps('id')}:{encode(request_id)}}}"
+    return encode(request if request["type"] == "error" else _answer(request))
+
+
+def _request(text: str) -> Message:
+    """The decoded request, or the error message that answers it."""
     try:
         request = decode(text)
     except ProtocolError as exc:
@@ -101,11 +125,16 @@ def reply(text: str, state: Callable[[], Message]) -> Message:
     request_id = request.get("id")
     if not isinstance(request_id, (str, int, float, type(None))) or isinstance(request_id, bool):
         return error("bad_id", "id must be a string or a number")
+    if request["type"] == "error":  # not a request a client may send
+        return error("unknown_type", "unknown message type 'error' (expected ping or get_state)", request_id)
+    return request
+
+
+def _answer(request: Message) -> Message:
+    request_id = request.get("id")
     kind = request["type"]
     if kind == "ping":
         return pong(request_id)
-    if kind == "get_state":
-        return _with_id(state(), request_id)
     return error("unknown_type", f"unknown message type {kind!r} (expected ping or get_state)", request_id)
 
 
