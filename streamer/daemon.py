@@ -44,10 +44,11 @@ from streamer.sources import (
 log = logging.getLogger(__name__)
 
 JSONL_QUEUE = 100_000  # a file sink must never drop events of a fast file run
-CLOSE_TIMEOUT_S = 5.0  # a stream whose server vanished may hang in close(); do not wait forever
+CLOSE_TIMEOUT_S = 1.0  # a stream whose server froze may hang in close(): abandoned (SIGTERM exits in 2 s)
 # PortAudio through PulseAudio's ALSA plugin takes up to about 2 s to deliver the first block
 FIRST_AUDIO_GRACE_S = 3.0
 OVERFLOW_REPORT_S = 10.0
+RELOAD = -1  # _serve's answer to SIGHUP: main starts the process again (exec) with its config re-read
 
 
 class OutputError(Exception):
@@ -170,7 +171,9 @@ class Daemon:
                 grace = 0.0
                 zero_since = self._check_digital_silence(chunk, zero_since)
             except SourceError as exc:
-                if not self.source.live:
+                if not self.source.live:  # a reader that failed (stdin reset): ended, and why
+                    self.source_state = "ended"
+                    self._status("source_ended", f"{self.source.name}: {exc}", reason=str(exc))
                     raise
                 await self._recover(str(exc), stop)
                 zero_since, grace = None, FIRST_AUDIO_GRACE_S
@@ -401,7 +404,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"moodstream: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(daemon))
+        code = asyncio.run(_serve(daemon))
+        if code == RELOAD:  # SIGHUP: stopped cleanly; start again in this process, config read afresh
+            log.info("SIGHUP: restarting with the configuration read afresh")
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+        return code
     except ConfigError as exc:
         print(f"moodstream: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -423,6 +430,8 @@ async def _serve(daemon: Daemon) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reload = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, lambda: (reload.set(), stop.set()))
     await daemon.run(stop)
     log.info("stopped after %d hops", daemon.counters["hops"])
-    return 0
+    return RELOAD if reload.is_set() else 0
