@@ -140,13 +140,25 @@ def _quantization(data: dict[str, Any]) -> tuple[float, int]:
     return float(data["scale"]), int(data["zero_point"])
 
 
+MAX_MODEL_BYTES = 64 * 2**20  # the shipped models are under 1 MiB; a Pi Zero 2 W has 512 MB in all
+
+
 def read_metadata(path: str | Path, expected_sample_rate: int = EXPECTED_SAMPLE_RATE) -> ModelMetadata:
     """The moodstream metadata of a .tflite file, checked; ModelFileError when it cannot be used."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
-    try:
-        data = path.read_bytes()
+    try:  # size and identifier first: a 3 GB file given by mistake is never read whole
+        size = path.stat().st_size
+        if size > MAX_MODEL_BYTES:
+            raise ModelFileError(
+                f"{path}: {size / 2**20:.0f} MiB is too large for a model file (at most {MAX_MODEL_BYTES // 2**20} MiB)"
+            )
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8 or head[4:8] != b"TFL3":
+                raise ModelFileError(f"{path}: not a TFLite model file (no TFL3 identifier)")
+            data = head + f.read(size)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read the model file: {exc.strerror or exc}") from None
     blob = metadata_bytes(data, str(path))
