@@ -10,6 +10,7 @@ Set MOODSTREAM_ADVERSARIAL_LOG=PATH to append each case's numbers as a JSON line
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -82,8 +83,21 @@ class Daemon:
 def start_daemon(*args: str, env: dict[str, str] | None = None) -> Daemon:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--model", str(MODEL), "--hop", str(HOP_S)]
-        + ["--port", str(port), "--log-level", "error", *args],
+        [
+            sys.executable,
+            "-m",
+            "streamer.cli",
+            "run",
+            "--model",
+            str(MODEL),
+            "--hop",
+            str(HOP_S),
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+            *args,
+        ],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -141,7 +155,7 @@ async def bystander(port: int, seconds: float, until_first: float = 10.0) -> See
                 seqs.append(message["seq"])
             elif message["type"] == "status":
                 statuses.append(message["kind"])
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     missing = (seqs[-1] - seqs[0] + 1 - len(seqs)) if seqs else 0
     return Seen(len(seqs), missing, max(gaps, default=float("inf")), statuses)
 
@@ -231,3 +245,91 @@ def test_idle_connections_cannot_hold_every_slot(daemon: Daemon) -> None:
     # one address holds at most max_clients_per_address (8) connections; the bystander got in
     assert numbers["attack"]["websocket_open"] + numbers["attack"]["tcp_open"] <= 150
     assert numbers["attack"]["refused"] > 0
+
+
+# sources, signals and files: what the daemon does when its input or its sound server misbehaves
+
+
+def _jsonl_daemon(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamer.cli",
+            "run",
+            "--model",
+            str(MODEL),
+            "--hop",
+            str(HOP_S),
+            "--jsonl",
+            "-",
+            "--no-server",
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def _events_until(proc: subprocess.Popen, done: Any, timeout: float) -> list[dict[str, Any]]:
+    """JSON lines from the daemon until ``done(event)`` or ``timeout`` (AssertionError then)."""
+    assert proc.stdout is not None
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    os.set_blocking(proc.stdout.fileno(), True)
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        events.append(json.loads(line))
+        if done(events[-1]):
+            return events
+    raise AssertionError(f"not seen within {timeout:g} s; last events: {events[-5:]}")
+
+
+def test_a_3_gb_model_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    big = tmp_path / "big.tflite"
+    with big.open("wb") as f:
+        f.truncate(3 * 2**30)  # sparse: costs no disk
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer.cli", "run", "--model", str(big), "--source", "demo", "--no-server"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "too large for a model file" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    record("model_3gb", seconds=round(time.monotonic() - t0, 2))
+
+
+def test_a_stdin_socket_reset_ends_the_stream_with_its_reason() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    feeder = socket.create_connection(listener.getsockname())
+    daemon_end, _ = listener.accept()
+    proc = _jsonl_daemon("--source", "stdin", stdin=daemon_end)
+    daemon_end.close()
+    try:
+        feeder.sendall(b"\x10\x00" * 16000 * 3)  # 3 s of a quiet signal
+        _events_until(proc, lambda e: e.get("type") == "emotion", 60)
+        feeder.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        feeder.close()  # linger 0: a TCP reset, which the reader thread sees as ECONNRESET
+        t0 = time.monotonic()
+        events = _events_until(proc, lambda e: e.get("kind") in ("source_ended", "source_lost"), 10)
+        code = proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+    ended = events[-1]
+    record("stdin_reset", seconds_to_status=round(time.monotonic() - t0, 2), exit=code, status=ended["kind"])
+    assert ended["kind"] == "source_ended" and "reset" in ended["message"].lower(), ended
+    assert code == 1  # an input that failed, said in one line
+    assert "Traceback" not in proc.stderr.read()
