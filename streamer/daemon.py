@@ -122,12 +122,16 @@ class Daemon:
         out = _open_jsonl(self.settings.output.jsonl)
         jsonl = self.bus.subscribe(JSONL_QUEUE) if out is not None else None
         try:
-            await self.source.open()
+            opened = await _unless_stopped(self.source.open(), stop)  # SIGTERM while a device hangs
         except BaseException:
-            if jsonl is not None and out is not None:
+            opened = None
+            raise
+        finally:
+            if not opened and jsonl is not None and out is not None:
                 jsonl.close()
                 _close_output(out)
-            raise
+        if not opened:
+            return
         self._connected("source_connected", f"listening to {self.source.name}")
         services_stop = asyncio.Event()
         services = []
@@ -347,6 +351,19 @@ async def _first_failure(tasks: list[asyncio.Task[Any]]) -> None:
         for task in done:
             if task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
+
+
+async def _unless_stopped(opening: Any, stop: asyncio.Event) -> bool:
+    """Await ``opening`` unless ``stop`` is set first (then it is cancelled: False)."""
+    task, stopping = asyncio.ensure_future(opening), asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False
 
 
 async def _wait_or_stop(stop: asyncio.Event, seconds: float, notifier: Notifier) -> bool:

@@ -10,6 +10,7 @@ Set MOODSTREAM_ADVERSARIAL_LOG=PATH to append each case's numbers as a JSON line
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -25,6 +26,8 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+
+from tests.pulse import PulseServer, pulse  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -333,3 +336,43 @@ def test_a_stdin_socket_reset_ends_the_stream_with_its_reason() -> None:
     assert ended["kind"] == "source_ended" and "reset" in ended["message"].lower(), ended
     assert code == 1  # an input that failed, said in one line
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_a_sound_server_frozen_for_12_s_is_recovered_from(pulse: PulseServer) -> None:  # noqa: F811
+    proc = _jsonl_daemon("--device", "pulse", env=pulse.env)
+    assert pulse.process is not None
+    try:
+        _events_until(proc, lambda e: e.get("type") == "emotion", 60)
+        os.kill(pulse.process.pid, signal.SIGSTOP)
+        time.sleep(12)
+        os.kill(pulse.process.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        events = _events_until(proc, lambda e: e.get("kind") == "source_recovered", 40)
+        _events_until(proc, lambda e: e.get("type") == "emotion", 10)
+        back_s = time.monotonic() - resumed
+        stop_s = sigterm_seconds(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pulse.process.pid, signal.SIGCONT)
+    kinds = [e.get("kind") for e in events if e.get("type") == "status"]
+    record("pulse_frozen_12s", events_back_s=round(back_s, 2), statuses=kinds, sigterm_s=round(stop_s, 2))
+    assert "source_lost" in kinds, kinds
+    assert back_s <= 10.0, (back_s, kinds)
+    assert stop_s <= SIGTERM_LIMIT_S and proc.returncode == 0, stop_s
+
+
+def test_sigterm_during_a_stuck_open_exits_within_2_s(pulse: PulseServer) -> None:  # noqa: F811
+    assert pulse.process is not None
+    os.kill(pulse.process.pid, signal.SIGSTOP)  # PortAudio's first call into it now hangs
+    try:
+        proc = _jsonl_daemon("--device", "pulse", env=pulse.env)
+        time.sleep(8)  # model loaded, the open under way and stuck
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        stop_s = sigterm_seconds(proc)
+    finally:
+        os.kill(pulse.process.pid, signal.SIGCONT)
+    record("sigterm_stuck_open", sigterm_s=round(stop_s, 2), exit=proc.returncode)
+    assert stop_s <= SIGTERM_LIMIT_S, stop_s
