@@ -376,3 +376,75 @@ def test_sigterm_during_a_stuck_open_exits_within_2_s(pulse: PulseServer) -> Non
         os.kill(pulse.process.pid, signal.SIGCONT)
     record("sigterm_stuck_open", sigterm_s=round(stop_s, 2), exit=proc.returncode)
     assert stop_s <= SIGTERM_LIMIT_S, stop_s
+
+
+# handshake rules, against the real Server in this process
+
+
+async def _status_of(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(65536), 10)
+    writer.close()
+    return data
+
+
+def _ws_request(path: str = "/", **headers: str) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"]
+    lines.append("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==")
+    lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_origin_and_host_spoofing_are_refused() -> None:
+    from streamer.events import EventBus
+    from tests.wire import serving
+
+    async def main() -> None:
+        async with serving(EventBus(), allowed_origins=("https://lights.example",)) as server:
+            p = server.port
+            spoof = _ws_request(Host=f"evil.example:{p}", Origin=f"http://evil.example:{p}")
+            assert (await _status_of(p, spoof)).startswith(b"HTTP/1.1 403")
+            for origin in ("null", f"chrome-extension://127.0.0.1:{p}", f"file://127.0.0.1:{p}"):
+                assert (await _status_of(p, _ws_request(Origin=origin))).startswith(b"HTTP/1.1 403"), origin
+            own = _ws_request(Host="whatever", Origin=f"http://127.0.0.1:{p}")
+            assert (await _status_of(p, own)).startswith(b"HTTP/1.1 101")
+            listed = _ws_request(Origin="https://lights.example")
+            assert (await _status_of(p, listed)).startswith(b"HTTP/1.1 101")
+
+    asyncio.run(main())
+
+
+def test_batched_token_guesses_are_refused_and_rate_limited() -> None:
+    from streamer.events import EventBus
+    from tests.wire import serving
+
+    async def main() -> None:
+        async with serving(EventBus(), token="right") as server:
+            p = server.port
+            batch = "&".join(f"token=guess{k}" for k in range(300)) + "&token=right"
+            assert (await _status_of(p, _ws_request(f"/?{batch}"))).startswith(b"HTTP/1.1 400")
+            codes = [(await _status_of(p, _ws_request(f"/?token=wrong{k}")))[:12] for k in range(12)]
+            assert codes[:10] == [b"HTTP/1.1 401"] * 10 and codes[10:] == [b"HTTP/1.1 429"] * 2, codes
+            # even the right token waits now: guessing is as slow for the guesser as promised
+            assert (await _status_of(p, _ws_request("/?token=right")))[:12] in (b"HTTP/1.1 101", b"HTTP/1.1 429")
+
+    asyncio.run(main())
+
+
+def test_only_get_serves_the_page_and_head_has_no_body() -> None:
+    from streamer.events import EventBus
+    from tests.wire import serving
+
+    async def main() -> None:
+        async with serving(EventBus()) as server:
+            p = server.port
+            head = await _status_of(p, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n"), head[-40:]
+            post = await _status_of(p, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            assert post.startswith(b"HTTP/1.1 405") and b"Allow: GET, HEAD" in post
+            get = await _status_of(p, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert get.startswith(b"HTTP/1.1 200") and b"<html" in get.lower()
+
+    asyncio.run(main())
