@@ -34,6 +34,7 @@ from streamer.runner import ModelRunner, default_model_path
 from streamer.sources import (
     DeviceNotFound,
     NoInputDevice,
+    PortAudioWedged,
     Source,
     SourceError,
     SourceLost,
@@ -437,7 +438,7 @@ def main(args: argparse.Namespace) -> int:
     except NoInputDevice as exc:
         print(f"moodstream: {exc}; try --source demo, file:PATH or stdin", file=sys.stderr)
         return 1
-    except (SourceError, server.ServerError, OutputError) as exc:
+    except (SourceError, server.ServerError, OutputError, PortAudioWedged) as exc:
         print(f"moodstream: {exc}", file=sys.stderr)
         return 1
 

@@ -42,6 +42,7 @@ QUEUE_BLOCKS = 100  # blocks between the audio thread and the loop: 25 s of audi
 # PortAudio blocks while its sound server is frozen (SIGSTOP, a hung PulseAudio); every call into it
 # runs in a daemon thread and is abandoned after this long (opening lists and probes devices: slow)
 PORTAUDIO_OPEN_TIMEOUT_S = 10.0
+PORTAUDIO_WEDGED_S = 60.0  # a call stuck this long will not return: only a fresh process helps
 
 
 class SourceError(RuntimeError):
@@ -58,6 +59,11 @@ class DeviceNotFound(SourceError):
 
 class SourceLost(SourceError):
     """A live input stopped delivering (unplugged, server gone); the daemon reopens it."""
+
+
+class PortAudioWedged(RuntimeError):
+    """A call into PortAudio has not returned for PORTAUDIO_WEDGED_S: this process cannot use
+    PortAudio again, so the daemon exits 1 and systemd (Restart=on-failure) starts a fresh one."""
 
 
 class Source:
@@ -126,14 +132,14 @@ def _portaudio(what: str) -> Iterator[None]:
             _in_flight.pop(key, None)
 
 
-def portaudio_stuck() -> str | None:
-    """The oldest PortAudio call still in flight, described, or None."""
+def portaudio_stuck() -> tuple[str, float] | None:
+    """The oldest PortAudio call still in flight and its age in seconds, or None."""
     with _in_flight_lock:
         calls = sorted(_in_flight.values(), key=lambda call: call[1])
     if not calls:
         return None
     what, since = calls[0]
-    return f"{what} (for {time.monotonic() - since:.0f} s)"
+    return what, time.monotonic() - since
 
 
 class _Paced:
@@ -428,10 +434,17 @@ class DeviceSource(Source):
     async def open(self) -> None:
         """Find and start the device off the loop, in a daemon thread abandoned after
         PORTAUDIO_OPEN_TIMEOUT_S (PortAudio blocks while its server is frozen); SourceError, and so
-        another try later, while an earlier call into PortAudio has still not returned."""
+        another try later, while an earlier call into PortAudio has still not returned, and
+        PortAudioWedged once that call is PORTAUDIO_WEDGED_S old."""
         stuck = portaudio_stuck()
         if stuck is not None:
-            raise SourceError(f"PortAudio has not returned from {stuck}: is the sound server frozen?")
+            what, age = stuck
+            if age >= PORTAUDIO_WEDGED_S:
+                raise PortAudioWedged(
+                    f"PortAudio has not returned from {what} for {age:.0f} s; "
+                    "exiting so that a fresh process can open the input"
+                )
+            raise SourceError(f"PortAudio has not returned from {what} for {age:.0f} s: is the sound server frozen?")
         self._attempt += 1
         try:
             await asyncio.wait_for(
