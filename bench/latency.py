@@ -116,6 +116,8 @@ def measure(model_path, clients: int, hops: int, window_s: float) -> dict:
             str(HOP_S),
             "--max-clients",
             str(clients + 8),
+            "--max-clients-per-address",  # every client is on 127.0.0.1
+            str(clients + 8),
             "--log-level",
             "warning",
         ],

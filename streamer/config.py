@@ -198,6 +198,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "origin": ("server", "allowed_origins"),
     "max_clients": ("server", "max_clients"),
     "public_name": ("server", "public_names"),
+    "max_clients_per_address": ("server", "max_clients_per_address"),
     "server_enabled": ("server", "enabled"),
 }
 

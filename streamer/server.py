@@ -102,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--max-clients", type=int, help="refuse clients beyond this many (64)")
     group.add_argument(
+        "--max-clients-per-address", type=int, help="connections one address may hold, handshaking or open (8)"
+    )
+    group.add_argument(
         "--no-server",
         dest="server_enabled",
         action="store_false",
