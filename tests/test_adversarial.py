@@ -378,6 +378,32 @@ def test_sigterm_during_a_stuck_open_exits_within_2_s(pulse: PulseServer) -> Non
     assert stop_s <= SIGTERM_LIMIT_S, stop_s
 
 
+def test_sighup_stops_cleanly_and_starts_again_with_the_config_reread(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[smoothing]\nswitch_hops = 2\n")
+    proc = _jsonl_daemon("--source", "demo", "--config", str(config))
+    try:
+        _events_until(proc, lambda e: e.get("type") == "emotion", 60)
+        pid = proc.pid
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGHUP)
+        _events_until(proc, lambda e: e.get("kind") == "stopped", 10)
+        _events_until(proc, lambda e: e.get("kind") == "source_connected", 60)
+        _events_until(proc, lambda e: e.get("type") == "emotion", 30)
+        restart_s = time.monotonic() - t0
+        assert proc.poll() is None and proc.pid == pid  # the same process (exec), running again
+        config.write_text("[smoothing]\nswitch_hops = 0\n")  # now wrong: read afresh, refused
+        proc.send_signal(signal.SIGHUP)
+        _events_until(proc, lambda e: e.get("kind") == "stopped", 10)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    record("sighup", restart_to_first_hop_s=round(restart_s, 2), exit_after_bad_config=code)
+    assert code == 2 and "switch_hops" in (proc.stderr.read() if proc.stderr else "")
+
+
 # handshake rules, against the real Server in this process
 
 
