@@ -193,7 +193,15 @@ def run_fuzz(body: Callable[[Harness, Any, int], None]) -> Harness:
 
         async def start() -> tuple[Any, Any, asyncio.Event]:
             bus = EventBus()
-            context = serving(bus, max_message_bytes=MAX_BYTES, ping_interval=60.0)
+            # one fuzzer makes thousands of connections and frames from 127.0.0.1: the per-address
+            # and per-client rate limits (tests/test_adversarial.py) would refuse most of them
+            context = serving(
+                bus,
+                max_message_bytes=MAX_BYTES,
+                ping_interval=60.0,
+                max_clients_per_address=100_000,
+                requests_per_second=1e6,
+            )
             server = await context.__aenter__()
             stop = asyncio.Event()
 
