@@ -90,8 +90,19 @@ def start_daemon(*args: str, env: dict[str, str] | None = None) -> Daemon:
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 (the daemon writes it for its whole life)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--model", str(MODEL), "--hop", str(HOP_S)]
-        + ["--port", str(port), *args],
+        [
+            sys.executable,
+            "-m",
+            "streamer.cli",
+            "run",
+            "--model",
+            str(MODEL),
+            "--hop",
+            str(HOP_S),
+            "--port",
+            str(port),
+            *args,
+        ],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
