@@ -59,7 +59,7 @@ def record(case: str, **numbers: Any) -> None:
     path = os.environ.get("MOODSTREAM_ADVERSARIAL_LOG")
     if path:
         with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"case": case, **numbers}) + "\n")
+            out.write(json.dumps({"case": case, **numbers, "load_1min": round(os.getloadavg()[0], 2)}) + "\n")
 
 
 def sigterm_seconds(proc: subprocess.Popen) -> float:
