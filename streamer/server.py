@@ -337,7 +337,8 @@ class Server:
         if not self._handshakes.take(conn.address):
             self.refused_connections += 1
             return connection.respond(429, "too many requests from this address; wait\n")
-        if request.method not in PAGE_METHODS:
+        method = getattr(request, "method", "GET")  # websockets < 15 parses GET only
+        if method not in PAGE_METHODS:
             response = connection.respond(405, "only GET (and HEAD for the page)\n")
             response.headers["Allow"] = ", ".join(PAGE_METHODS)
             return response
@@ -351,8 +352,8 @@ class Server:
         if "websocket" not in request.headers.get("Upgrade", "").lower():
             if url.path not in PAGE_PATHS:
                 return connection.respond(404, "not found\n")
-            return _page_response(connection, self._page, head=request.method == "HEAD")
-        if request.method != "GET" or url.path != "/":
+            return _page_response(connection, self._page, head=method == "HEAD")
+        if method != "GET" or url.path != "/":
             return connection.respond(404, "the WebSocket is at / (GET)\n")
         if not self._origin_ok(conn, request.headers.get_all("Origin")):
             return connection.respond(403, "this Origin is not allowed\n")
