@@ -38,6 +38,7 @@ T = TypeVar("T")
 
 RATE = 16000  # what the features (and so every model) expect
 PROBE_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
+MAX_STDIN_BLOCK_BYTES = 4 * 2**20  # one stdin read at most (an absurd --rate asks for more)
 QUEUE_BLOCKS = 100  # blocks between the audio thread and the loop: 25 s of audio at the default 0.25 s
 # PortAudio blocks while its sound server is frozen (SIGSTOP, a hung PulseAudio); every call into it
 # runs in a daemon thread and is abandoned after this long (opening lists and probes devices: slow)
@@ -301,7 +302,8 @@ class StdinSource(Source):
         # aborts ("could not acquire lock for <stdin> at interpreter shutdown").
         self._stream = stream if stream is not None else open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
         self._frame = 2 * settings.channels
-        self._block = max(1, round(settings.block_seconds * settings.rate)) * self._frame
+        frames = max(1, round(settings.block_seconds * settings.rate))
+        self._block = min(frames, max(1, MAX_STDIN_BLOCK_BYTES // self._frame)) * self._frame
         self._handoff: _Handoff | None = None
         self._mixer = _Mixer(settings.rate, settings.channel)
         self._ended = False

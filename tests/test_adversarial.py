@@ -381,6 +381,24 @@ def test_sigterm_during_a_stuck_open_exits_within_2_s(pulse: PulseServer) -> Non
     assert stop_s <= SIGTERM_LIMIT_S, stop_s
 
 
+def test_sigterm_while_the_sound_server_is_frozen_exits_within_2_s(pulse: PulseServer) -> None:  # noqa: F811
+    assert pulse.process is not None
+    proc = _jsonl_daemon("--device", "pulse", env=pulse.env)
+    try:
+        _events_until(proc, lambda e: e.get("type") == "emotion", 60)
+        os.kill(pulse.process.pid, signal.SIGSTOP)
+        _events_until(proc, lambda e: e.get("kind") == "source_lost", 20)  # closing it now hangs
+        time.sleep(2)  # into the reopening, with the close abandoned and still stuck
+        stop_s = sigterm_seconds(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.kill(pulse.process.pid, signal.SIGCONT)
+    record("sigterm_frozen_server", sigterm_s=round(stop_s, 2), exit=proc.returncode)
+    assert stop_s <= SIGTERM_LIMIT_S and proc.returncode == 0, stop_s
+
+
 def test_sighup_stops_cleanly_and_starts_again_with_the_config_reread(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[smoothing]\nswitch_hops = 2\n")
