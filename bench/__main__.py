@@ -34,6 +34,7 @@ BENCHMARKS = {
     "daemon": "bench.daemon_cost",
     "latency": "bench.latency",
     "fanout": "bench.fanout",
+    "adversarial": "bench.adversarial",  # tests/test_adversarial.py's numbers (issue 17)
     "aarch64": "bench.aarch64",
 }
 
