@@ -449,7 +449,12 @@ async def _serve(daemon: Daemon) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reload = asyncio.Event()
-    loop.add_signal_handler(signal.SIGHUP, lambda: (reload.set(), stop.set()))
+
+    def hangup() -> None:
+        reload.set()
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     await daemon.run(stop)
     log.info("stopped after %d hops", daemon.counters["hops"])
     return RELOAD if reload.is_set() else 0

@@ -424,7 +424,7 @@ class _Connection(ServerConnection):
         self.address = address_key(transport.get_extra_info("peername"))
         self.admitted = self.owner._admit(self.address)
         if not self.admitted:
-            transport.abort()
+            cast(asyncio.Transport, transport).abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.admitted:

@@ -338,7 +338,7 @@ def test_a_stdin_socket_reset_ends_the_stream_with_its_reason() -> None:
     record("stdin_reset", seconds_to_status=round(time.monotonic() - t0, 2), exit=code, status=ended["kind"])
     assert ended["kind"] == "source_ended" and "reset" in ended["message"].lower(), ended
     assert code == 1  # an input that failed, said in one line
-    assert "Traceback" not in proc.stderr.read()
+    assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
 
 
 def test_a_sound_server_frozen_for_12_s_is_recovered_from(pulse: PulseServer) -> None:  # noqa: F811
@@ -451,6 +451,7 @@ def test_origin_and_host_spoofing_are_refused() -> None:
     async def main() -> None:
         async with serving(EventBus(), allowed_origins=("https://lights.example",)) as server:
             p = server.port
+            assert p is not None
             spoof = _ws_request(Host=f"evil.example:{p}", Origin=f"http://evil.example:{p}")
             assert (await _status_of(p, spoof)).startswith(b"HTTP/1.1 403")
             for origin in ("null", f"chrome-extension://127.0.0.1:{p}", f"file://127.0.0.1:{p}"):
@@ -470,6 +471,7 @@ def test_batched_token_guesses_are_refused_and_rate_limited() -> None:
     async def main() -> None:
         async with serving(EventBus(), token="right") as server:
             p = server.port
+            assert p is not None
             batch = "&".join(f"token=guess{k}" for k in range(300)) + "&token=right"
             assert (await _status_of(p, _ws_request(f"/?{batch}"))).startswith(b"HTTP/1.1 400")
             codes = [(await _status_of(p, _ws_request(f"/?token=wrong{k}")))[:12] for k in range(12)]
@@ -487,6 +489,7 @@ def test_only_get_serves_the_page_and_head_has_no_body() -> None:
     async def main() -> None:
         async with serving(EventBus()) as server:
             p = server.port
+            assert p is not None
             head = await _status_of(p, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n"), head[-40:]
             post = await _status_of(p, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from types import ModuleType
+from typing import cast
 
 import pytest
 
@@ -33,7 +35,7 @@ def test_a_hung_portaudio_call_is_abandoned_retried_and_then_wedged(monkeypatch:
     monkeypatch.setattr(sources, "PORTAUDIO_OPEN_TIMEOUT_S", 0.3)
     monkeypatch.setattr(sources, "PORTAUDIO_WEDGED_S", 1.0)
     fake = HangingSoundDevice()
-    source = DeviceSource(SourceSettings(device="USB"), fake)
+    source = DeviceSource(SourceSettings(device="USB"), cast(ModuleType, fake))
 
     async def scenario() -> None:
         await source.open()

@@ -123,6 +123,7 @@ def test_beyond_loopback_only_the_own_page_is_allowed_and_a_missing_token_is_war
     async def main() -> None:
         with caplog.at_level(logging.WARNING, logger="streamer.server"):
             async with serving(EventBus(), host="0.0.0.0") as server:
+                assert server.port is not None
                 own = {"Origin": f"http://127.0.0.1:{server.port}"}
                 async with connect(url(server), additional_headers=own) as ws:
                     assert json.loads(await ws.recv())["type"] == "hello"
