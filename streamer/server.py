@@ -243,7 +243,7 @@ class Server:
         self.dropped_clients += 1
         log.warning(
             "dropping WebSocket client %s: more than %d messages behind",
-            _host_port(*ws.remote_address[:2]),
+            ws.peer,
             self._settings.client_queue,
         )
         self._close_later(ws, protocol.CLOSE_TOO_SLOW, "client too slow")
@@ -260,7 +260,7 @@ class Server:
         self.rate_limited += 1
         log.warning(
             "closing WebSocket client %s: more than %g requests per second",
-            _host_port(*ws.remote_address[:2]),
+            ws.peer,
             self._settings.requests_per_second,
         )
         rate = self._settings.requests_per_second
@@ -411,6 +411,7 @@ class _Connection(ServerConnection):
         super().__init__(*args, **kwargs)
         self.owner = owner
         self.address = ""
+        self.peer = "?"
         self.admitted = False
         self.limited = False  # over its request rate: being closed
         self._request_bytes = 0
@@ -421,7 +422,9 @@ class _Connection(ServerConnection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.address = address_key(transport.get_extra_info("peername"))
+        peername = transport.get_extra_info("peername")
+        self.peer = _host_port(*peername[:2]) if peername else "?"  # for logs, kept after the close
+        self.address = address_key(peername)
         self.admitted = self.owner._admit(self.address)
         if not self.admitted:
             cast(asyncio.Transport, transport).abort()
