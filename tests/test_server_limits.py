@@ -134,3 +134,23 @@ def test_beyond_loopback_only_the_own_page_is_allowed_and_a_missing_token_is_war
         assert any("without a token" in r.getMessage() for r in caplog.records)
 
     asyncio.run(main())
+
+
+def test_an_ipv6_listener_is_logged_with_brackets_and_serves(caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+
+    async def main() -> None:
+        with caplog.at_level(logging.INFO, logger="streamer.server"):
+            async with serving(EventBus(), host="::1") as server:
+                own = {"Origin": f"http://[::1]:{server.port}"}
+                async with connect(f"ws://[::1]:{server.port}/", additional_headers=own) as ws:
+                    assert json.loads(await ws.recv())["type"] == "hello"
+        assert any(f"http://[::1]:{server.port}/" in r.getMessage() for r in caplog.records)
+
+    asyncio.run(main())
