@@ -452,6 +452,9 @@ class DeviceSource(Source):
             await asyncio.wait_for(
                 in_daemon_thread(self._open, asyncio.get_running_loop(), self._attempt), PORTAUDIO_OPEN_TIMEOUT_S
             )
+        except asyncio.CancelledError:  # stopping: the abandoned call closes what it opens
+            self._attempt += 1
+            raise
         except TimeoutError:
             self._attempt += 1  # the abandoned call closes what it opens, if it ever returns
             raise SourceError(
@@ -466,9 +469,9 @@ class DeviceSource(Source):
     def _open(self, loop: asyncio.AbstractEventLoop, attempt: int) -> None:
         with _portaudio("opening the input"):
             self._open_device(loop)
-        if attempt != self._attempt:  # open() gave up on this call: release what it opened
-            log.warning("input %r opened after open() gave up on it; closing it", self.name)
-            self.close()
+            if attempt != self._attempt:  # open() gave up on this call: release what it opened
+                log.warning("input %r opened after open() gave up on it; closing it", self.name)
+                self.close()
 
     def _open_device(self, loop: asyncio.AbstractEventLoop) -> None:
         backend = self._backend if self._backend is not None else sounddevice_module()
