@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import tomllib
 import types
@@ -506,7 +507,13 @@ def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
 
 
 def _type_of(cls: type, name: str) -> Any:
-    return typing.get_type_hints(cls)[name]
+    return _type_hints(cls)[name]
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a settings class (slow to compute: about 1 ms each)."""
+    return typing.get_type_hints(cls)
 
 
 def _check_declared(key: str, f: dataclasses.Field[Any], value: Any) -> None:
