@@ -28,6 +28,7 @@ from bench.models import default_model, models_under_test
 from tests.audio import music
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+DAEMON_CPU_TARGET = 0.5  # % of one core for the whole daemon, paced (issue 16.7; a Pi core is ~10x slower)
 
 
 def free_port() -> int:
@@ -218,7 +219,7 @@ def run(quick: bool = False) -> Section:
         target(
             "streaming CPU, the whole daemon process paced in real time, steady state (stricter reading)",
             data["paced"]["percent_steady"]["median"],
-            1.0,
+            DAEMON_CPU_TARGET,
             "% of one core",
         ),
         target("peak RSS of `moodstream run`", data["peak_rss_mib"]["max"], 100.0, "MiB"),

@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 RATE = 16000  # what the features (and so every model) expect
 PROBE_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
-QUEUE_BLOCKS = 100  # blocks between the audio thread and the loop: 25 s of audio at the default 0.25 s
+QUEUE_BLOCKS = 32  # blocks between the audio thread and the loop: 32 s of audio at the default 1 s block
 
 
 class SourceError(RuntimeError):
