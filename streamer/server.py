@@ -18,7 +18,6 @@ Protocol details: docs/protocol.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import hmac
@@ -77,48 +76,13 @@ class ServerError(RuntimeError):
     """The server could not start (for example, the port is taken)."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``run`` flags of the [server] section (defaults None = 'not given', see config.FLAGS)."""
-    group = parser.add_argument_group("WebSocket server")
-    group.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 or :: = all)")
-    group.add_argument("--port", type=int, help="port of the WebSocket and the web page (8765)")
-    group.add_argument(
-        "--token",
-        help="require this token from clients (?token= or Bearer); "
-        "flags show in ps: prefer server.token in the config file",
-    )
-    group.add_argument(
-        "--origin",
-        action="append",
-        metavar="ORIGIN",
-        help="allow browser pages from this Origin (repeatable; default: any on loopback, "
-        "only the daemon's own page when listening beyond it)",
-    )
-    group.add_argument(
-        "--public-name",
-        action="append",
-        metavar="NAME",
-        help="a host name the page is opened by, e.g. moodstream.local (repeatable; for the Origin check)",
-    )
-    group.add_argument("--max-clients", type=int, help="refuse clients beyond this many (64)")
-    group.add_argument(
-        "--max-clients-per-address", type=int, help="connections one address may hold, handshaking or open (8)"
-    )
-    group.add_argument(
-        "--no-server",
-        dest="server_enabled",
-        action="store_false",
-        default=None,
-        help="do not start the WebSocket server",
-    )
-
-
 class Server:
     """The broadcast; ``describe`` is the daemon's snapshot (model, config, state, counters)."""
 
-    def __init__(self, settings: ServerSettings, bus: EventBus, describe: Callable[[], dict[str, Any]]) -> None:
+    name = "server"
+
+    def __init__(self, settings: ServerSettings, describe: Callable[[], dict[str, Any]]) -> None:
         self._settings = settings
-        self._bus = bus
         self._describe = describe
         self._clients: set[_Connection] = set()
         self._closing: set[asyncio.Task[None]] = set()
@@ -142,7 +106,7 @@ class Server:
     def client_count(self) -> int:
         return len(self._clients)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, int]:
         return {
             "clients": self.client_count,
             "dropped_clients": self.dropped_clients,
@@ -162,10 +126,10 @@ class Server:
             self._state, self._state_at = protocol.encode(self.snapshot()), now
         return self._state
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, bus: EventBus, stop: asyncio.Event) -> None:
         """Listen and broadcast until ``stop`` is set; then close every client with 1001."""
         s = self._settings
-        subscription = self._bus.subscribe(FANOUT_QUEUE)
+        subscription = bus.subscribe(FANOUT_QUEUE)
         try:
             server = await serve(
                 self._handle,

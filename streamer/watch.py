@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from streamer import protocol
+from streamer.backoff import Backoff
 from streamer.dashboard import REFRESH_S, Dashboard, Screen
 
 DEFAULT_URL = "ws://127.0.0.1:8765/"
@@ -89,7 +91,7 @@ async def watch(
 ) -> None:
     """Show the daemon at ``url`` until ``stop`` is set; reconnect whenever the connection ends."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    delay = BACKOFF_INITIAL_S
+    backoff = Backoff(BACKOFF_INITIAL_S, BACKOFF_MAX_S)
     dashboard = dashboard or Dashboard()
     dashboard.source_label = url
     with Screen(dashboard, console, emit) as screen:
@@ -104,13 +106,11 @@ async def watch(
                 return
             reason, connected = session.result()
             if connected:
-                delay = BACKOFF_INITIAL_S
-            screen.connection(f"{url}: {reason}; retrying in {delay:.1f} s", ok=False)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass
-            delay = min(2 * delay, BACKOFF_MAX_S)
+                backoff.reset()
+            screen.connection(f"{url}: {reason}; retrying in {backoff.delay:.1f} s", ok=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff.delay)
+            backoff.failed()
 
 
 async def _session(url: str, headers: dict[str, str], screen: Screen) -> tuple[str, bool]:
