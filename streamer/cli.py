@@ -17,7 +17,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("streamer.daemon", "listen and broadcast emotions (the daemon)"),
     "devices": ("streamer.sources", "list audio input devices and their rates"),
     "evaluate": ("streamer.evaluate", "score a model on a labelled folder, the daemon's way"),
-    "watch": ("streamer.watch", "show the dashboard of a running daemon over WebSocket"),
+    "watch": (
+        "streamer.watch",
+        "show the dashboard of a running daemon over WebSocket, or of every device on an MQTT broker",
+    ),
+    "mqtt-forget": ("streamer.mqtt_forget", "clear this daemon's retained MQTT topics and Home Assistant entities"),
 }
 
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
+import re
+import socket
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 SYSTEM_CONFIG = Path("/etc/moodstream/config.toml")
 
@@ -139,6 +144,82 @@ class LivenessSettings:
             raise ConfigError("liveness.backoff_max_s: must be >= liveness.backoff_initial_s")
 
 
+MQTT_PASSWORD_ENV = "MOODSTREAM_MQTT_PASSWORD"  # the broker password without a file (never a flag)
+MQTT_PUBLISH = ("hop", "change")
+MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """The MQTT sink (Home Assistant discovery); off unless ``url`` is set (``--mqtt URL``)."""
+
+    url: str = ""  # mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; "" = no MQTT
+    username: str = ""
+    password: str = ""  # only here (file mode 640) or in $MOODSTREAM_MQTT_PASSWORD, never a flag
+    ca_file: str = ""  # CA certificate for mqtts://; "" = the system's
+    client_id: str = ""  # "" = this machine's host name
+    base_topic: str = ""  # "" = moodstream/<client id>
+    discovery_prefix: str = "homeassistant"  # "" = no Home Assistant discovery
+    publish: str = "hop"  # hop = every hop; change = when the state changes, and every interval_s
+    interval_s: float = 30.0  # with publish = "change": republish at least this often
+    qos: int = 0
+    queue: int = 1000  # outgoing messages held while the broker is slow or away; the oldest are dropped
+    keepalive_s: int = 30  # the broker declares the daemon offline (last will) after 1.5x this
+    backoff_initial_s: float = 1.0  # first wait before reconnecting; doubles per failure...
+    backoff_max_s: float = 30.0  # ...up to this
+
+    def validate(self) -> None:
+        if not self.url:
+            return
+        mqtt_endpoint(self.url)
+        _choice("mqtt.publish", self.publish, MQTT_PUBLISH)
+        if self.qos not in (0, 1, 2):
+            raise ConfigError(f"mqtt.qos: must be 0, 1 or 2, got {self.qos!r}")
+        _positive("mqtt.interval_s", self.interval_s)
+        _positive("mqtt.queue", self.queue)
+        if self.keepalive_s < 5:
+            raise ConfigError(f"mqtt.keepalive_s: must be >= 5, got {self.keepalive_s!r}")
+        _positive("mqtt.backoff_initial_s", self.backoff_initial_s)
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigError("mqtt.backoff_max_s: must be >= mqtt.backoff_initial_s")
+        if self.password and not self.username:
+            raise ConfigError("mqtt.password: set mqtt.username too")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise ConfigError(f"mqtt.ca_file: {self.ca_file} is not a readable file")
+        for key in ("base_topic", "discovery_prefix"):
+            topic = getattr(self, key)
+            if any(c in topic for c in "+#\0") or topic.startswith("/") or topic.endswith("/"):
+                raise ConfigError(f"mqtt.{key}: not a topic prefix (no + # or leading/trailing /): {topic!r}")
+
+    @property
+    def device_id(self) -> str:
+        """The device's name in topics and unique ids: the client id, made topic-safe."""
+        return re.sub(r"[^a-z0-9_-]+", "_", (self.client_id or socket.gethostname()).lower()).strip("_") or "moodstream"
+
+    @property
+    def topic(self) -> str:
+        return self.base_topic or f"moodstream/{self.device_id}"
+
+
+def mqtt_endpoint(url: str) -> tuple[str, str, int]:
+    """``mqtt(s)://HOST[:PORT]`` -> (scheme, host, port); credentials in the URL are refused (they would
+    show in ps and in the daemon's snapshot)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"mqtt.url: not an MQTT URL: {url!r}: {exc}") from None
+    if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
+        raise ConfigError(f"mqtt.url: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            f"mqtt.url: no credentials in the URL; use mqtt.username and mqtt.password (or ${MQTT_PASSWORD_ENV})"
+        )
+    if parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"mqtt.url: expected only a host and a port, got {url!r}")
+    return parts.scheme, parts.hostname, port or MQTT_SCHEMES[parts.scheme]
+
+
 @dataclass(frozen=True)
 class Settings:
     source: SourceSettings = field(default_factory=SourceSettings)
@@ -148,6 +229,7 @@ class Settings:
     output: OutputSettings = field(default_factory=OutputSettings)
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
     def validate(self) -> Settings:
         for f in dataclasses.fields(self):
@@ -191,11 +273,26 @@ FLAGS: dict[str, tuple[str, str]] = {
     "origin": ("server", "allowed_origins"),
     "max_clients": ("server", "max_clients"),
     "server_enabled": ("server", "enabled"),
+    "mqtt": ("mqtt", "url"),
+    "mqtt_username": ("mqtt", "username"),
+    "mqtt_ca_file": ("mqtt", "ca_file"),
+    "mqtt_client_id": ("mqtt", "client_id"),
+    "mqtt_base_topic": ("mqtt", "base_topic"),
+    "mqtt_publish": ("mqtt", "publish"),
+    "mqtt_qos": ("mqtt", "qos"),
 }
 
+# environment variable -> (section, key): secrets that must not be flags (ps shows those)
+ENVIRONMENT: dict[str, tuple[str, str]] = {MQTT_PASSWORD_ENV: ("mqtt", "password")}
 
-def load(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
-    """Settings from a TOML file (or /etc/moodstream/config.toml when it exists), then overrides."""
+
+def load(
+    path: Path | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from a TOML file (or /etc/moodstream/config.toml when it exists), then the secrets in
+    ``environ`` (see ENVIRONMENT), then overrides."""
     data: dict[str, Any] = {}
     if path is None and SYSTEM_CONFIG.exists():
         path = SYSTEM_CONFIG
@@ -210,11 +307,27 @@ def load(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None =
             raise ConfigError(f"config file {path} is not UTF-8 text") from None
         except OSError as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+        _check_secret_file(Path(path), data)
+    for name, (section, key) in ENVIRONMENT.items():
+        if (environ or {}).get(name):
+            data.setdefault(section, {})
+            if isinstance(data[section], dict):
+                data[section][key] = environ[name]  # type: ignore[index]
     for section, values in (overrides or {}).items():
         if not isinstance(data.setdefault(section, {}), dict):
             raise ConfigError(f"[{section}] must be a table")
         data[section].update(values)
     return from_dict(data).validate()
+
+
+def _check_secret_file(path: Path, data: dict[str, Any]) -> None:
+    """A config file that holds the broker password must not be readable by every user (640, not 644)."""
+    mqtt = data.get("mqtt")
+    if isinstance(mqtt, dict) and mqtt.get("password") and os.stat(path).st_mode & 0o004:
+        raise ConfigError(
+            f"config file {path} holds mqtt.password but every user can read it: chmod 640 {path} "
+            f"(or pass the password in ${MQTT_PASSWORD_ENV})"
+        )
 
 
 def from_dict(data: dict[str, Any]) -> Settings:

@@ -25,12 +25,14 @@ import numpy as np
 
 from streamer import config as config_mod
 from streamer import logs, protocol, server
+from streamer import mqtt as mqtt_flags
 from streamer.config import ConfigError, Settings
 from streamer.events import EventBus, StatusEvent, to_dict
 from streamer.metadata import ModelFileError
 from streamer.notify import Notifier
 from streamer.pipeline import Pipeline
 from streamer.runner import ModelRunner, default_model_path
+from streamer.sinks import Sink
 from streamer.sources import (
     DeviceNotFound,
     NoInputDevice,
@@ -74,6 +76,7 @@ class Daemon:
         self.source_state = "closed"  # connected | lost | reconnecting | ended | closed
         self.counters: Counter[str] = Counter()
         self.server: server.Server | None = None
+        self.sinks: list[Sink] = []  # those of the Sink shape (streamer/sinks.py)
         self.jsonl_written = 0
         self._overflows_reported = 0
         self._silent = False  # last hop was under the level gate
@@ -84,6 +87,7 @@ class Daemon:
         """Model, config (without secrets), last emotion, source health and counters."""
         config = self.settings.to_dict()
         config.get("server", {}).pop("token", None)
+        config.get("mqtt", {}).pop("password", None)
         last = self.bus.last_emotion
         counters = dict(self.counters)
         counters.update(
@@ -94,6 +98,8 @@ class Daemon:
         )
         if self.server is not None:
             counters.update(clients=self.server.client_count, dropped_clients=self.server.dropped_clients)
+        for sink in self.sinks:
+            counters.update({f"{sink.name}_{key}": value for key, value in sink.stats().items()})
         return {
             "model": {
                 "name": self.runner.name,
@@ -139,6 +145,11 @@ class Daemon:
             from streamer import dashboard
 
             services.append(asyncio.create_task(dashboard.run_local(self.bus, self.describe, services_stop)))
+        if self.settings.mqtt.url:  # imported only then: a daemon without [mqtt] never loads aiomqtt
+            from streamer.mqtt import MqttSink
+
+            self.sinks.append(MqttSink(self.settings.mqtt, self.runner.name, self.settings.gate.silence_dbfs))
+        services += [asyncio.create_task(sink.run(self.bus, services_stop)) for sink in self.sinks]
         self.notifier.ready()
         capture = asyncio.create_task(self._capture(stop))
         try:
@@ -383,11 +394,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--dashboard", action="store_true", default=None, help="show the live dashboard in the terminal")
     a("--log-level", choices=("debug", "info", "warning", "error"))
     server.add_arguments(parser)
+    mqtt_flags.add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
+        settings = config_mod.load(args.config, config_mod.overrides_from_args(args), os.environ)
     except ConfigError as exc:
         print(f"moodstream: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
 """`moodstream watch [ws://HOST:PORT] [--token T]`: the dashboard of a running daemon.
+`moodstream watch mqtt://BROKER`: every device on a broker instead, one row each (streamer/fleet.py).
 
 Fed only by the WebSocket protocol, so it attaches to the systemd service over SSH; it keeps
 reconnecting with backoff while the daemon restarts, and gives up only when it is refused for
@@ -21,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from streamer import protocol
+from streamer.config import MQTT_PASSWORD_ENV, MqttSettings
 from streamer.dashboard import REFRESH_S, Dashboard, Screen
 
 DEFAULT_URL = "ws://127.0.0.1:8765/"
@@ -39,7 +41,10 @@ class WatchError(RuntimeError):
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "url", nargs="?", default=DEFAULT_URL, help=f"the daemon's WebSocket (default {DEFAULT_URL}; HOST:PORT is fine)"
+        "url",
+        nargs="?",
+        default=DEFAULT_URL,
+        help=f"the daemon's WebSocket (default {DEFAULT_URL}; HOST:PORT is fine), or mqtt(s)://BROKER for the fleet",
     )
     parser.add_argument(
         "--token",
@@ -47,14 +52,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"the daemon's token, if it requires one (default: ${TOKEN_ENV}; "
         "a flag shows in ps, the variable does not)",
     )
+    parser.add_argument(
+        "--mqtt-username",
+        metavar="NAME",
+        help=f"broker user for mqtt:// URLs (the password: ${MQTT_PASSWORD_ENV})",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.url.startswith(("mqtt://", "mqtts://")):
+        return _main_fleet(args)
     try:
         return asyncio.run(_main(normalise_url(args.url), args.token))
     except WatchError as exc:
         print(f"moodstream watch: {exc}", file=sys.stderr)
         return 2
+
+
+def _main_fleet(args: argparse.Namespace) -> int:
+    from streamer import fleet  # imports aiomqtt: only for mqtt:// URLs
+
+    async def run(settings: MqttSettings) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await fleet.watch_fleet(settings, Console(), stop, lambda line: print(line, flush=True))
+
+    try:
+        asyncio.run(run(fleet.settings_for(args.url, args.mqtt_username, os.environ.get(MQTT_PASSWORD_ENV))))
+    except fleet.FleetError as exc:
+        print(f"moodstream watch: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 async def _main(url: str, token: str | None) -> int:
