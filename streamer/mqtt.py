@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from streamer import discovery, protocol
 from streamer.backoff import Backoff
 from streamer.config import MQTT_PASSWORD_ENV, MqttSettings, mqtt_endpoint
-from streamer.events import EmotionEvent, Event, EventBus, StatusEvent, to_dict
+from streamer.events import EmotionEvent, Event, EventBus, StatusEvent, Subscription, to_dict
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 SUBSCRIPTION_QUEUE = 256  # bus events the consumer may lag behind (it only formats and appends)
 DRAIN_S = 2.0  # at stop, how long the queued messages may take to go out before "offline"
-REPORT_EVERY_S = 60.0  # the same connection failure is logged and announced at most this often
+REPORT_EVERY_S = 60.0  # the same connection failure is logged at most this often (a status event each time)
 AUTH_CODES = {4, 5, 134, 135}  # CONNACK: bad user name or password / not authorised (MQTT 3.1.1 and 5)
 
 
@@ -178,11 +178,13 @@ class MqttSink:
         self._last_sent = float("-inf")
         self._reported: tuple[str, float] = ("", float("-inf"))
         self._bus: EventBus | None = None
+        self._subscription: Subscription | None = None
 
     def stats(self) -> dict[str, int]:
         return {
             "published": self.counters["published"],
             "dropped": self.outbox.dropped,
+            "missed_events": self._subscription.dropped if self._subscription else 0,
             "queued": len(self.outbox),
             "connects": self.counters["connects"],
             "connect_failures": self.counters["connect_failures"],
@@ -195,6 +197,7 @@ class MqttSink:
         closing = asyncio.Event()
         link = asyncio.create_task(self._link(closing))
         stopping = asyncio.create_task(stop.wait())
+        self._subscription = subscription
         try:
             while True:
                 getting = asyncio.create_task(subscription.get())
@@ -202,9 +205,14 @@ class MqttSink:
                 if not getting.done():
                     getting.cancel()
                     break
-                if (event := getting.result()) is None:
+                event = getting.result()
+                while event is not None:
+                    self.offer(event)
+                    if not subscription.pending():
+                        break
+                    event = await subscription.get()  # already queued: no wait, no task per event
+                if event is None:
                     break
-                self.offer(event)
         finally:
             subscription.close()
             stopping.cancel()
@@ -245,9 +253,9 @@ class MqttSink:
                 async with client(self.settings) as connection:
                     self.counters["connects"] += 1
                     backoff.reset()
+                    await self._announce(connection)
                     self._connected(was_connected)
                     was_connected = True
-                    await self._announce(connection)
                     await self._pump(connection, closing)
                     await connection.publish(
                         f"{self.topic}/availability", discovery.OFFLINE, self.settings.qos, retain=True
@@ -315,14 +323,15 @@ class MqttSink:
             closing_wait.cancel()
 
     def _report(self, kind: str, message: str, **details: Any) -> None:
-        """One log line and one status event per failed attempt, the same failure at most every REPORT_EVERY_S."""
+        """A status event per failed attempt (the backoff spaces them), and its log line, the same
+        failure at most every REPORT_EVERY_S (a wrong password must not fill the journal)."""
+        self._status(kind, message, **details)
         now = time.monotonic()
         last_kind, last_at = self._reported
         if kind == last_kind and now - last_at < REPORT_EVERY_S:
             return
         self._reported = (kind, now)
         log.error("%s (attempt %d; retrying with backoff)", message, details.get("attempt", 0))
-        self._status(kind, message, **details)
 
     def _status(self, kind: str, message: str, **details: Any) -> None:
         if self._bus is not None:
