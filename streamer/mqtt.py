@@ -155,7 +155,7 @@ def failure(settings: MqttSettings, exc: BaseException) -> tuple[str, str]:
             f"MQTT broker {where} refused the credentials ({who}): {exc}; "
             f"check mqtt.username and mqtt.password (or ${MQTT_PASSWORD_ENV})",
         )
-    if isinstance(exc, ssl.SSLError) or isinstance(exc.__cause__, ssl.SSLError):
+    if any(isinstance(e, ssl.SSLError) for e in (exc, exc.__cause__, exc.__context__)):  # aiomqtt wraps it
         return "mqtt_tls_failed", f"TLS with MQTT broker {where} failed: {exc}; check mqtt.ca_file and the host name"
     return "mqtt_unreachable", f"MQTT broker {where} unreachable: {exc or type(exc).__name__}"
 

@@ -27,14 +27,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def self_signed(folder: Path, name: str) -> Path:
+    """A self-signed certificate for 127.0.0.1 (``name``.pem, key ``name``.key), made by openssl."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert
+
+
 class Broker:
     """``start()`` / ``stop()`` (again and again, on the same port); ``url`` for the sink."""
 
-    def __init__(self, folder: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, users: dict[str, str] | None = None, tls: bool = False) -> None:
         self.folder = folder
         self.port = free_port()
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
+        if tls:  # a self-signed certificate for 127.0.0.1, which is its own CA (self.ca_file)
+            self.ca_file = self_signed(folder, "broker")
+            lines += [f"certfile {self.ca_file}", f"keyfile {folder / 'broker.key'}"]
         if os.geteuid() == 0:  # mosquitto would switch to its own user, who cannot read the test's files
             lines.append("user root")
         if users:
@@ -51,7 +69,7 @@ class Broker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         with open(self.folder / "mosquitto.log", "ab") as log:  # the child keeps its own descriptor

@@ -23,19 +23,18 @@ import soundfile as sf
 from rich.console import Console
 from websockets.asyncio.client import connect
 
-from streamer import discovery
+from streamer import cli, discovery
 from streamer.config import MqttSettings, ServerSettings, Settings, SourceSettings, block_seconds_for
 from streamer.daemon import Daemon
 from streamer.dashboard import Fleet
-from streamer.events import EventBus
+from streamer.events import EventBus, StatusEvent
 from streamer.fleet import watch_fleet
 from streamer.mqtt import MqttSink
-from streamer.mqtt_forget import forget
 from streamer.runner import ModelRunner, default_model_path
 from streamer.sources import build_source
-from tests.broker import Broker, Recorder, free_port, needs_mosquitto, recording, until
+from tests.broker import Broker, Recorder, free_port, needs_mosquitto, recording, self_signed, until
 from tests.conftest import mood_audio
-from tests.wire import emotion, status
+from tests.wire import emotion
 
 pytestmark = needs_mosquitto
 ROOT = Path(__file__).resolve().parent.parent
@@ -380,24 +379,73 @@ def test_watch_mqtt_shows_every_device_on_the_broker(broker: Broker) -> None:
     assert "offline" in next(line for line in last.splitlines()[::-1] if "room-b" in line)
 
 
-def test_mqtt_forget_clears_the_retained_discovery_and_state(broker: Broker) -> None:
-    async def main() -> tuple[list[Any], list[Any]]:
+def test_mqtt_forget_clears_the_retained_discovery_and_state(
+    broker: Broker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def publish() -> int:
         bus = EventBus()
-        settings = sink_settings(broker, "porch")
-        sink = MqttSink(settings, "tiny", -50.0)
+        sink = MqttSink(sink_settings(broker, "porch"), "tiny", -50.0)
         task, stop = await run_sink(sink, bus)
         bus.publish(emotion(0))
-        bus.publish(status("overflow"))
         async with recording(broker, "moodstream/porch/attributes") as rec:
             await until(lambda: rec.messages, 10, "attributes")
         stop.set()
         await asyncio.wait_for(task, 10)
         async with recording(broker, "homeassistant/#", "moodstream/#") as before:
             await until(lambda: len(before.messages) >= 7, 5, "the retained topics")
-        cleared = await forget(settings)
+        return len(before.messages)
+
+    async def left() -> list[tuple[str, str, bool]]:
         async with recording(broker, "homeassistant/#", "moodstream/#") as after:
             await asyncio.sleep(1.0)
-        return cleared, after.messages
+        return after.messages
 
-    cleared, left = asyncio.run(main())
-    assert len(cleared) == 7 and left == []
+    assert asyncio.run(publish()) == 7
+    assert cli.main(["mqtt-forget", "--mqtt", broker.url, "--mqtt-client-id", "porch"]) == 0
+    out = capsys.readouterr().out
+    assert "cleared homeassistant/sensor/porch/mood/config" in out and len(out.splitlines()) == 7
+    assert asyncio.run(left()) == []
+    assert cli.main(["mqtt-forget"]) == 2
+    assert "no broker: give --mqtt URL" in capsys.readouterr().err
+
+
+def test_tls_with_the_right_ca_connects_and_a_wrong_one_is_a_clear_failure(tmp_path: Path) -> None:
+    broker = Broker(tmp_path, tls=True)
+    broker.start()
+    other_ca = self_signed(tmp_path, "someone-else")
+
+    async def main() -> list[StatusEvent]:
+        right = MqttSink(sink_settings(broker, "tls-ok", ca_file=str(broker.ca_file)), "tiny", -50.0)
+        task, stop = await run_sink(right, EventBus())
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        bus = EventBus()
+        seen = bus.subscribe(100)
+        wrong = MqttSink(sink_settings(broker, "tls-wrong", ca_file=str(other_ca)), "tiny", -50.0)
+        stop = asyncio.Event()
+        task = asyncio.create_task(wrong.run(bus, stop))
+        await until(lambda: wrong.stats()["connect_failures"] >= 1, 10, "a failed attempt")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        events = []
+        while seen.pending():
+            events.append(await seen.get())
+        return [e for e in events if isinstance(e, StatusEvent)]
+
+    try:
+        statuses = asyncio.run(main())
+    finally:
+        broker.stop()
+    failed = [e for e in statuses if e.kind == "mqtt_tls_failed"]
+    assert failed and "TLS with MQTT broker mqtts://127.0.0.1" in failed[0].message
+    assert "CERTIFICATE_VERIFY_FAILED" in failed[0].message
+
+
+@pytest.mark.slow
+def test_the_fleet_benchmark_counts_every_hop() -> None:
+    from bench import mqtt_load
+
+    result = mqtt_load.measure(4, 2, processes=2)
+    assert result["connected"] == 4 and result["published_hops"] == 8 and result["publisher_processes"] == 2
+    assert result["received_hops"] + result["lost"] == 8 and result["duplicates"] == 0
+    assert 0 <= result["latency_ms"]["p50"] <= result["latency_ms"]["p99"] <= result["latency_ms"]["max"]
