@@ -82,11 +82,12 @@ def configs(settings: MqttSettings, model: str) -> dict[str, dict[str, Any]]:
     """Config topic -> payload for every entity (all retained)."""
     base = settings.topic
     out = {}
-    for key, (_component, fields) in ENTITIES.items():
+    for key, (component, fields) in ENTITIES.items():
         payload = {k: (f"{base}/{v}" if k in TOPIC_FIELDS else v) for k, v in fields.items()}
         payload.update(
             unique_id=f"moodstream_{settings.device_id}_{key}",
-            object_id=f"moodstream_{settings.device_id}_{key}",
+            # the entity id (Home Assistant 2025.10 on; it replaced object_id, which 2026.4 dropped)
+            default_entity_id=f"{component}.moodstream_{settings.device_id}_{key}",
             availability_topic=f"{base}/availability",
             payload_available=ONLINE,
             payload_not_available=OFFLINE,

@@ -1,8 +1,10 @@
-"""The [mqtt] settings: flags, the password's sources, refusals by name; and a daemon without [mqtt]
-never imports aiomqtt."""
+"""The [mqtt] settings: flags, the password's sources, refusals by name; what the sink makes of events
+(no broker needed for that); and a daemon without [mqtt] never imports aiomqtt."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -88,3 +90,25 @@ def test_a_daemon_without_mqtt_never_imports_aiomqtt(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
     assert out.stdout.split() == ["False", "False", "0"], out.stderr
+
+
+def test_publish_on_change_sends_a_state_change_and_otherwise_every_interval() -> None:
+    from streamer.mqtt import MqttSink
+    from tests.wire import emotion
+
+    async def main() -> list[str]:  # the sink's outbox wants a running loop
+        sink = MqttSink(MqttSettings(url="mqtt://b", client_id="x", publish="change", interval_s=0.2), "t", -50.0)
+        for seq, label in enumerate(["happy", "happy", "happy", "sad", "sad"]):
+            sink.offer(emotion(seq, label))
+        await asyncio.sleep(0.25)
+        sink.offer(emotion(5, "sad"))  # unchanged, but interval_s has passed
+        sink.offer(emotion(6, "sad", state="silence"))
+        states = []
+        while sink.outbox:
+            message = sink.outbox.peek()
+            sink.outbox.pop()
+            if message.topic.endswith("/attributes"):
+                states.append(f"{json.loads(message.payload)['seq']}:{json.loads(message.payload)['state']}")
+        return states
+
+    assert asyncio.run(main()) == ["0:emotion", "3:emotion", "5:emotion", "6:silence"]
