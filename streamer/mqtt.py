@@ -188,6 +188,7 @@ class MqttSink:
             "queued": len(self.outbox),
             "connects": self.counters["connects"],
             "connect_failures": self.counters["connect_failures"],
+            "connections_lost": self.counters["lost"],
         }
 
     async def run(self, bus: EventBus, stop: asyncio.Event) -> None:
