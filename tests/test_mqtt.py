@@ -449,3 +449,45 @@ def test_the_fleet_benchmark_counts_every_hop() -> None:
     assert result["connected"] == 4 and result["published_hops"] == 8 and result["publisher_processes"] == 2
     assert result["received_hops"] + result["lost"] == 8 and result["duplicates"] == 0
     assert 0 <= result["latency_ms"]["p50"] <= result["latency_ms"]["p99"] <= result["latency_ms"]["max"]
+
+
+@pytest.mark.slow
+def test_watch_mqtt_without_a_terminal_prints_a_line_per_device_message(broker: Broker) -> None:
+    async def main() -> str:
+        sinks = []
+        for device, label in (("hall", "angry"), ("study", "sad")):
+            bus = EventBus()
+            sink = MqttSink(sink_settings(broker, device), "tiny", -50.0)
+            sinks.append(await run_sink(sink, bus))
+            bus.publish(emotion(3, label))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "streamer.cli",
+            "watch",
+            broker.url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+        lines: list[str] = []
+        try:
+            async with asyncio.timeout(30):
+                while not ({"hall angry 0.80 rms -20.0 dBFS", "study sad 0.80 rms -20.0 dBFS"} <= set(lines)):
+                    assert proc.stdout is not None
+                    lines.append((await proc.stdout.readline()).decode().strip())
+            proc.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            for task, stop in sinks:
+                stop.set()
+                await asyncio.wait_for(task, 10)
+        return "\n".join(lines)
+
+    text = asyncio.run(main())
+    assert "hall online" in text and "study online" in text
+    assert "\x1b[" not in text
