@@ -166,7 +166,7 @@ class MqttSettings:
     queue: int = 1000  # outgoing messages held while the broker is slow or away; the oldest are dropped
     keepalive_s: int = 30  # the broker declares the daemon offline (last will) after 1.5x this
     backoff_initial_s: float = 1.0  # first wait before reconnecting; doubles per failure...
-    backoff_max_s: float = 30.0  # ...up to this
+    backoff_max_s: float = 10.0  # ...up to this: a returning broker is found within 10 s
 
     def validate(self) -> None:
         if not self.url:

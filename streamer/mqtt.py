@@ -273,7 +273,8 @@ class MqttSink:
                 else:
                     self.counters["connect_failures"] += 1
                     self._report(*failure(self.settings, exc), attempt=backoff.attempts + 1)
-            delay = backoff.failed()
+            delay = backoff.delay  # 1 s, 2 s, 4 s... up to backoff_max_s
+            backoff.failed()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closing.wait(), delay)
 
