@@ -491,3 +491,16 @@ def test_watch_mqtt_without_a_terminal_prints_a_line_per_device_message(broker: 
     text = asyncio.run(main())
     assert "hall online" in text and "study online" in text
     assert "\x1b[" not in text
+
+
+def test_watch_mqtt_gives_up_on_refused_credentials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = Broker(tmp_path, users={"viewer": "right"})
+    broker.start()
+    monkeypatch.setenv("MOODSTREAM_MQTT_PASSWORD", "wrong")
+    try:
+        assert cli.main(["watch", broker.url, "--mqtt-username", "viewer"]) == 2
+    finally:
+        broker.stop()
+    assert "refused the credentials (user 'viewer')" in capsys.readouterr().err
