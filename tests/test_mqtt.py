@@ -108,10 +108,13 @@ def test_discovery_configs_parse_and_carry_the_documented_fields(broker: Broker)
         sink = MqttSink(settings, "tiny", -50.0)
         task, stop = await run_sink(sink, bus)
         bus.publish(emotion(0, "happy"))
-        async with recording(broker, "homeassistant/#", "moodstream/#") as rec:  # all retained by now
-            await until(lambda: len(rec.payloads("moodstream/living_room/attributes")) == 1, 10, "the attributes")
+        async with recording(broker, "moodstream/living_room/attributes") as first:
+            await until(lambda: first.messages, 10, "the attributes")
         stop.set()
         await asyncio.wait_for(task, 10)
+        # a subscriber that comes later gets everything from the broker's retained store
+        async with recording(broker, "homeassistant/#", "moodstream/#") as rec:
+            await until(lambda: len(rec.messages) >= 7, 10, "four configs, state, attributes, availability")
 
         configs = {t: json.loads(p) for t, p, retained in rec.messages if t.startswith("homeassistant/") and retained}
         assert set(configs) == {
