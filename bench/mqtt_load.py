@@ -91,7 +91,7 @@ async def publish(first: int, count: int, port: int, seconds: float, start_at: f
         "devices": count,
         "connected": connected,
         "published_hops": published,
-        "dropped_by_sinks": sum(d[0].stats()["dropped"] for d in devices),
+        "dropped_by_sinks": sum(d[0].stats()["mqtt_dropped"] for d in devices),
         "cpu_s": round(time.process_time(), 2),
     }
 

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streamer import protocol
-from streamer.events import EventBus, to_dict
+from streamer.events import EventBus, Subscription, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,6 @@ class Dashboard:
     def _facts(self) -> RenderableType:
         model = self.info.get("model", {})
         source = self.info.get("source", {})
-        counters = self.info.get("counters", {})
         server = self.info.get("server", {})
         proc = list(self.processing)
         rows = [
@@ -180,9 +179,9 @@ class Dashboard:
             ),
             (
                 "clients",
-                server.get("clients", counters.get("clients", "-")),
+                server.get("clients", "-"),
                 "dropped clients",
-                server.get("dropped_clients", counters.get("dropped_clients", "-")),
+                server.get("dropped_clients", "-"),
             ),
             ("overflows", source.get("overflows", "-"), "reconnects", source.get("reconnects", "-")),
             ("hops seen", self.events, "hops missed", self.gaps + int(server.get("missed_events", 0))),
@@ -291,31 +290,38 @@ class Screen:
         self.refresh()
 
 
-async def run_local(
-    bus: EventBus,
-    describe: Callable[[], dict[str, Any]],
-    stop: asyncio.Event,
-    console: Console | None = None,
-) -> None:
-    """`run --dashboard`: the dashboard of this process's bus until ``stop`` or the bus closes."""
-    console = console or Console()
-    if not console.is_terminal:
-        log.warning("no terminal: no dashboard; events are logged as plain lines")
-    subscription = bus.subscribe(256)
-    with Screen(Dashboard("local"), console, log.info) as screen:
-        screen.show({"type": "state", **describe()})
-        try:
-            while not stop.is_set():
-                try:
-                    event = await asyncio.wait_for(subscription.get(), REFRESH_S)
-                except TimeoutError:
-                    screen.show({"type": "state", **describe()})
-                    continue
-                if event is None:
-                    break
-                screen.show(to_dict(event))
-        finally:
-            subscription.close()
+class LocalDashboard:
+    """`run --dashboard`: the dashboard of this process's bus until ``stop`` or the bus closes;
+    ``describe`` (the daemon's snapshot) refreshes its counters every REFRESH_S."""
+
+    name = "dashboard"
+
+    def __init__(self, describe: Callable[[], dict[str, Any]], console: Console | None = None) -> None:
+        self._describe = describe
+        self._console = console or Console()
+        self._subscription: Subscription | None = None
+
+    def stats(self) -> dict[str, int]:
+        return {"dashboard_dropped": self._subscription.dropped if self._subscription else 0}
+
+    async def run(self, bus: EventBus, stop: asyncio.Event) -> None:
+        subscription = self._subscription = bus.subscribe(256)
+        if not self._console.is_terminal:
+            log.warning("no terminal: no dashboard; events are logged as plain lines")
+        with Screen(Dashboard("local"), self._console, log.info) as screen:
+            screen.show({"type": "state", **self._describe()})
+            try:
+                while not stop.is_set():
+                    try:
+                        event = await asyncio.wait_for(subscription.get(), REFRESH_S)
+                    except TimeoutError:
+                        screen.show({"type": "state", **self._describe()})
+                        continue
+                    if event is None:
+                        break
+                    screen.show(to_dict(event))
+            finally:
+                subscription.close()
 
 
 class Fleet:

@@ -2,15 +2,14 @@
 
 It subscribes to the MQTT sink's retained ``availability`` and ``attributes`` topics of every device
 under ``moodstream/`` (the default base topic), so a device shows up as soon as it has published once,
-and keeps reconnecting with backoff; only refused credentials end it. Drawn by
-:class:`streamer.dashboard.Fleet` (the dashboard's renderer); without a terminal, one plain line per
-message. The password comes from $MOODSTREAM_MQTT_PASSWORD, never a flag.
+and keeps reconnecting the way `watch` does (:func:`streamer.watch.reconnecting`); only refused
+credentials end it. Drawn by :class:`streamer.dashboard.Fleet` (the dashboard's renderer); without a
+terminal, one plain line per message. The password comes from $MOODSTREAM_MQTT_PASSWORD, never a flag.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -18,10 +17,10 @@ from typing import Any
 
 from rich.console import Console
 
-from streamer import mqtt
-from streamer.backoff import Backoff
+from streamer import config, mqtt
 from streamer.config import ConfigError, MqttSettings
 from streamer.dashboard import REFRESH_S, Fleet, Screen
+from streamer.watch import reconnecting
 
 ROOT = "moodstream"  # devices are found under ROOT/<device id>/ (the sink's default base topic)
 
@@ -31,14 +30,13 @@ class FleetError(RuntimeError):
 
 
 def settings_for(url: str, username: str | None, password: str | None) -> MqttSettings:
-    settings = MqttSettings(
-        url=url, username=username or "", password=password or "", client_id=f"moodstream-watch-{os.getpid()}"
-    )
+    """The viewer's connection settings, checked like the daemon's [mqtt] (a bad URL is refused by name)."""
+    mqtt_table = {"url": url, "username": username or "", "password": password or ""}
     try:
-        settings.validate()
+        settings = config.from_dict({"mqtt": {**mqtt_table, "client_id": f"moodstream-watch-{os.getpid()}"}})
+        return settings.validate().mqtt
     except ConfigError as exc:
         raise FleetError(str(exc)) from None
-    return settings
 
 
 async def watch_fleet(
@@ -48,52 +46,41 @@ async def watch_fleet(
     emit: Callable[[str], None],
     fleet: Fleet | None = None,
 ) -> None:
-    """Show the fleet on ``settings.url`` until ``stop`` is set."""
+    """Show the fleet on ``settings.url`` until ``stop`` is set, reconnecting as `watch` does."""
+    fleet = fleet or Fleet(settings.url)
+    with Screen(fleet, console, emit) as screen:
+        await reconnecting(lambda: _session(settings, screen), screen, stop, "")
+
+
+async def _session(settings: MqttSettings, screen: Screen) -> tuple[str, bool]:
+    """One connection; returns (why it ended, whether it connected); refused credentials raise."""
     import aiomqtt
 
-    fleet = fleet or Fleet(settings.url)
-    backoff = Backoff(0.5, 10.0)
-    with Screen(fleet, console, emit) as screen:
-        while not stop.is_set():
-            session = asyncio.create_task(_session(settings, screen, backoff))
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not session.done():
-                session.cancel()
-                await asyncio.gather(session, return_exceptions=True)
-                return
+    connected = False
+    try:
+        async with mqtt.client(settings, will=False) as connection:
+            for kind in ("availability", "attributes"):
+                await connection.subscribe(f"{ROOT}/+/{kind}")
+            connected = True
+            screen.connection(f"{settings.url}: connected", ok=True)
+            refresher = asyncio.create_task(_refresh(screen)) if screen.live else None
             try:
-                session.result()
-                reason = "connection closed"
-            except (aiomqtt.MqttError, OSError) as exc:
-                kind, reason = mqtt.failure(settings, exc)
-                if kind == "mqtt_auth_failed":
-                    raise FleetError(reason) from None
-            delay = backoff.failed()
-            screen.connection(f"{reason}; retrying in {delay:.1f} s", ok=False)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-
-
-async def _session(settings: MqttSettings, screen: Screen, backoff: Backoff) -> None:
-    async with mqtt.client(settings, will=False) as connection:
-        for kind in ("availability", "attributes"):
-            await connection.subscribe(f"{ROOT}/+/{kind}")
-        backoff.reset()
-        screen.connection(f"{settings.url}: connected", ok=True)
-        refresher = asyncio.create_task(_refresh(screen)) if screen.live else None
-        try:
-            async for message in connection.messages:
-                if (shown := device_message(str(message.topic), message.payload)) is None:
-                    continue
-                if screen.live:  # hundreds of devices: draw at REFRESH_S, not per message
-                    screen.dashboard.apply(shown)
-                else:
-                    screen.show(shown)
-        finally:
-            if refresher is not None:
-                refresher.cancel()
+                async for message in connection.messages:
+                    if (shown := device_message(str(message.topic), message.payload)) is None:
+                        continue
+                    if screen.live:  # hundreds of devices: draw at REFRESH_S, not per message
+                        screen.dashboard.apply(shown)
+                    else:
+                        screen.show(shown)
+            finally:
+                if refresher is not None:
+                    refresher.cancel()
+        return "connection closed", connected
+    except (aiomqtt.MqttError, OSError) as exc:
+        kind, reason = mqtt.failure(settings, exc)
+        if kind == "mqtt_auth_failed":
+            raise FleetError(reason) from None
+        return reason, connected
 
 
 async def _refresh(screen: Screen) -> None:

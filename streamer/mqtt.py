@@ -15,7 +15,6 @@ is imported only here, and only when the sink starts: a daemon without ``[mqtt]`
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from streamer import discovery, protocol
 from streamer.backoff import Backoff
 from streamer.config import MQTT_PASSWORD_ENV, MqttSettings, mqtt_endpoint
-from streamer.events import EmotionEvent, Event, EventBus, StatusEvent, Subscription, to_dict
+from streamer.events import EmotionEvent, Event, EventBus, StatusEvent, StatusKind, Subscription, to_dict
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -39,22 +38,6 @@ SUBSCRIPTION_QUEUE = 256  # bus events the consumer may lag behind (it only form
 DRAIN_S = 2.0  # at stop, how long the queued messages may take to go out before "offline"
 REPORT_EVERY_S = 60.0  # the same connection failure is logged at most this often (a status event each time)
 AUTH_CODES = {4, 5, 134, 135}  # CONNACK: bad user name or password / not authorised (MQTT 3.1.1 and 5)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The [mqtt] flags (defaults None = 'not given', see config.FLAGS). No password flag: ps shows flags."""
-    group = parser.add_argument_group("MQTT (Home Assistant)")
-    group.add_argument("--mqtt", metavar="URL", help="publish to this broker: mqtt://HOST[:PORT] or mqtts://...")
-    group.add_argument(
-        "--mqtt-username",
-        metavar="NAME",
-        help=f"broker user; the password comes from mqtt.password in the config file or ${MQTT_PASSWORD_ENV}",
-    )
-    group.add_argument("--mqtt-ca-file", metavar="PATH", help="CA certificate for mqtts:// (default: the system's)")
-    group.add_argument("--mqtt-client-id", metavar="ID", help="client id and device id (default: the host name)")
-    group.add_argument("--mqtt-base-topic", metavar="TOPIC", help="topic prefix (default: moodstream/<device id>)")
-    group.add_argument("--mqtt-publish", choices=("hop", "change"), help="every hop, or on change (hop)")
-    group.add_argument("--mqtt-qos", type=int, choices=(0, 1, 2), help="QoS of every message (0)")
 
 
 @dataclass(frozen=True)
@@ -143,7 +126,7 @@ def client(settings: MqttSettings, will: bool = True) -> aiomqtt.Client:
     )
 
 
-def failure(settings: MqttSettings, exc: BaseException) -> tuple[str, str]:
+def failure(settings: MqttSettings, exc: BaseException) -> tuple[StatusKind, str]:
     """(status kind, one clear line) for a failed or lost connection."""
     where = settings.url
     rc = getattr(exc, "rc", None)
@@ -182,13 +165,13 @@ class MqttSink:
 
     def stats(self) -> dict[str, int]:
         return {
-            "published": self.counters["published"],
-            "dropped": self.outbox.dropped,
-            "missed_events": self._subscription.dropped if self._subscription else 0,
-            "queued": len(self.outbox),
-            "connects": self.counters["connects"],
-            "connect_failures": self.counters["connect_failures"],
-            "connections_lost": self.counters["lost"],
+            "mqtt_published": self.counters["published"],
+            "mqtt_dropped": self.outbox.dropped,
+            "mqtt_missed_events": self._subscription.dropped if self._subscription else 0,
+            "mqtt_queued": len(self.outbox),
+            "mqtt_connects": self.counters["connects"],
+            "mqtt_connect_failures": self.counters["connect_failures"],
+            "mqtt_connections_lost": self.counters["lost"],
         }
 
     async def run(self, bus: EventBus, stop: asyncio.Event) -> None:
@@ -267,9 +250,9 @@ class MqttSink:
                 if self.connected.is_set():
                     self.connected.clear()
                     self.counters["lost"] += 1
-                    kind, message = "mqtt_lost", f"lost MQTT broker {self.settings.url}: {exc}; reconnecting"
+                    message = f"lost MQTT broker {self.settings.url}: {exc}; reconnecting"
                     log.warning("%s", message)
-                    self._status(kind, message)
+                    self._status("mqtt_lost", message)
                 else:
                     self.counters["connect_failures"] += 1
                     self._report(*failure(self.settings, exc), attempt=backoff.attempts + 1)
@@ -324,7 +307,7 @@ class MqttSink:
             watcher.cancel()
             closing_wait.cancel()
 
-    def _report(self, kind: str, message: str, **details: Any) -> None:
+    def _report(self, kind: StatusKind, message: str, **details: Any) -> None:
         """A status event per failed attempt (the backoff spaces them), and its log line, the same
         failure at most every REPORT_EVERY_S (a wrong password must not fill the journal)."""
         self._status(kind, message, **details)
@@ -335,7 +318,7 @@ class MqttSink:
         self._reported = (kind, now)
         log.error("%s (attempt %d; retrying with backoff)", message, details.get("attempt", 0))
 
-    def _status(self, kind: str, message: str, **details: Any) -> None:
+    def _status(self, kind: StatusKind, message: str, **details: Any) -> None:
         if self._bus is not None:
             self._bus.publish(StatusEvent(kind, message, details={"broker": self.settings.url, **details}))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -19,10 +20,13 @@ from streamer import discovery
 from streamer import mqtt as mqtt_mod
 from streamer.config import ConfigError, MqttSettings
 
+# the daemon's [mqtt] flags: the same command line finds the same topics
+FLAGS = tuple(f"mqtt.{f.name}" for f in dataclasses.fields(MqttSettings))
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
-    mqtt_mod.add_arguments(parser)
+    config_mod.add_flags(parser, FLAGS)
 
 
 def topics(settings: MqttSettings) -> list[str]:
