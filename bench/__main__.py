@@ -35,6 +35,7 @@ BENCHMARKS = {
     "latency": "bench.latency",
     "fanout": "bench.fanout",
     "adversarial": "bench.adversarial",  # tests/test_adversarial.py's numbers (issue 17)
+    "fleet": "bench.fleet",
     "aarch64": "bench.aarch64",
 }
 

@@ -15,8 +15,9 @@ Everything else follows from the declaration: loading rejects unknown keys, wron
 out of bounds by name (exit 2), :func:`add_flags` makes the flags and their help, and
 ``python -m streamer.config_docs`` writes the README's TOML blocks and systemd/config.toml, which
 tests/test_config_docs.py checks. A check across fields goes in the section's ``check()``; a new
-section is a field of :class:`Settings`. The rest of the code receives a :class:`Settings` and never
-reads files or the environment itself.
+section is a field of :class:`Settings`. A secret that must not be a flag (ps shows flags) may come
+from the environment instead (:data:`ENVIRONMENT`, passed to :func:`load`). The rest of the code
+receives a :class:`Settings` and never reads files or the environment itself.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ import argparse
 import dataclasses
 import functools
 import math
+import os
+import re
+import socket
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 SYSTEM_CONFIG = Path("/etc/moodstream/config.toml")
 
@@ -363,6 +369,151 @@ class LivenessSettings:
             raise ConfigError("liveness.backoff_max_s: must be >= liveness.backoff_initial_s")
 
 
+MQTT_PASSWORD_ENV = "MOODSTREAM_MQTT_PASSWORD"  # the broker password without a file (never a flag)
+MQTT_PUBLISH = ("hop", "change")
+MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """The MQTT sink (Home Assistant discovery); off unless ``url`` is set (``--mqtt URL``)."""
+
+    url: str = setting(
+        "",
+        'mqtt://HOST[:PORT] or mqtts://HOST[:PORT] to publish to; "" = no MQTT',
+        flag="--mqtt",
+        doc="Publish to an MQTT broker (Home Assistant discovery, docs/home-assistant.md): "
+        '"mqtt://HOST[:PORT]" or "mqtts://HOST[:PORT]" for TLS. An empty string means no MQTT.',
+    )
+    username: str = setting(
+        "",
+        f"broker user; the password: mqtt.password or ${MQTT_PASSWORD_ENV}",
+        flag="--mqtt-username",
+        doc="The broker's user name, if it requires one.",
+    )
+    password: str = setting(
+        "",
+        f"or ${MQTT_PASSWORD_ENV}; never a flag (ps shows flags)",
+        doc="Its password. This file is installed with mode 640 (root and the moodstream group); the daemon "
+        "refuses a file that every user can read while it holds a password. The password may instead come "
+        f"from the environment variable {MQTT_PASSWORD_ENV} (never from a flag: ps shows flags).",
+    )
+    ca_file: str = setting(
+        "",
+        'CA certificate for mqtts://; "" = the system CAs',
+        flag="--mqtt-ca-file",
+        doc="CA certificate (PEM) that signed the broker's certificate, for mqtts://; an empty string means "
+        "the system's CAs.",
+    )
+    client_id: str = setting(
+        "",
+        'client id, also the device id; "" = the host name',
+        flag="--mqtt-client-id",
+        doc="Client id at the broker, and this device's id in topics and Home Assistant; an empty string "
+        "means the host name. Give every room its own.",
+    )
+    base_topic: str = setting(
+        "",
+        'topic prefix; "" = moodstream/<device id>',
+        flag="--mqtt-base-topic",
+        doc='Topic prefix; an empty string means "moodstream/<device id>" (which `moodstream watch '
+        "mqtt://BROKER` lists).",
+    )
+    discovery_prefix: str = setting(
+        "homeassistant",
+        'Home Assistant discovery prefix; "" = no discovery',
+        doc="Home Assistant's discovery prefix; an empty string means no discovery messages.",
+    )
+    publish: str = setting(
+        "hop",
+        "hop | change (on change, and every interval_s)",
+        flag="--mqtt-publish",
+        choices=MQTT_PUBLISH,
+        doc='"hop" = the state and attributes at every hop; "change" = when the state changes...',
+    )
+    interval_s: float = setting(
+        30.0,
+        'with publish = "change": republish at least this often',
+        bounds=(0.1, 86400),
+        doc='...and, with "change", at least every this many seconds.',
+    )
+    qos: int = setting(
+        0,
+        "MQTT quality of service of every message",
+        flag="--mqtt-qos",
+        bounds=(0, 2),
+        doc="MQTT quality of service of every message (0 = at most once, 1 = at least once, 2 = exactly once).",
+    )
+    queue: int = setting(
+        1000,
+        "outgoing messages held; the oldest are dropped beyond",
+        bounds=(1, 1_000_000),
+        doc="Messages held while the broker is slow or away; beyond this the oldest are dropped (and counted).",
+    )
+    keepalive_s: int = setting(
+        30,
+        "the broker says offline (last will) about 1.5x this after silence",
+        bounds=(5, 65535),
+        doc='Keepalive in seconds: the broker publishes the last will ("offline") about 1.5x this after the '
+        "daemon goes silent without saying goodbye.",
+    )
+    backoff_initial_s: float = setting(
+        1.0,
+        "first wait before reconnecting; doubles per failed attempt...",
+        bounds=(0.01, 3600),
+        doc="Wait this long before the first reconnection attempt...",
+    )
+    backoff_max_s: float = setting(
+        10.0,
+        "...up to this: a returning broker is found within 10 s",
+        bounds=(0.01, 3600),
+        doc="...doubling per failed attempt, up to this many seconds between attempts.",
+    )
+
+    def check(self) -> None:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigError("mqtt.backoff_max_s: must be >= mqtt.backoff_initial_s")
+        if not self.url:
+            return
+        mqtt_endpoint(self.url)
+        if self.password and not self.username:
+            raise ConfigError("mqtt.password: set mqtt.username too")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise ConfigError(f"mqtt.ca_file: {self.ca_file} is not a readable file")
+        for key in ("base_topic", "discovery_prefix"):
+            topic = getattr(self, key)
+            if any(c in topic for c in "+#\0") or topic.startswith("/") or topic.endswith("/"):
+                raise ConfigError(f"mqtt.{key}: not a topic prefix (no + # or leading/trailing /): {topic!r}")
+
+    @property
+    def device_id(self) -> str:
+        """The device's name in topics and unique ids: the client id, made topic-safe."""
+        return re.sub(r"[^a-z0-9_-]+", "_", (self.client_id or socket.gethostname()).lower()).strip("_") or "moodstream"
+
+    @property
+    def topic(self) -> str:
+        return self.base_topic or f"moodstream/{self.device_id}"
+
+
+def mqtt_endpoint(url: str) -> tuple[str, str, int]:
+    """``mqtt(s)://HOST[:PORT]`` -> (scheme, host, port); credentials in the URL are refused (they would
+    show in ps and in the daemon's snapshot)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"mqtt.url: not an MQTT URL: {url!r}: {exc}") from None
+    if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
+        raise ConfigError(f"mqtt.url: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            f"mqtt.url: no credentials in the URL; use mqtt.username and mqtt.password (or ${MQTT_PASSWORD_ENV})"
+        )
+    if parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"mqtt.url: expected only a host and a port, got {url!r}")
+    return parts.scheme, parts.hostname, port or MQTT_SCHEMES[parts.scheme]
+
+
 @dataclass(frozen=True)
 class Settings:
     source: SourceSettings = field(default_factory=SourceSettings)
@@ -372,6 +523,7 @@ class Settings:
     output: OutputSettings = field(default_factory=OutputSettings)
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
     def validate(self) -> Settings:
         """Every value within its declaration's bounds and choices, then each section's own checks."""
@@ -456,8 +608,17 @@ def _help_default(f: dataclasses.Field[Any]) -> str:
     return text
 
 
-def load(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
-    """Settings from a TOML file (or /etc/moodstream/config.toml when it exists), then overrides."""
+# environment variable -> (section, key): secrets that must not be flags (ps shows those)
+ENVIRONMENT: dict[str, tuple[str, str]] = {MQTT_PASSWORD_ENV: ("mqtt", "password")}
+
+
+def load(
+    path: Path | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from a TOML file (or /etc/moodstream/config.toml when it exists), then the secrets in
+    ``environ`` (see ENVIRONMENT), then overrides."""
     data: dict[str, Any] = {}
     if path is None and SYSTEM_CONFIG.exists():
         path = SYSTEM_CONFIG
@@ -472,11 +633,27 @@ def load(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None =
             raise ConfigError(f"config file {path} is not UTF-8 text") from None
         except OSError as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+        _check_secret_file(Path(path), data)
+    for name, (section, key) in ENVIRONMENT.items():
+        if value := (environ or {}).get(name):
+            table = data.setdefault(section, {})
+            if isinstance(table, dict):  # else from_dict names the section
+                table[key] = value
     for section, values in (overrides or {}).items():
         if not isinstance(data.setdefault(section, {}), dict):
             raise ConfigError(f"[{section}] must be a table")
         data[section].update(values)
     return from_dict(data).validate()
+
+
+def _check_secret_file(path: Path, data: dict[str, Any]) -> None:
+    """A config file that holds the broker password must not be readable by every user (640, not 644)."""
+    mqtt = data.get("mqtt")
+    if isinstance(mqtt, dict) and mqtt.get("password") and os.stat(path).st_mode & 0o004:
+        raise ConfigError(
+            f"config file {path} holds mqtt.password but every user can read it: chmod 640 {path} "
+            f"(or pass the password in ${MQTT_PASSWORD_ENV})"
+        )
 
 
 def _parse(path: Path) -> dict[str, Any]:

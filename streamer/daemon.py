@@ -2,7 +2,7 @@
 
 The capture task reads the source through :class:`~streamer.liveness.Liveness`, which never gives up
 on a live input, feeds the pipeline and publishes its events; every sink (JSONL, WebSocket server,
-dashboard, systemd notify) is a task reading the bus (:class:`~streamer.sinks.Sink`). SIGINT/SIGTERM
+dashboard, MQTT, systemd notify) is a task reading the bus (:class:`~streamer.sinks.Sink`). SIGINT/SIGTERM
 close the stream, then the bus, and the sinks drain what is pending before the process exits.
 """
 
@@ -71,6 +71,7 @@ class Daemon:
         daemon's and its sinks' in ``counters``, the WebSocket server's in ``server``."""
         config = self.settings.to_dict()
         config.get("server", {}).pop("token", None)
+        config.get("mqtt", {}).pop("password", None)
         last = self.bus.last_emotion
         counters: dict[str, Any] = {**self.counters, **self.liveness.counters}
         counters.update(
@@ -108,6 +109,10 @@ class Daemon:
             from streamer.dashboard import LocalDashboard  # rich's live display: only when asked for
 
             sinks.append(LocalDashboard(self.describe))
+        if self.settings.mqtt.url:
+            from streamer.mqtt import MqttSink  # aiomqtt: a daemon without [mqtt] never loads it
+
+            sinks.append(MqttSink(self.settings.mqtt, self.runner.name, self.settings.gate.silence_dbfs))
         if self.notifier.enabled:
             sinks.append(NotifySink(self.notifier))
         return sinks
@@ -211,7 +216,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
+        settings = config_mod.load(args.config, config_mod.overrides_from_args(args), os.environ)
     except ConfigError as exc:
         print(f"moodstream: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""The terminal dashboard: one renderer for `run --dashboard` (local bus) and `watch` (WebSocket).
+"""The terminal dashboard: one renderer for `run --dashboard` (local bus), `watch` (WebSocket) and the
+fleet view of `watch mqtt://` (:class:`Fleet`, one row per device, with the same colours and meters).
 
 :class:`Dashboard` consumes wire-format messages only (hello/state snapshots, emotion and status
 events, as in docs/protocol.md), so the local daemon and a remote one look the same. Without a
@@ -152,14 +153,7 @@ class Dashboard:
     def _meter(self) -> RenderableType:
         level = (self.last or {}).get("level") or {}
         rms, peak = level.get("rms_dbfs"), level.get("peak_dbfs")
-        width = 40
-        line = Text()
-        filled = _meter_cells(rms, width)
-        peak_at = _meter_cells(peak, width)
-        for i in range(width):
-            style = "green" if i < 0.7 * width else "yellow" if i < 0.9 * width else "red"
-            char = "█" if i < filled else ("│" if i == max(peak_at - 1, 0) and peak is not None else "─")
-            line.append(char, style=style if i < filled or char == "│" else "grey30")
+        line = _meter_line(rms, peak, 40)
         clipping = time.monotonic() - self.clipped_at < CLIP_HOLD_S
         line.append("  CLIP" if clipping else "      ", style="bold white on red" if clipping else "")
         line.append(f"  rms {_db(rms)}  peak {_db(peak)} dBFS")
@@ -228,13 +222,22 @@ def plain_line(message: Message) -> str | None:
         return f"connected: model {model.get('name')} labels {', '.join(model.get('labels', []))}"
     if kind == "error":
         return f"error from server: {message.get('message')}"
+    if kind == "device":
+        if "availability" in message:
+            return f"{message['device']} {message['availability']}"
+        attrs = message.get("attributes") or {}
+        confidence = _number(attrs.get("confidence")) or 0.0
+        return (
+            f"{message['device']} {attrs.get('label') or attrs.get('state')} {confidence:.2f} "
+            f"rms {_db(attrs.get('level_dbfs'))} dBFS"
+        )
     return None
 
 
 class Screen:
     """The live dashboard on a terminal, else plain lines through ``emit``."""
 
-    def __init__(self, dashboard: Dashboard, console: Console, emit: Callable[[str], None]) -> None:
+    def __init__(self, dashboard: Dashboard | Fleet, console: Console, emit: Callable[[str], None]) -> None:
         self.dashboard = dashboard
         self.console = console
         self.emit = emit
@@ -270,6 +273,11 @@ class Screen:
                 self.emit(line)
         else:
             self.refresh()
+
+    @property
+    def live(self) -> bool:
+        """True when drawing on a terminal (callers may then batch updates and refresh themselves)."""
+        return self._live is not None
 
     def refresh(self) -> None:
         if self._live is not None:
@@ -314,6 +322,71 @@ class LocalDashboard:
                     screen.show(to_dict(event))
             finally:
                 subscription.close()
+
+
+class Fleet:
+    """`watch mqtt://BROKER`: one row per device on the broker (mood, confidence, level, availability),
+    drawn with the dashboard's colours, bars and level meter. It consumes ``device`` messages:
+    ``{"type": "device", "device": ID, "availability": ...}`` or ``{..., "attributes": {...}}`` (the
+    MQTT sink's topics, docs/home-assistant.md)."""
+
+    def __init__(self, source_label: str) -> None:
+        self.source_label = source_label
+        self.connection = "connecting"
+        self.connected = False
+        self.devices: dict[str, Message] = {}
+
+    def set_connection(self, text: str, ok: bool) -> None:
+        self.connection, self.connected = text, ok
+
+    def apply(self, message: Message) -> None:
+        if message.get("type") != "device":
+            return
+        row = self.devices.setdefault(str(message["device"]), {"availability": "?", "attributes": {}})
+        for key in ("availability", "attributes"):
+            if key in message:
+                row[key] = message[key]
+
+    def render(self) -> RenderableType:
+        table = Table(expand=True, box=None, padding=(0, 1))
+        for name in ("device", "mood", "confidence", "input level (rms dBFS)", "availability"):
+            table.add_column(name)
+        for device, row in sorted(self.devices.items()):
+            attrs = row["attributes"] if isinstance(row["attributes"], dict) else {}
+            label, state = attrs.get("label"), attrs.get("state") or "-"
+            color = protocol.label_color(label) if isinstance(label, str) and state == "emotion" else GREY
+            word = label if isinstance(label, str) and state == "emotion" else str(state).replace("_", " ")
+            confidence = _number(attrs.get("confidence"))
+            rms = _number(attrs.get("level_dbfs"))
+            online = row["availability"] == "online"
+            table.add_row(
+                Text(device),
+                Text(f" {word.upper()} ", style=f"bold {_ink(color)} on {color}"),
+                Text(_bar_text(confidence or 0.0, 10), style=color).append(f" {100 * (confidence or 0):3.0f}%", ""),
+                _meter_line(rms, _number(attrs.get("peak_dbfs")), 20).append(f" {_db(rms)}"),
+                Text(str(row["availability"]), style="green" if online else "bold red"),
+            )
+        if not self.devices:
+            table.add_row(Text("no moodstream device on this broker yet", style=GREY), "", "", "", "")
+        connection = Text(self.connection, style="green" if self.connected else "bold red")
+        title = f"moodstream fleet: {len(self.devices)} device{'s' if len(self.devices) != 1 else ''}"
+        return Panel(Group(table, connection), title=title, subtitle=Text(self.source_label))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _meter_line(rms: float | None, peak: float | None, width: int) -> Text:
+    """The level meter: rms filled green-yellow-red, the peak as a mark."""
+    line = Text()
+    filled = _meter_cells(rms, width)
+    peak_at = _meter_cells(peak, width)
+    for i in range(width):
+        style = "green" if i < 0.7 * width else "yellow" if i < 0.9 * width else "red"
+        char = "█" if i < filled else ("│" if i == max(peak_at - 1, 0) and peak is not None else "─")
+        line.append(char, style=style if i < filled or char == "│" else "grey30")
+    return line
 
 
 def _bar(value: float, color: str) -> Text:

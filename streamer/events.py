@@ -27,6 +27,11 @@ StatusKind = Literal[
     "silence",  # the input fell under the level gate
     "sound",  # it rose above the gate again
     "stopped",  # the last event before the daemon closes; details are the final counters
+    "mqtt_connected",  # the MQTT sink reached its broker (details.broker: its URL), or again
+    "mqtt_lost",  # it lost the broker; it reconnects with backoff
+    "mqtt_unreachable",  # an attempt to connect failed
+    "mqtt_auth_failed",  # the broker refused the credentials
+    "mqtt_tls_failed",  # TLS with the broker failed (certificate, host name)
 ]
 
 
