@@ -174,3 +174,10 @@ def test_the_readme_layout_names_only_files_that_exist() -> None:
             assert (ROOT / full).exists(), f"README layout names {full}, which does not exist"
             named += 1
     assert named >= 30
+
+
+def test_a_stall_timeout_no_longer_than_a_capture_block_is_refused() -> None:
+    """A healthy input delivers one block per block length: a shorter stall would reopen it forever."""
+    with pytest.raises(ConfigError, match=r"^liveness\.stall_seconds: must be longer than a capture block \(1 s"):
+        config.from_dict({"liveness": {"stall_seconds": 1.0}}).validate()
+    config.from_dict({"liveness": {"stall_seconds": 1.0}, "model": {"hop_seconds": 0.5}}).validate()
