@@ -14,10 +14,11 @@ Every section is a frozen dataclass, and every setting is declared once, as a fi
 Everything else follows from the declaration: loading rejects unknown keys, wrong types and values
 out of bounds by name (exit 2), :func:`add_flags` makes the flags and their help, and
 ``python -m streamer.config_docs`` writes the README's TOML blocks and systemd/config.toml, which
-tests/test_config_docs.py checks. A check across fields goes in the section's ``check()``; a new
-section is a field of :class:`Settings`. A secret that must not be a flag (ps shows flags) may come
-from the environment instead (:data:`ENVIRONMENT`, passed to :func:`load`). The rest of the code
-receives a :class:`Settings` and never reads files or the environment itself.
+tests/test_config.py checks (it also refuses a field declared without :func:`setting`). A check
+across fields goes in the section's ``check()`` (or, across sections, in ``Settings.validate``); a
+new section is a field of :class:`Settings`. A secret that must not be a flag (ps shows flags) may
+come from the environment instead (:data:`ENVIRONMENT`, passed to :func:`load`). The rest of the
+code receives a :class:`Settings` and never reads files or the environment itself.
 """
 
 from __future__ import annotations
@@ -571,7 +572,7 @@ def add_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] = ()) -> No
     groups: dict[str, Any] = {}
     for section, kind, f in declared():
         key = f"{section}.{f.name}"
-        flag = f.metadata["flag"]
+        flag = f.metadata.get("flag")
         if not flag or (only and key not in only):
             continue
         if section not in groups:

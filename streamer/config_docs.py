@@ -1,7 +1,8 @@
 """The settings' documentation, written from their declarations in streamer/config.py.
 
-``python -m streamer.config_docs`` rewrites the README's TOML blocks and systemd/config.toml;
-tests/test_config_docs.py fails when either differs from what this module makes.
+``python -m streamer.config_docs`` rewrites the README's TOML blocks (the sections of
+README_SECTIONS: add a new section there if the README should show it) and systemd/config.toml
+(every section); tests/test_config.py fails when either differs from what this module makes.
 """
 
 from __future__ import annotations

@@ -155,11 +155,10 @@ class Daemon:
 
     async def _capture(self, stop: asyncio.Event) -> None:
         async for chunk in self.liveness.chunks(stop):
-            if chunk.size >= self.pipeline.samples_to_next_hop:  # features + model: off the loop
-                events = await asyncio.to_thread(self.pipeline.process, chunk)
-            else:  # just buffering
-                events = self.pipeline.process(chunk)
-            for event in events:
+            # Features and model on the loop: a hop's work (about 2 ms here) costs less than handing it
+            # to a thread and back (measured: the whole daemon 0.25% of a core inline, 0.32% with
+            # asyncio.to_thread, in one interleaved run), and the GIL serialised them anyway.
+            for event in self.pipeline.process(chunk):
                 self.counters["hops"] += 1
                 self.counters[f"hops_{event.state}"] += 1
                 self._report_silence(event.state)

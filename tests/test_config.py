@@ -174,3 +174,18 @@ def test_the_readme_layout_names_only_files_that_exist() -> None:
             assert (ROOT / full).exists(), f"README layout names {full}, which does not exist"
             named += 1
     assert named >= 30
+
+
+def test_a_stall_timeout_no_longer_than_a_capture_block_is_refused() -> None:
+    """A healthy input delivers one block per block length: a shorter stall would reopen it forever."""
+    with pytest.raises(ConfigError, match=r"^liveness\.stall_seconds: must be longer than a capture block \(1 s"):
+        config.from_dict({"liveness": {"stall_seconds": 1.0}}).validate()
+    config.from_dict({"liveness": {"stall_seconds": 1.0}, "model": {"hop_seconds": 0.5}}).validate()
+
+
+def test_every_field_is_declared_with_setting() -> None:
+    """A plain ``x: int = 3`` would have no help, no bounds and no documentation."""
+    for section, kind, f in config.declared():
+        assert f.metadata.get("help"), f"{section}.{f.name}: declare it with config.setting(...)"
+        if kind in (int, float):
+            assert f.metadata["bounds"] is not None, f"{section}.{f.name}: a number needs bounds"

@@ -124,15 +124,24 @@ def test_watchdog_pings_stop_while_the_pipeline_stalls_and_resume(
             lines = listener.lines()
             assert lines.index("READY=1") < lines.index("WATCHDOG=1")  # watchdog runs after READY
             assert len(listener.lines("WATCHDOG=1")) >= 2
+            window: dict[str, float] = {}
+
+            def watch() -> None:  # on a thread: the model runs on the loop, so the loop hangs with it
+                time.sleep(0.5)  # a hop already past the gate may still ping once
+                window["from"] = time.monotonic()
+                time.sleep(1.5)  # 15 watchdog intervals
+                window["to"] = time.monotonic()
+                stall.running.set()
+
             stall.running.clear()
-            await asyncio.sleep(0.5)  # a hop already past the gate may still ping once
-            quiet_from = time.monotonic()
-            await asyncio.sleep(1.5)  # 15 watchdog intervals
-            assert listener.lines("WATCHDOG=1", since=quiet_from) == []
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            await h.until(lambda: "to" in window)
+            watcher.join(5)
+            pings = [t for t, m in listener.messages[:] if m == "WATCHDOG=1" and window["from"] <= t <= window["to"]]
+            assert pings == []
             assert not h.task.done()  # hung, not dead: exactly what the watchdog is for
-            stall.running.set()
-            resumed = time.monotonic()
-            await h.until(lambda: len(listener.lines("WATCHDOG=1", since=resumed)) >= 3)
+            await h.until(lambda: len(listener.lines("WATCHDOG=1", since=window["to"])) >= 3)
         listener.wait_for(lambda: "STOPPING=1" in listener.lines(), 5, "STOPPING=1")
         assert listener.lines()[-1] == "STOPPING=1"  # and nothing after it
 
