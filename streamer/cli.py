@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("streamer.sources", "list audio input devices and their rates"),
     "evaluate": ("streamer.evaluate", "score a model on a labelled folder, the daemon's way"),
     "watch": ("streamer.watch", "show the dashboard of a running daemon over WebSocket"),
+    "mark": ("streamer.mark", "put a session mark into the running daemon's stream"),
+    "history": ("streamer.history_report", "summarise, export or plot the mood history"),
 }
 
 

@@ -68,8 +68,9 @@ class ModelSettings:
 @dataclass(frozen=True)
 class SmoothingSettings:
     time_constant_s: float = 3.0  # EMA of probabilities; 0 = no smoothing
-    switch_margin: float = 0.10  # a new label must lead the current one by this much...
-    switch_hops: int = 2  # ...for this many consecutive hops before the label switches
+    switch_margin: float = 0.10  # a label is claimed only while it leads the next one by this much...
+    switch_hops: int = 2  # ...and a new one only after this many consecutive hops of that lead
+    min_confidence: float = 0.0  # and only while its smoothed probability is at least this (else "uncertain")
 
     def validate(self) -> None:
         if self.time_constant_s < 0:
@@ -77,6 +78,8 @@ class SmoothingSettings:
         if not 0 <= self.switch_margin < 1:
             raise ConfigError("smoothing.switch_margin: must be in [0, 1)")
         _positive("smoothing.switch_hops", self.switch_hops)
+        if not 0 <= self.min_confidence <= 1:
+            raise ConfigError("smoothing.min_confidence: must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,20 @@ class LivenessSettings:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    """The mood history in SQLite (opt-in); see streamer/history.py."""
+
+    path: str = ""  # e.g. /var/lib/moodstream/history.sqlite; "" = no history (the last hour stays in memory)
+    flush_seconds: float = 60.0  # hops are written in one transaction this often (and at shutdown)
+    retention_days: float = 30.0  # rows older than this are deleted; 0 = keep everything
+
+    def validate(self) -> None:
+        _positive("history.flush_seconds", self.flush_seconds)
+        if self.retention_days < 0:
+            raise ConfigError("history.retention_days: must be >= 0 (0 = keep everything)")
+
+
+@dataclass(frozen=True)
 class Settings:
     source: SourceSettings = field(default_factory=SourceSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -148,6 +165,7 @@ class Settings:
     output: OutputSettings = field(default_factory=OutputSettings)
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
 
     def validate(self) -> Settings:
         for f in dataclasses.fields(self):
@@ -180,6 +198,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "time_constant": ("smoothing", "time_constant_s"),
     "switch_margin": ("smoothing", "switch_margin"),
     "switch_hops": ("smoothing", "switch_hops"),
+    "min_confidence": ("smoothing", "min_confidence"),
     "silence_dbfs": ("gate", "silence_dbfs"),
     "jsonl": ("output", "jsonl"),
     "dashboard": ("output", "dashboard"),
@@ -191,6 +210,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "origin": ("server", "allowed_origins"),
     "max_clients": ("server", "max_clients"),
     "server_enabled": ("server", "enabled"),
+    "history": ("history", "path"),
 }
 
 

@@ -27,6 +27,7 @@ from streamer import config as config_mod
 from streamer import logs, protocol, server
 from streamer.config import ConfigError, Settings
 from streamer.events import EventBus, StatusEvent, to_dict
+from streamer.history import HistorySink
 from streamer.metadata import ModelFileError
 from streamer.notify import Notifier
 from streamer.pipeline import Pipeline
@@ -74,6 +75,7 @@ class Daemon:
         self.source_state = "closed"  # connected | lost | reconnecting | ended | closed
         self.counters: Counter[str] = Counter()
         self.server: server.Server | None = None
+        self.history = HistorySink(settings.history, settings.model.hop_seconds)
         self.jsonl_written = 0
         self._overflows_reported = 0
         self._silent = False  # last hop was under the level gate
@@ -92,6 +94,7 @@ class Daemon:
             subscribers=self.bus.subscriber_count,
             jsonl_written=self.jsonl_written,
         )
+        counters.update({f"history_{k}": v for k, v in self.history.stats().items()})
         if self.server is not None:
             counters.update(clients=self.server.client_count, dropped_clients=self.server.dropped_clients)
         return {
@@ -132,8 +135,10 @@ class Daemon:
         services = []
         if jsonl is not None and out is not None:
             services.append(asyncio.create_task(self._jsonl(jsonl, out, stop)))
+        services.append(asyncio.create_task(self.history.run(self.bus, services_stop)))
         if self.settings.server.enabled:
             self.server = server.Server(self.settings.server, self.bus, self.describe)
+            self.server.requests["get_history"] = self.history.answer
             services.append(asyncio.create_task(self.server.run(services_stop)))
         if self.settings.output.dashboard:
             from streamer import dashboard
@@ -377,11 +382,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--time-constant", type=float, help="EMA time constant of probabilities in s (3.0; 0 = off)")
     a("--switch-margin", type=float, help="lead a new label needs before it switches (0.10)")
     a("--switch-hops", type=int, help="consecutive hops of that lead before switching (2)")
+    a("--min-confidence", type=float, help="below this smoothed probability the state is uncertain")
     a("--silence-dbfs", type=float, help="hop RMS below this is silence: no emotion claimed (-50)")
     a("--stall-seconds", type=float, help="a live input silent this long is reopened (5)")
     a("--jsonl", help="write every event as a JSON line to PATH, or - for stdout")
     a("--dashboard", action="store_true", default=None, help="show the live dashboard in the terminal")
     a("--log-level", choices=("debug", "info", "warning", "error"))
+    a("--history", metavar="PATH", help="keep the mood history in this SQLite file ([history] path)")
     server.add_arguments(parser)
 
 

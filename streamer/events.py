@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-State = Literal["warming_up", "silence", "emotion"]
+State = Literal["warming_up", "silence", "uncertain", "emotion"]
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,9 @@ class EmotionEvent:
     timestamp: float  # wall clock, seconds since the epoch
     stream_time: float  # seconds of audio consumed since the source started
     state: State
-    label: str | None  # None unless state == "emotion"
+    label: str | None  # None unless state == "emotion" ("uncertain": no label leads clearly)
     confidence: float  # smoothed probability of ``label`` (0 when no label)
-    probabilities: dict[str, float]  # smoothed
+    probabilities: dict[str, float]  # smoothed (empty unless the model ran: emotion or uncertain)
     raw: dict[str, float]  # this hop's model output
     level: Level
     processing_ms: float

@@ -17,7 +17,7 @@ import dataclasses
 import hmac
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,7 +29,7 @@ from websockets.http11 import Request, Response
 
 from streamer import protocol
 from streamer.config import ServerSettings
-from streamer.events import EventBus
+from streamer.events import EventBus, StatusEvent
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ PAGE_HEADERS = {
         "connect-src 'self' ws: wss:; img-src data:"
     ),
 }
+
+
+Handler = Callable[[protocol.Message], Awaitable[protocol.Message]]
 
 
 class ServerError(RuntimeError):
@@ -94,6 +97,8 @@ class Server:
         self.dropped_clients = 0
         self.port: int | None = None  # the bound port once listening (settings.port may be 0)
         self.listening = asyncio.Event()
+        # client requests beyond ping and get_state: type -> handler (the daemon adds get_history)
+        self.requests: dict[str, Handler] = {"mark": self._mark}
 
     @property
     def client_count(self) -> int:
@@ -194,11 +199,29 @@ class Server:
                     self._clients.discard(ws)
                     await ws.close(protocol.CLOSE_UNSUPPORTED_DATA, "binary frames are not supported")
                     break
-                self._send([ws], protocol.encode(protocol.reply(message, self.snapshot)))
+                self._send([ws], protocol.encode(await self._request(message)))
         except ConnectionClosed:
             pass
         finally:
             self._clients.discard(ws)
+
+    async def _request(self, text: str) -> protocol.Message:
+        """The reply to one text frame: a registered request's handler, else protocol.reply."""
+        request = protocol.request_of(text)
+        handler = self.requests.get(request["type"]) if request is not None else None
+        if request is None or handler is None:
+            return protocol.reply(text, self.snapshot)
+        try:
+            return protocol.with_id(await handler(request), request.get("id"))
+        except ValueError as exc:  # ProtocolError included
+            return protocol.error(getattr(exc, "code", "bad_request"), str(exc), request.get("id"))
+
+    async def _mark(self, request: protocol.Message) -> protocol.Message:
+        """A session mark: published to every sink (history, JSONL, clients) as a status event."""
+        text = protocol.mark_text(request)
+        event = StatusEvent("mark", text, details={"text": text})
+        self._bus.publish(event)
+        return {"type": "marked", "text": text, "timestamp": event.timestamp}
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse at the handshake (401 token, 403 origin, 503 full); serve the page on plain GET."""

@@ -1,0 +1,84 @@
+"""The history timeline as a picture: mood colour bands, smoothed probabilities, level and marks.
+
+matplotlib is the ``plot`` extra (``pip install 'moodstream[plot]'``); the daemon never imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from streamer.history import Hop, Mark
+from streamer.protocol import label_color
+
+GREY = "#b0b0b0"
+EXTRA = "plot"
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed."""
+
+
+def plot(hops: Sequence[Hop], marks: Sequence[Mark], path: Path, title: str) -> None:
+    """Write the timeline to ``path`` (.png or .svg)."""
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise ValueError(f"--plot {path}: the file must end in .png or .svg")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.dates as mdates
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotUnavailable(
+            f"--plot needs matplotlib: pip install 'moodstream[{EXTRA}]' (the {EXTRA} extra)"
+        ) from None
+    if not hops:
+        raise ValueError("nothing to plot: no hops in that range")
+    times = [datetime.fromtimestamp(h.time) for h in hops]
+    labels: list[str] = []
+    for hop in hops:
+        labels += [k for k in hop.probabilities if k not in labels]
+    fig, (bands, lines, level) = plt.subplots(
+        3, 1, sharex=True, figsize=(10, 5.2), height_ratios=(1, 3, 1.4), constrained_layout=True
+    )
+    day = 86400.0
+    for hop, t in zip(hops, times, strict=True):
+        width = hop.duration / day
+        if hop.state == "emotion" and hop.label:
+            color = label_color(hop.label)
+        else:
+            color = GREY if hop.state == "uncertain" else "#eeeeee"
+        bands.barh(0, width, left=mdates.date2num(t) - width, height=1, color=color, linewidth=0)
+    bands.set_yticks([])
+    bands.set_ylabel("mood", rotation=0, ha="right", va="center")
+    bands.set_title(title, loc="left", fontsize=11)
+    for label in labels:
+        values = [h.probabilities.get(label, float("nan")) for h in hops]
+        lines.plot(times, values, color=label_color(label), linewidth=1.4, label=label)
+    lines.set_ylim(0, 1)
+    lines.set_ylabel("probability")
+    lines.legend(loc="upper left", ncols=len(labels) + 1, fontsize=8, frameon=False)
+    lines.grid(alpha=0.25)
+    level.plot(times, [h.rms_dbfs for h in hops], color="#555555", linewidth=1)
+    level.set_ylabel("level dBFS")
+    level.grid(alpha=0.25)
+    level.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    for mark in marks:
+        at = datetime.fromtimestamp(mark.time)
+        for axis in (bands, lines, level):
+            axis.axvline(at, color="#222222", linewidth=1, linestyle="--")
+        lines.annotate(
+            mark.message, (mdates.date2num(at), 0.98), xytext=(3, 0), textcoords="offset points", fontsize=8, va="top"
+        )
+    from matplotlib.patches import Patch
+
+    legend = [Patch(color=label_color(k), label=k) for k in labels]
+    legend += [Patch(color=GREY, label="uncertain"), Patch(color="#eeeeee", label="silence / warming up")]
+    bands.legend(
+        handles=legend, loc="lower left", bbox_to_anchor=(0, 1.25), ncols=len(legend), fontsize=8, frameon=False
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
