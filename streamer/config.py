@@ -70,7 +70,7 @@ class SmoothingSettings:
     time_constant_s: float = 3.0  # EMA of probabilities; 0 = no smoothing
     switch_margin: float = 0.10  # a label is claimed only while it leads the next one by this much...
     switch_hops: int = 2  # ...and a new one only after this many consecutive hops of that lead
-    min_confidence: float = 0.0  # and only while its smoothed probability is at least this (else "uncertain")
+    min_confidence: float = 0.40  # and only while its smoothed probability is at least this (README: chosen on data)
 
     def validate(self) -> None:
         if self.time_constant_s < 0:

@@ -10,6 +10,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,13 +21,14 @@ from typing import Any
 
 import pytest
 import soundfile as sf
+from websockets.asyncio.client import connect
 
 from streamer import cli
 from streamer.config import HistorySettings
 from streamer.events import EventBus, StatusEvent
 from streamer.history import HistorySink, Hop, Mark, find_session, sessions, summarise
 from tests.conftest import mood_audio
-from tests.wire import emotion
+from tests.wire import emotion, valid
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,16 +160,18 @@ def _drain(sub: Any) -> list[Any]:
 # the daemon as a process
 
 
-def _daemon(tmp_path: Path, tiny_model: Path, *args: str, seconds: float = 40.0, **kwargs: Any) -> subprocess.Popen:
+def _daemon(
+    tmp_path: Path, tiny_model: Path, *args: str, seconds: float = 40.0, server: bool = False, **kwargs: Any
+) -> subprocess.Popen:
     clip = tmp_path / "music.wav"
     sf.write(clip, mood_audio("happy", seconds), 16000)
     config = tmp_path / "config.toml"
-    config.write_text("[history]\nflush_seconds = 2.0\n")
+    config.write_text(f"[history]\nflush_seconds = {1.0 if server else 2.0}\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("NOTIFY_SOCKET", None)
     command = ["run", "--config", str(config), "--source", f"file:{clip}", "--realtime", "--model", str(tiny_model)]
     return subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", *command, "--jsonl", "-", "--no-server", *args],
+        [sys.executable, "-m", "streamer.cli", *command, *(() if server else ("--jsonl", "-", "--no-server")), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -310,3 +314,73 @@ def _store(db: Path, hops: list[Hop], marks: list[Mark]) -> None:
         await asyncio.wait_for(task, 15)
 
     asyncio.run(main())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mark(port: int, text: str, token: str | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("MOODSTREAM_TOKEN", None)
+    if token:
+        env["MOODSTREAM_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "streamer.cli", "mark", text, "--url", f"127.0.0.1:{port}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.slow
+def test_marks_and_history_ranges_through_the_running_daemon(tmp_path: Path, tiny_model: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    port = _free_port()
+    proc = _daemon(
+        tmp_path, tiny_model, "--history", str(db), "--port", str(port), "--token", "pw", seconds=60.0, server=True
+    )
+
+    async def main() -> None:
+        async with asyncio.timeout(60):
+            while True:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                try:
+                    ws = await connect(f"ws://127.0.0.1:{port}/?token=pw", max_size=2**22)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.2)
+        async with ws:
+            hello = json.loads(await ws.recv())
+            assert hello["config"]["history"]["path"] == str(db)
+            marked = await asyncio.to_thread(_mark, port, "session 1 start", "pw")
+            assert marked.returncode == 0 and marked.stdout.strip() == "marked: session 1 start", marked.stderr
+            refused = await asyncio.to_thread(_mark, port, "no token", None)
+            assert refused.returncode == 2 and "HTTP 401" in refused.stderr
+            await asyncio.sleep(4)  # a few hops, and a flush (1 s in the config)
+            now = time.time()
+            await ws.send(json.dumps({"type": "get_history", "from": now - 1199, "to": now + 1, "bins": 1200, "id": 1}))
+            async with asyncio.timeout(15):
+                while (reply := valid(json.loads(await ws.recv())))["type"] != "history":
+                    pass
+        assert reply["id"] == 1 and reply["enabled"] and reply["source"] == "database"
+        assert len(reply["bins"]) >= 3 and reply["summary"]["hops"] >= 3
+        assert [m["text"] for m in reply["marks"]] == ["session 1 start"]
+        assert [s["name"] for s in reply["sessions"]] == ["session 1"]
+
+    try:
+        asyncio.run(main())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    conn = sqlite3.connect(db)
+    marks = conn.execute("SELECT message FROM events WHERE kind = 'mark'").fetchall()
+    stopped = conn.execute("SELECT count(*) FROM events WHERE kind = 'stopped'").fetchone()[0]
+    conn.close()
+    assert marks == [("session 1 start",)] and stopped == 1  # the shutdown batch made it
+    gone = _mark(port, "too late", "pw")
+    assert gone.returncode == 1 and "no daemon at" in gone.stderr
