@@ -228,7 +228,10 @@ class Server:
         s = self._settings
         url = urlsplit(request.path)
         if s.token and not _token_ok(s.token, request.headers, url.query):
-            response = connection.respond(401, "a valid token is required\n")
+            if url.path in PAGE_PATHS and "websocket" not in request.headers.get("Upgrade", "").lower():
+                response = _page_response(connection, self._page, 401)  # the page asks for the token itself
+            else:
+                response = connection.respond(401, "a valid token is required\n")
             response.headers["WWW-Authenticate"] = 'Bearer realm="moodstream"'
             return response
         if "websocket" not in request.headers.get("Upgrade", "").lower():
@@ -268,9 +271,9 @@ def _origin_ok(allowed: tuple[str, ...], headers: Headers) -> bool:
     return own or origin in allowed
 
 
-def _page_response(connection: ServerConnection, page: bytes) -> Response:
+def _page_response(connection: ServerConnection, page: bytes, status: int = 200) -> Response:
     """The page as a complete HTTP response (``respond`` makes only text/plain ones)."""
-    response = connection.respond(200, "")
+    response = connection.respond(status, "")
     kept = ("content-type", "content-length")
     headers = Headers([(k, v) for k, v in response.headers.raw_items() if k.lower() not in kept])
     headers.update({**PAGE_HEADERS, "Content-Length": str(len(page))})
