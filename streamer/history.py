@@ -189,8 +189,8 @@ def summarise(hops: Sequence[Hop]) -> dict[str, Any]:
 
     A switch is a claimed label that differs from the previous claimed one, whatever came between
     (uncertain, silence). A stretch is consecutive hops of one label with no gap in time."""
-    minutes: Counter[str] = Counter()
-    states: Counter[str] = Counter()
+    minutes: dict[str, float] = {}
+    states: dict[str, float] = {}
     longest: dict[str, dict[str, float]] = {}
     switches = 0
     previous_label: str | None = None
@@ -207,7 +207,7 @@ def summarise(hops: Sequence[Hop]) -> dict[str, Any]:
     for hop in hops:
         contiguous = last_end is not None and hop.time - hop.duration <= last_end + hop.duration
         if hop.state == "emotion" and hop.label is not None:
-            minutes[hop.label] += hop.duration / 60.0
+            minutes[hop.label] = minutes.get(hop.label, 0.0) + hop.duration / 60.0
             if previous_label is not None and hop.label != previous_label:
                 switches += 1
             previous_label = hop.label
@@ -217,7 +217,7 @@ def summarise(hops: Sequence[Hop]) -> dict[str, Any]:
                 close_run()
                 run_label, run_start, run_end = hop.label, hop.time - hop.duration, hop.time
         else:
-            states[hop.state] += hop.duration / 60.0
+            states[hop.state] = states.get(hop.state, 0.0) + hop.duration / 60.0
             close_run()
             run_label = None
         last_end = hop.time
@@ -226,11 +226,15 @@ def summarise(hops: Sequence[Hop]) -> dict[str, Any]:
         "hops": len(hops),
         "from": hops[0].time - hops[0].duration if hops else None,
         "to": hops[-1].time if hops else None,
-        "minutes": {k: round(v, 2) for k, v in minutes.most_common()},
-        "other_minutes": {k: round(v, 2) for k, v in states.most_common()},
+        "minutes": _by_size(minutes),
+        "other_minutes": _by_size(states),
         "switches": switches,
         "longest": longest,
     }
+
+
+def _by_size(minutes: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in sorted(minutes.items(), key=lambda kv: -kv[1])}
 
 
 def bins(hops: Sequence[Hop], start: float, end: float, count: int) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from streamer.config import Settings
-from streamer.events import EmotionEvent, Level
+from streamer.events import EmotionEvent, Level, State
 from streamer.features import FeatureConfig, FeatureExtractor
 from streamer.ring import feature_ring, sample_ring
 from streamer.smoothing import Smoother
@@ -124,6 +124,7 @@ class Pipeline:
         raw: dict[str, float] = {}
         smoothed: dict[str, float] = {}
         label, confidence = None, 0.0
+        state: State
         if len(self.features) < window_frames:
             state = "warming_up"
         elif level.rms_dbfs < self.settings.gate.silence_dbfs:
