@@ -5,9 +5,10 @@ matplotlib is the ``plot`` extra (``pip install 'moodstream[plot]'``); the daemo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from streamer.history import Hop, Mark
 from streamer.protocol import label_color
@@ -18,6 +19,25 @@ EXTRA = "plot"
 
 class PlotUnavailable(RuntimeError):
     """matplotlib is not installed."""
+
+
+def _color(hop: Hop) -> str:
+    if hop.state == "emotion" and hop.label:
+        return label_color(hop.label)
+    return GREY if hop.state == "uncertain" else "#eeeeee"
+
+
+def _runs(hops: Sequence[Hop], num: Callable[[float], float]) -> list[tuple[float, float, str]]:
+    """(start, width, colour) in the axis' units (``num`` of epoch seconds) for each run of one
+    colour without a gap."""
+    runs: list[list[Any]] = []
+    for hop in hops:
+        start, end, color = num(hop.time - hop.duration), num(hop.time), _color(hop)
+        if runs and runs[-1][2] == color and start - runs[-1][1] < (end - start) / 2:
+            runs[-1][1] = end
+        else:
+            runs.append([start, end, color])
+    return [(a, b - a, c) for a, b, c in runs]
 
 
 def plot(hops: Sequence[Hop], marks: Sequence[Mark], path: Path, title: str) -> None:
@@ -43,14 +63,10 @@ def plot(hops: Sequence[Hop], marks: Sequence[Mark], path: Path, title: str) -> 
     fig, (bands, lines, level) = plt.subplots(
         3, 1, sharex=True, figsize=(10, 5.2), height_ratios=(1, 3, 1.4), constrained_layout=True
     )
-    day = 86400.0
-    for hop, t in zip(hops, times, strict=True):
-        width = hop.duration / day
-        if hop.state == "emotion" and hop.label:
-            color = label_color(hop.label)
-        else:
-            color = GREY if hop.state == "uncertain" else "#eeeeee"
-        bands.barh(0, width, left=mdates.date2num(t) - width, height=1, color=color, linewidth=0)
+    for start, width, color in _runs(
+        hops, lambda t: float(mdates.date2num(datetime.fromtimestamp(t)))
+    ):  # one bar per run of a colour: a day is 86400 hops
+        bands.barh(0, width, left=start, height=1, color=color, linewidth=0)
     bands.set_yticks([])
     bands.set_ylabel("mood", rotation=0, ha="right", va="center")
     bands.set_title(title, loc="left", fontsize=11)
@@ -59,18 +75,26 @@ def plot(hops: Sequence[Hop], marks: Sequence[Mark], path: Path, title: str) -> 
         lines.plot(times, values, color=label_color(label), linewidth=1.4, label=label)
     lines.set_ylim(0, 1)
     lines.set_ylabel("probability")
-    lines.legend(loc="upper left", ncols=len(labels) + 1, fontsize=8, frameon=False)
     lines.grid(alpha=0.25)
     level.plot(times, [h.rms_dbfs for h in hops], color="#555555", linewidth=1)
     level.set_ylabel("level dBFS")
     level.grid(alpha=0.25)
-    level.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    locator = mdates.AutoDateLocator()
+    level.xaxis.set_major_locator(locator)
+    level.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     for mark in marks:
         at = datetime.fromtimestamp(mark.time)
         for axis in (bands, lines, level):
             axis.axvline(at, color="#222222", linewidth=1, linestyle="--")
         lines.annotate(
-            mark.message, (mdates.date2num(at), 0.98), xytext=(3, 0), textcoords="offset points", fontsize=8, va="top"
+            mark.message,
+            (mdates.date2num(at), 0.98),
+            xytext=(-2, 0),
+            textcoords="offset points",
+            fontsize=8,
+            rotation=90,
+            ha="right",
+            va="top",
         )
     from matplotlib.patches import Patch
 
