@@ -74,7 +74,7 @@ class Hop:
             self.state,
             self.label,
             self.confidence,
-            json.dumps(self.probabilities, separators=(",", ":")),
+            json.dumps({k: round(v, 4) for k, v in self.probabilities.items()}, separators=(",", ":")),
             self.rms_dbfs,
             self.model,
         )
