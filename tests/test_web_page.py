@@ -125,7 +125,7 @@ def test_page_shows_the_label_bars_level_and_strip_and_greys_out_when_events_sto
                 "(() => { const c = document.getElementById('strip');"
                 " return [...c.getContext('2d').getImageData(c.width - 1, c.height / 2, 1, 1).data].slice(0, 3); })()"
             )
-            assert "#%02x%02x%02x" % tuple(rgb) == protocol.PALETTE["sad"]
+            assert "#{:02x}{:02x}{:02x}".format(*rgb) == protocol.PALETTE["sad"]
             bus.publish(StatusEvent("mark", "session 4 start", details={"text": "session 4 start"}))
             await until(page, "document.getElementById('marks').textContent.includes('session 4 start')")
             await page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
@@ -145,7 +145,9 @@ def test_page_shows_the_label_bars_level_and_strip_and_greys_out_when_events_sto
             await until(page, "document.body.classList.contains('stale')", timeout=10000)
             assert "no data since" in await page.text_content("#stale")
             assert "sends nothing" in await page.text_content("#stale")
-            await until(page, "getComputedStyle(document.getElementById('hero')).filter === 'grayscale(1) brightness(0.7)'")
+            await until(
+                page, "getComputedStyle(document.getElementById('hero')).filter === 'grayscale(1) brightness(0.7)'"
+            )
             await page.screenshot(path=str(tmp_path / "quiet.png"), full_page=True)
             bus.publish(emotion(25, "angry"))  # data again: colour again
             await until(page, "!document.body.classList.contains('stale')")
@@ -248,7 +250,9 @@ def test_history_view_marks_and_the_grey_page_after_the_daemon_stops(tmp_path: P
             stale = await page.text_content("#stale")
             assert "no data since" in stale and "disconnected" in stale
             assert (await page.get_attribute("#source", "data-state")) == "stopped"
-            await until(page, "getComputedStyle(document.getElementById('hero')).filter === 'grayscale(1) brightness(0.7)'")
+            await until(
+                page, "getComputedStyle(document.getElementById('hero')).filter === 'grayscale(1) brightness(0.7)'"
+            )
             await page.screenshot(path=str(tmp_path / "stale.png"), full_page=True)
 
             daemon = _daemon(tiny_model, port, db)  # it comes back: the page reconnects by itself
