@@ -40,6 +40,17 @@ def _runs(hops: Sequence[Hop], num: Callable[[float], float]) -> list[tuple[floa
     return [(a, b - a, c) for a, b, c in runs]
 
 
+def _grouped(marks: Sequence[Mark], within: float) -> list[tuple[float, str]]:
+    """Marks closer than ``within`` seconds share one line and one label ("session 1 end · session 2 start")."""
+    groups: list[tuple[float, list[str]]] = []
+    for mark in sorted(marks, key=lambda m: m.time):
+        if groups and mark.time - groups[-1][0] < within:
+            groups[-1][1].append(mark.message)
+        else:
+            groups.append((mark.time, [mark.message]))
+    return [(at, " · ".join(texts)) for at, texts in groups]
+
+
 def plot(hops: Sequence[Hop], marks: Sequence[Mark], path: Path, title: str) -> None:
     """Write the timeline to ``path`` (.png or .svg)."""
     if path.suffix.lower() not in (".png", ".svg"):
@@ -82,18 +93,20 @@ def plot(hops: Sequence[Hop], marks: Sequence[Mark], path: Path, title: str) -> 
     locator = mdates.AutoDateLocator()
     level.xaxis.set_major_locator(locator)
     level.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    for mark in marks:
-        at = datetime.fromtimestamp(mark.time)
+    first, last = hops[0].time - hops[0].duration, hops[-1].time
+    for at, text in _grouped(marks, (last - first) / 100):
+        when = datetime.fromtimestamp(at)
         for axis in (bands, lines, level):
-            axis.axvline(at, color="#222222", linewidth=1, linestyle="--")
+            axis.axvline(when, color="#222222", linewidth=1, linestyle="--")
+        left = at < (first + last) / 2  # the label on the side with room
         lines.annotate(
-            mark.message,
-            (mdates.date2num(at), 0.98),
-            xytext=(-2, 0),
+            text,
+            (mdates.date2num(when), 0.98),
+            xytext=(3 if left else -3, 0),
             textcoords="offset points",
             fontsize=8,
             rotation=90,
-            ha="right",
+            ha="left" if left else "right",
             va="top",
         )
     from matplotlib.patches import Patch
