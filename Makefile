@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 RUN_ARGS ?=
 
-.PHONY: run test test-fast bench models install-service uninstall-service clean
+.PHONY: run lint test test-fast bench models install-service uninstall-service clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,16 @@ $(VENV)/.all: pyproject.toml | $(PY)
 run: $(VENV)/.runtime
 	$(VENV)/bin/moodstream run --source auto $(RUN_ARGS)
 
-test: $(VENV)/.all
+# Lint, format and types first (seconds, cached), then the tests.
+lint: $(VENV)/.all
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest
 
-test-fast: $(VENV)/.all
+test-fast: lint
 	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.all

@@ -34,6 +34,7 @@ BENCHMARKS = {
     "daemon": "bench.daemon_cost",
     "latency": "bench.latency",
     "fanout": "bench.fanout",
+    "fleet": "bench.fleet",
     "aarch64": "bench.aarch64",
 }
 

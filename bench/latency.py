@@ -130,6 +130,7 @@ def measure(model_path, clients: int, hops: int, window_s: float) -> dict:
         workers = [_spawn_clients(url, n, listen_s) for n in shares if n]
         try:
             for w in workers:
+                assert w.stdout is not None  # stdout=PIPE
                 if w.stdout.readline().strip() != "ready":
                     raise RuntimeError("a client process could not connect")
             load = os.getloadavg()[0]
@@ -141,6 +142,7 @@ def measure(model_path, clients: int, hops: int, window_s: float) -> dict:
                     w.kill()
                     w.wait()
         overflows = asyncio.run(_overflows(url))
+        assert d.proc.stdin is not None  # stdin=PIPE
         d.proc.stdin.close()
         status, _ = d.finish()
         if status != 0:

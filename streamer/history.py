@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.config import HistorySettings
-from streamer.events import EmotionEvent, Event, EventBus, StatusEvent
+from streamer.events import EmotionEvent, Event, EventBus, StatusEvent, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ MEMORY_SECONDS = 3600.0  # the last hour stays in memory for the page's strip, h
 QUEUE_EVENTS = 4096  # events the sink may lag behind the bus (it only appends to lists)
 MAX_PENDING_ROWS = 200_000  # rows kept for a retry while the disk is full (about two days of hops)
 PRUNE_EVERY_S = 3600.0
+STATS = ("rows_written", "batches", "write_errors", "rows_lost")  # counters, reported as history_*
 MAX_BINS = 2000
 SESSION_WORDS = ("start", "begin", "end", "stop")  # "session 12 start" and "session 12 end": one session
 
@@ -274,16 +275,18 @@ class HistorySink:
         self._failing = False
         self._last_prune = float("-inf")
         self.counters: Counter[str] = Counter()
+        self._subscription: Subscription | None = None
 
     @property
     def enabled(self) -> bool:
         return bool(self.settings.path)
 
     def stats(self) -> dict[str, int]:
-        return dict(self.counters)
+        dropped = self._subscription.dropped if self._subscription is not None else 0
+        return {f"history_{key}": self.counters[key] for key in STATS} | {"history_events_dropped": dropped}
 
     async def run(self, bus: EventBus, stop: asyncio.Event) -> None:
-        subscription = bus.subscribe(QUEUE_EVENTS)
+        subscription = self._subscription = bus.subscribe(QUEUE_EVENTS)
         self._loop, self._bus = asyncio.get_running_loop(), bus
         if self.enabled:
             self._worker = threading.Thread(target=self._write_loop, name="history-writer", daemon=True)
@@ -302,7 +305,6 @@ class HistorySink:
                     break
                 self._take(event)
         finally:
-            self.counters["events_dropped"] = subscription.dropped
             subscription.close()
             stopping.cancel()
             if flusher is not None:

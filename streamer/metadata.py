@@ -46,7 +46,7 @@ class ModelMetadata:
     std: tuple[float, ...]
     input_quantization: tuple[float, int]
     output_quantization: tuple[float, int]
-    hop_seconds: float = 1.0  # step between the training windows (the daemon hops by its own setting)
+    train_step_seconds: float = 1.0  # step between the training windows (the daemon hops by model.hop_seconds)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -80,7 +80,7 @@ class ModelMetadata:
             "feature_config": self.feature_config.to_dict(),
             "window_seconds": self.window_seconds,
             "window_frames": self.window_frames,
-            "hop_seconds": self.hop_seconds,
+            "train_step_seconds": self.train_step_seconds,
             "mean": list(self.mean),
             "std": list(self.std),
             "input_quantization": {"scale": self.input_quantization[0], "zero_point": self.input_quantization[1]},
@@ -125,7 +125,8 @@ class ModelMetadata:
                 std=tuple(float(x) for x in data["std"]),
                 input_quantization=_quantization(data["input_quantization"]),
                 output_quantization=_quantization(data["output_quantization"]),
-                hop_seconds=float(data.get("hop_seconds", 1.0)),
+                # files written before the rename carry it as "hop_seconds" (the shipped ones do)
+                train_step_seconds=float(data.get("train_step_seconds", data.get("hop_seconds", 1.0))),
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
             )

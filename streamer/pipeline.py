@@ -28,16 +28,21 @@ CLIP_LEVEL = 32767 / 32768  # a sample at int16 full scale or beyond counts as c
 
 
 class _Metadata(Protocol):
-    feature_config: FeatureConfig
+    @property
+    def feature_config(self) -> FeatureConfig: ...
 
 
 class Runner(Protocol):
-    """What the pipeline needs from streamer.runner.ModelRunner."""
+    """What the pipeline needs from streamer.runner.ModelRunner (read-only)."""
 
-    metadata: _Metadata
-    labels: tuple[str, ...]
-    name: str
-    window_frames: int
+    @property
+    def metadata(self) -> _Metadata: ...
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def window_frames(self) -> int: ...
 
     def predict(self, window: np.ndarray) -> np.ndarray: ...
 
@@ -160,7 +165,7 @@ class Pipeline:
 
 
 def _as_dict(labels: Sequence[str], values: np.ndarray) -> dict[str, float]:
-    return {label: float(v) for label, v in zip(labels, values)}
+    return {label: float(v) for label, v in zip(labels, values, strict=True)}
 
 
 def clip_decision(events: Sequence[EmotionEvent]) -> np.ndarray | None:

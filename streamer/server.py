@@ -11,7 +11,6 @@ plain GET of ``/`` gets the page. Protocol details: docs/protocol.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import hmac
@@ -57,38 +56,13 @@ class ServerError(RuntimeError):
     """The server could not start (for example, the port is taken)."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``run`` flags of the [server] section (defaults None = 'not given', see config.FLAGS)."""
-    group = parser.add_argument_group("WebSocket server")
-    group.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 = all)")
-    group.add_argument("--port", type=int, help="port of the WebSocket and the web page (8765)")
-    group.add_argument(
-        "--token",
-        help="require this token from clients (?token= or Bearer); "
-        "flags show in ps: prefer server.token in the config file",
-    )
-    group.add_argument(
-        "--origin",
-        action="append",
-        metavar="ORIGIN",
-        help="allow browser pages from this Origin (repeatable; default: any)",
-    )
-    group.add_argument("--max-clients", type=int, help="refuse clients beyond this many (64)")
-    group.add_argument(
-        "--no-server",
-        dest="server_enabled",
-        action="store_false",
-        default=None,
-        help="do not start the WebSocket server",
-    )
-
-
 class Server:
     """The broadcast; ``describe`` is the daemon's snapshot (model, config, state, counters)."""
 
-    def __init__(self, settings: ServerSettings, bus: EventBus, describe: Callable[[], dict[str, Any]]) -> None:
+    name = "server"
+
+    def __init__(self, settings: ServerSettings, describe: Callable[[], dict[str, Any]]) -> None:
         self._settings = settings
-        self._bus = bus
         self._describe = describe
         self._clients: set[ServerConnection] = set()
         self._closing: set[asyncio.Task[None]] = set()
@@ -97,6 +71,7 @@ class Server:
         self.dropped_clients = 0
         self.port: int | None = None  # the bound port once listening (settings.port may be 0)
         self.listening = asyncio.Event()
+        self._bus: EventBus | None = None  # the bus being served (set by run): marks are published on it
         # client requests beyond ping and get_state: type -> handler (the daemon adds get_history)
         self.requests: dict[str, Handler] = {"mark": self._mark}
 
@@ -104,7 +79,7 @@ class Server:
     def client_count(self) -> int:
         return len(self._clients)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, int]:
         return {
             "clients": self.client_count,
             "dropped_clients": self.dropped_clients,
@@ -115,10 +90,11 @@ class Server:
     def snapshot(self, kind: str = "state") -> protocol.Message:
         return protocol.snapshot(kind, self._describe(), self.stats())
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, bus: EventBus, stop: asyncio.Event) -> None:
         """Listen and broadcast until ``stop`` is set; then close every client with 1001."""
         s = self._settings
-        subscription = self._bus.subscribe(FANOUT_QUEUE)
+        subscription = bus.subscribe(FANOUT_QUEUE)
+        self._bus = bus
         try:
             server = await serve(
                 self._handle,
@@ -220,6 +196,7 @@ class Server:
         """A session mark: published to every sink (history, JSONL, clients) as a status event."""
         text = protocol.mark_text(request)
         event = StatusEvent("mark", text, details={"text": text})
+        assert self._bus is not None  # requests arrive only while run() serves
         self._bus.publish(event)
         return {"type": "marked", "text": text, "timestamp": event.timestamp}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import sys
 import threading
@@ -36,7 +37,7 @@ T = TypeVar("T")
 
 RATE = 16000  # what the features (and so every model) expect
 PROBE_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
-QUEUE_BLOCKS = 100  # blocks between the audio thread and the loop: 25 s of audio at the default 0.25 s
+QUEUE_BLOCKS = 32  # blocks between the audio thread and the loop: 32 s of audio at the default 1 s block
 
 
 class SourceError(RuntimeError):
@@ -87,17 +88,15 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
         if error is not None:
             future.set_exception(error)
         else:
-            future.set_result(result)  # type: ignore[arg-type]
+            future.set_result(result)  # type: ignore[arg-type]  # no error: result is fn's T
 
     def work() -> None:
         try:
             result, error = fn(*args), None
         except BaseException as exc:  # handed to the awaiting task, not lost in the thread
             result, error = None, exc
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting any more
             loop.call_soon_threadsafe(settle, result, error)
-        except RuntimeError:  # the loop is gone: nobody is waiting any more
-            pass
 
     threading.Thread(target=work, name=getattr(fn, "__name__", "call"), daemon=True).start()
     return await future
@@ -220,17 +219,13 @@ class _Handoff:
         self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_BLOCKS)
 
     def put_threadsafe(self, item: Any) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
             self._loop.call_soon_threadsafe(self._put, item)
-        except RuntimeError:  # the loop has closed: we are shutting down
-            pass
 
     def put_waiting(self, item: Any) -> None:
         """Backpressure: block the calling thread until the queue has room."""
-        try:
+        with contextlib.suppress(RuntimeError, concurrent.futures.CancelledError):  # the loop is gone
             asyncio.run_coroutine_threadsafe(self.queue.put(item), self._loop).result()
-        except (RuntimeError, concurrent.futures.CancelledError):  # the loop is gone
-            pass
 
     def _put(self, item: Any) -> None:
         if self.queue.full():
@@ -253,7 +248,9 @@ class StdinSource(Source):
         self.settings = settings
         # Unbuffered: a thread blocked in a buffered read holds its lock, and at exit Python then
         # aborts ("could not acquire lock for <stdin> at interpreter shutdown").
-        self._stream = stream if stream is not None else open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+        if stream is None:  # kept open for the source's life, as stdin itself is (closefd=False)
+            stream = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115 (see above)
+        self._stream = stream
         self._frame = 2 * settings.channels
         self._block = max(1, round(settings.block_seconds * settings.rate)) * self._frame
         self._handoff: _Handoff | None = None

@@ -257,7 +257,7 @@ def test_an_unwritable_jsonl_path_is_a_configuration_error(tiny_model: Path, cli
         "--jsonl",
         "/nonexistent/dir/events.jsonl",
     )
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "output.jsonl" in err and "No such file or directory" in err and "Traceback" not in err
 

@@ -11,7 +11,7 @@ import re
 from rich.console import Console
 
 from streamer import protocol
-from streamer.dashboard import Dashboard, plain_line, run_local
+from streamer.dashboard import Dashboard, LocalDashboard, plain_line
 from streamer.events import EventBus, to_dict
 from tests.wire import describe_for, emotion, status
 
@@ -19,7 +19,7 @@ SERVER = {"clients": 3, "dropped_clients": 2, "max_clients": 64, "missed_events"
 
 
 def _text(dashboard: Dashboard) -> str:
-    console = Console(width=100, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console = Console(width=100, record=True, file=open(os.devnull, "w"))  # noqa: SIM115 (devnull, closed at exit)
     console.print(dashboard.render())
     return console.export_text()
 
@@ -57,7 +57,7 @@ def test_dashboard_colours_the_label_with_the_palette() -> None:
     dash = Dashboard()
     dash.apply(_hello(EventBus()))
     dash.apply(to_dict(emotion(0, "happy")))
-    console = Console(width=100, record=True, force_terminal=True, color_system="truecolor", file=open(os.devnull, "w"))  # noqa: SIM115
+    console = Console(width=100, record=True, force_terminal=True, color_system="truecolor", file=open(os.devnull, "w"))  # noqa: SIM115 (devnull, closed at exit)
     console.print(dash.render())
     html = console.export_html(inline_styles=True)
     assert protocol.PALETTE["happy"] in html and "H  A  P  P  Y" in html
@@ -67,7 +67,7 @@ def test_a_snapshot_shows_the_last_hop_before_the_next_one_comes() -> None:
     bus = EventBus()
     bus.publish(emotion(3, "angry"))
     dash = Dashboard()
-    dash.apply({"type": "state", **describe_for(bus)()})  # what run_local starts with
+    dash.apply({"type": "state", **describe_for(bus)()})  # what LocalDashboard starts with
     assert "A  N  G  R  Y" in _text(dash)
 
 
@@ -93,11 +93,11 @@ def test_plain_lines() -> None:
     assert plain_line(protocol.pong()) is None
 
 
-def test_run_local_without_a_terminal_logs_plain_lines(caplog) -> None:
+def test_local_dashboard_without_a_terminal_logs_plain_lines(caplog) -> None:
     async def main() -> None:
         bus = EventBus()
         console = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - not a terminal
-        task = asyncio.create_task(run_local(bus, describe_for(bus), asyncio.Event(), console))
+        task = asyncio.create_task(LocalDashboard(describe_for(bus), console).run(bus, asyncio.Event()))
         await asyncio.sleep(0.05)
         bus.publish(emotion(1, "angry"))
         bus.close()
@@ -109,12 +109,12 @@ def test_run_local_without_a_terminal_logs_plain_lines(caplog) -> None:
     assert "hop 1 angry 0.80" in caplog.text
 
 
-def test_run_local_on_a_terminal_renders_until_stopped() -> None:
+def test_local_dashboard_on_a_terminal_renders_until_stopped() -> None:
     async def main() -> str:
         bus = EventBus()
         stop = asyncio.Event()
-        console = Console(width=100, height=60, record=True, force_terminal=True, file=open(os.devnull, "w"))  # noqa: SIM115
-        task = asyncio.create_task(run_local(bus, describe_for(bus), stop, console))
+        console = Console(width=100, height=60, record=True, force_terminal=True, file=open(os.devnull, "w"))  # noqa: SIM115 (devnull, closed at exit)
+        task = asyncio.create_task(LocalDashboard(describe_for(bus), console).run(bus, stop))
         await asyncio.sleep(0.05)
         bus.publish(emotion(1, "happy"))
         await asyncio.sleep(0.05)

@@ -23,12 +23,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer import daemon as daemon_mod
+from streamer import liveness as liveness_mod
 from streamer.runner import ModelRunner
 from streamer.sources import SourceError
 from tests.conftest import mood_audio
 from tests.fakesd import FakeSoundDevice
-from tests.pulse import pulse  # noqa: F401  (fixture)
 from tests.test_liveness import SPEED, Harness
 
 pytestmark = pytest.mark.slow  # real time passes while things fail
@@ -87,7 +86,7 @@ def systemd_env(monkeypatch: pytest.MonkeyPatch, listener: NotifyListener) -> No
     monkeypatch.setenv("NOTIFY_SOCKET", str(listener.path))
     monkeypatch.setenv("WATCHDOG_USEC", str(WATCHDOG_USEC))
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    monkeypatch.setattr(daemon_mod, "FIRST_AUDIO_GRACE_S", 0.2)
+    monkeypatch.setattr(liveness_mod, "FIRST_AUDIO_GRACE_S", 0.2)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +118,7 @@ def test_watchdog_pings_stop_while_the_pipeline_stalls_and_resume(
     async def scenario() -> None:
         h = Harness(runner, fake)
         stall = StallableRunner(runner)
-        h.daemon.pipeline.runner = stall  # type: ignore[assignment]
+        h.daemon.pipeline.runner = stall  # type: ignore[assignment]  # a wrapper that can hang
         async with h:
             await h.until(lambda: len(h.emotions()) >= 2)
             lines = listener.lines()
@@ -150,7 +149,7 @@ def test_waiting_for_a_lost_device_is_not_a_stall(
         async with Harness(runner, fake, backoff_initial_s=0.3, backoff_max_s=1.0) as h:
             await h.until(lambda: len(h.emotions()) >= 1)
             fake.present, fake.mode = False, "finish"  # unplugged
-            await h.until(lambda: h.daemon.source_state == "reconnecting")
+            await h.until(lambda: h.daemon.liveness.state == "reconnecting")
             gone = time.monotonic()
             await asyncio.sleep(2.5)  # several backoff waits and failed reopenings
             ended = time.monotonic()

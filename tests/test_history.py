@@ -108,7 +108,7 @@ def test_hops_are_written_in_batches_and_the_rest_at_shutdown(tmp_path: Path) ->
         bus.close()  # shutdown: what is buffered is written before run returns
         await asyncio.wait_for(task, 15)
         assert count(db) == 6 and count(db, "events") == 1
-        assert sink.stats()["batches"] == 2 and sink.stats()["rows_written"] == 7
+        assert sink.stats()["history_batches"] == 2 and sink.stats()["history_rows_written"] == 7
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             row = conn.execute("SELECT state, label, probabilities FROM hops ORDER BY seq DESC").fetchone()
@@ -137,7 +137,7 @@ def test_an_unwritable_path_is_one_status_event_and_the_sink_runs_on(tmp_path: P
                 statuses.append(event)
         assert [s.kind for s in statuses] == ["history_error"]  # once, not per flush
         assert "cannot write to" in statuses[0].message and str(db) in statuses[0].message
-        assert sink.stats()["write_errors"] >= 2 and not task.done()
+        assert sink.stats()["history_write_errors"] >= 2 and not task.done()
         folder.mkdir()  # the disk is back: the kept rows are written, and that is said too
         bus.publish(emotion(6))
         await until(lambda: count(db) == 7)
@@ -379,8 +379,13 @@ def test_marks_and_history_ranges_through_the_running_daemon(tmp_path: Path, tin
     assert proc.returncode == 0, err
     conn = sqlite3.connect(db)
     marks = conn.execute("SELECT message FROM events WHERE kind = 'mark'").fetchall()
-    stopped = conn.execute("SELECT count(*) FROM events WHERE kind = 'stopped'").fetchone()[0]
+    stopped = conn.execute("SELECT details FROM events WHERE kind = 'stopped'").fetchall()
+    # the sinks subscribe before the source opens its stream: the history has its first status too
+    first = conn.execute("SELECT kind FROM events ORDER BY time LIMIT 1").fetchone()[0]
     conn.close()
-    assert marks == [("session 1 start",)] and stopped == 1  # the shutdown batch made it
+    assert marks == [("session 1 start",)] and len(stopped) == 1  # the shutdown batch made it
+    assert first == "source_connected"
+    final = json.loads(stopped[0][0])  # the final counters: the history's once, under its own names
+    assert final["history_rows_written"] > 0 and final["history_write_errors"] == 0 and "rows_written" not in final
     gone = _mark(port, "too late", "pw")
     assert gone.returncode == 1 and "no daemon at" in gone.stderr

@@ -88,7 +88,7 @@ def test_chunk_sizes_do_not_change_the_events(runner: ModelRunner, tiny_model: P
     for chunk in np.split(audio, cuts):
         pieces += pipeline.process(chunk)
     assert len(whole) == len(pieces) == 20
-    for a, b in zip(whole, pieces):
+    for a, b in zip(whole, pieces, strict=True):
         assert (a.seq, a.state, a.label, a.raw, a.level) == (b.seq, b.state, b.label, b.raw, b.level)
 
 
@@ -135,7 +135,7 @@ def test_a_44k_stereo_file_gives_the_events_of_its_16k_mono_version(
     assert len(ref) == len(got) == 16
     assert [e.state for e in got] == [e.state for e in ref]
     assert [e.label for e in got] == [e.label for e in ref]
-    for a, b in zip(ref, got):
+    for a, b in zip(ref, got, strict=True):
         assert a.level.rms_dbfs == pytest.approx(b.level.rms_dbfs, abs=0.1)
         for label in a.raw:
             assert a.raw[label] == pytest.approx(b.raw[label], abs=0.1)
@@ -176,4 +176,4 @@ def test_a_window_longer_than_the_ring_is_refused(runner: ModelRunner, tiny_mode
         window_frames = 3001
 
     with pytest.raises(ValueError, match="longer than the 3000-frame feature ring"):
-        Pipeline(Huge(), settings_for(tiny_model))  # type: ignore[arg-type]
+        Pipeline(Huge(), settings_for(tiny_model))  # type: ignore[arg-type]  # a partial runner on purpose

@@ -258,9 +258,9 @@ def test_port_in_use_is_a_clear_error() -> None:
             taken.listen()
             port = taken.getsockname()[1]
             bus = EventBus()
-            server = Server(ServerSettings(port=port), bus, describe_for(bus))
+            server = Server(ServerSettings(port=port), describe_for(bus))
             with pytest.raises(ServerError, match=f"cannot listen on 127.0.0.1:{port}"):
-                await server.run(asyncio.Event())
+                await server.run(bus, asyncio.Event())
             assert bus.subscriber_count == 0
 
     asyncio.run(main())
@@ -319,7 +319,7 @@ def test_run_flags_set_the_server_section(tmp_path) -> None:
     )
     default = config.load(tmp_path / "empty.toml", config.overrides_from_args(cli.build_parser().parse_args(["run"])))
     assert default.server.host == "127.0.0.1" and default.server.enabled
-    with pytest.raises(config.ConfigError, match="server.port"):
+    with pytest.raises(config.ConfigError, match=r"server\.port"):
         config.load(tmp_path / "empty.toml", {"server": {"port": 70000}})
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from streamer.audio_io import AudioError
-from trainer.architectures import ARCHITECTURES, DEEP
+from trainer.architectures import ARCHITECTURES
 from trainer.dataset import DatasetError
 from trainer.prepare import PROTOCOLS
 from trainer.run import RunConfig, RunError, run
@@ -27,37 +27,42 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+D = RunConfig(data_dir="", out="")  # the defaults, declared once in RunConfig
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moodstream-train", description=__doc__.splitlines()[0])
     p.add_argument("data_dir", type=Path, help="folder with one sub-folder per label")
     p.add_argument("--out", type=Path, required=True, help="run folder (models, report, metrics)")
     p.add_argument("--labels", type=_csv, help="comma-separated subset of label folders, e.g. angry,happy,sad")
-    p.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10)")
-    p.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
+    p.add_argument("--window", type=float, default=D.window_seconds, help="window length in s (default %(default)s)")
+    p.add_argument(
+        "--overlap", type=float, default=D.overlap, help="window overlap fraction in [0, 1) (default %(default)s)"
+    )
     p.add_argument(
         "--architectures",
         type=_csv,
-        default=DEEP,
+        default=D.architectures,
         help="comma-separated: cnn,cnn_lstm,cnn_gru (default) and linear (the baseline's model, shippable)",
     )
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the logistic-regression floor")
     p.add_argument(
         "--protocol",
         choices=PROTOCOLS,
-        default="honest",
+        default=D.protocol,
         help="honest: split by group first (default); paper: augment+segment, then split at random (leaky)",
     )
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no pitch shift / time stretch")
-    p.add_argument("--epochs", type=int, default=150)
-    p.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=D.epochs, help="at most this many (default %(default)s)")
+    p.add_argument("--patience", type=int, default=D.patience, help="early-stopping patience (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=D.batch_size, help="(default %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=D.learning_rate, help="(default %(default)s)")
     p.add_argument(
         "--time-budget", type=float, help="minutes per model; training stops after the epoch that exceeds it"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=D.seed, help="(default %(default)s)")
     p.add_argument("--group-column", help="metadata.csv column that groups clips (default: artist when present)")
-    p.add_argument("--name", default="moodstream", help="model name prefix")
+    p.add_argument("--name", default=D.name, help="model name prefix (default %(default)s)")
     p.add_argument("--cache", type=Path, default=default_cache(), help="feature cache folder")
     p.add_argument("--workers", type=int, help="feature extraction processes (default: up to 2)")
     return p
