@@ -17,7 +17,7 @@ $(VENV)/.runtime: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.all: pyproject.toml | $(PY)
-	$(PIP) install -e '.[train,dev,pi]'
+	$(PIP) install -e '.[train,dev,pi,plot]'
 	touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime

@@ -255,7 +255,7 @@ def _classify_command(model: Path, audio: Path) -> list[str]:
 
 def _emotions(stdout: str) -> list[dict]:
     events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    return [e for e in events if e.get("type") == "emotion" and e.get("state") == "emotion"]
+    return [e for e in events if e.get("type") == "emotion" and e.get("raw")]  # classified: a label or uncertain
 
 
 def classify_emulated(model: Path, audio: Path, rootfs: Path = ROOTFS) -> dict:

@@ -197,7 +197,8 @@ def run(quick: bool = False) -> Section:
     md = (
         f"`moodstream run --source stdin --model {model.path.name} --hop {HOP_S:g}` with its WebSocket server on "
         f"loopback; s16le audio written to its stdin in 100 ms blocks paced in real time, {hops} hops per "
-        'run after the window filled (every measured event is an "emotion" event: features, inference, '
+        'run after the window filled (every measured event is a classified hop, "emotion" or "uncertain": '
+        "features, inference, "
         "smoothing, bus, server fan-out, WebSocket, client). Latency = client receipt minus the moment the "
         "hop's last block was written; the clients run in 2 processes of their own (one clock, "
         "`time.monotonic`), each of which freezes its garbage collector's view of the connections once "

@@ -13,13 +13,23 @@ import argparse  # noqa: E402  (after tune(): see above)
 import sys  # noqa: E402  (after tune())
 from types import ModuleType  # noqa: E402  (after tune())
 
-from streamer import daemon, evaluate, mqtt_forget, sources, watch  # noqa: E402  (they import numpy: after tune())
+from streamer import (  # noqa: E402  (they import numpy: after tune())
+    daemon,
+    evaluate,
+    history_report,
+    mark,
+    mqtt_forget,
+    sources,
+    watch,
+)
 
 COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "run": (daemon, "listen and broadcast emotions (the daemon)"),
     "devices": (sources, "list audio input devices and their rates"),
     "evaluate": (evaluate, "score a model on a labelled folder, the daemon's way"),
     "watch": (watch, "show the dashboard of a running daemon over WebSocket, or of every device on an MQTT broker"),
+    "mark": (mark, "put a session mark into the running daemon's stream"),
+    "history": (history_report, "summarise, export or plot the mood history"),
     "mqtt-forget": (mqtt_forget, "clear this daemon's retained MQTT topics and Home Assistant entities"),
 }
 

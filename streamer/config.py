@@ -187,17 +187,26 @@ class SmoothingSettings:
     )
     switch_margin: float = setting(
         0.1,
-        "lead a new label needs before it switches",
+        "a label is claimed only while it leads the next one by this much...",
         flag="--switch-margin",
         bounds=Bounds(0, 1, hi_open=True),
-        doc="A new label must lead the current one by this much probability...",
+        doc="A label is claimed only while it leads the next one by this much probability...",
     )
     switch_hops: int = setting(
         2,
-        "consecutive hops of that lead before switching",
+        "...and a new one only after this many consecutive hops of that lead",
         flag="--switch-hops",
         bounds=(1, 1000),
-        doc="...for this many consecutive hops before the reported label switches (hysteresis).",
+        doc="...and a new label only after this many consecutive hops of that lead; until then, and whenever "
+        'no label leads by the margin, the state is "uncertain" and no label is claimed.',
+    )
+    min_confidence: float = setting(
+        0.40,
+        "below this smoothed probability of the leading label the state is uncertain",
+        flag="--min-confidence",
+        bounds=(0, 1),
+        doc='Below this smoothed probability of the most probable label the state is "uncertain" too '
+        "(chosen on the shipped models' validation clips: see the README).",
     )
 
 
@@ -516,6 +525,34 @@ def mqtt_endpoint(url: str) -> tuple[str, str, int]:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    """The mood history in SQLite (opt-in); see streamer/history.py."""
+
+    path: str = setting(
+        "",
+        'keep the mood history in this SQLite file; "" = none',
+        flag="--history",
+        doc="Keep the mood history (every hop, status events and session marks) in this SQLite file, for "
+        "`moodstream history` and the web page's history view. An empty string means no history (the page's "
+        "last-hour strip then comes from memory). The service may write under /var/lib/moodstream, e.g. "
+        '"/var/lib/moodstream/history.sqlite".',
+    )
+    flush_seconds: float = setting(
+        60.0,
+        "write the hops in one transaction this often (and at shutdown)",
+        bounds=(0.1, 86400),
+        doc="Hops are written in one transaction this often, in seconds, and at shutdown (sparing the SD "
+        "card; a crash loses at most this much).",
+    )
+    retention_days: float = setting(
+        30.0,
+        "delete rows older than this many days; 0 = keep everything",
+        bounds=(0, 36500),
+        doc="Rows older than this many days are deleted; 0 keeps everything.",
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     source: SourceSettings = field(default_factory=SourceSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -525,6 +562,7 @@ class Settings:
     liveness: LivenessSettings = field(default_factory=LivenessSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
 
     def validate(self) -> Settings:
         """Every value within its declaration's bounds and choices, then each section's own checks."""

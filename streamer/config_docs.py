@@ -17,7 +17,7 @@ from typing import Any
 from streamer.config import Bounds, declared
 
 ROOT = Path(__file__).resolve().parent.parent
-README_SECTIONS = (("source", "model", "smoothing", "gate", "output", "liveness"), ("server",), ("mqtt",))
+README_SECTIONS = (("source", "model", "smoothing", "gate", "output", "liveness"), ("server",), ("mqtt",), ("history",))
 COMMENT_COLUMN = 25
 CONFIG_FILE_HEADER = """\
 # moodstream configuration: /etc/moodstream/config.toml (installed once by systemd/install.sh,

@@ -1,8 +1,8 @@
 """`moodstream run`: source -> Pipeline -> EventBus -> sinks, one asyncio task per service.
 
 The capture task reads the source through :class:`~streamer.liveness.Liveness`, which never gives up
-on a live input, feeds the pipeline and publishes its events; every sink (JSONL, WebSocket server,
-dashboard, MQTT, systemd notify) is a task reading the bus (:class:`~streamer.sinks.Sink`). SIGINT/SIGTERM
+on a live input, feeds the pipeline and publishes its events; every sink (JSONL, history, WebSocket
+server, dashboard, MQTT, systemd notify) is a task reading the bus (:class:`~streamer.sinks.Sink`). SIGINT/SIGTERM
 close the stream, then the bus, and the sinks drain what is pending before the process exits.
 """
 
@@ -24,6 +24,7 @@ from streamer import config as config_mod
 from streamer import liveness, logs, server
 from streamer.config import ConfigError, Settings
 from streamer.events import EventBus, StatusEvent, StatusKind, to_dict
+from streamer.history import HistorySink
 from streamer.jsonl import JsonlSink, OutputError
 from streamer.metadata import ModelFileError
 from streamer.notify import Notifier, NotifySink
@@ -103,8 +104,12 @@ class Daemon:
         """Every consumer of the bus, from the settings (JSONL first: a bad path is a start-up error)."""
         out = self.settings.output
         sinks: list[Sink] = [JsonlSink(out.jsonl, stop.set)] if out.jsonl else []
+        history = HistorySink(self.settings.history, self.settings.model.hop_seconds)
+        sinks.append(history)  # without a path it keeps only the last hour in memory, for the page's strip
         if self.settings.server.enabled:
-            sinks.append(server.Server(self.settings.server, self.describe))
+            web = server.Server(self.settings.server, self.describe)
+            web.requests["get_history"] = history.answer
+            sinks.append(web)
         if out.dashboard:
             from streamer.dashboard import LocalDashboard  # rich's live display: only when asked for
 

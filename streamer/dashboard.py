@@ -112,6 +112,9 @@ class Dashboard:
         elif event["state"] == "emotion":
             word, color = event["label"], self.color(event["label"])
             detail = f"{100 * event['confidence']:.0f}% confident · hop {event['seq']}"
+        elif event["state"] == "uncertain":
+            word, color = "uncertain", GREY
+            detail = f"no mood leads clearly · hop {event['seq']}"
         else:
             word, color = event["state"].replace("_", " "), GREY
             detail = f"hop {event['seq']}"
@@ -143,11 +146,11 @@ class Dashboard:
             if state == "emotion":
                 text.append("█", style=self.color(label))
             else:
-                text.append("·" if state == "silence" else "░", style=GREY)
+                text.append({"silence": "·", "uncertain": "▒"}.get(state, "░"), style=GREY)
         legend = Text("  ")
         for label in self.labels():
             legend.append("█ ", style=self.color(label)).append(f"{label}  ")
-        legend.append("· silence  ░ warming up", style=GREY)
+        legend.append("▒ uncertain  · silence  ░ warming up", style=GREY)
         return Panel(Group(text, legend), title=f"last {TIMELINE_HOPS} hops", title_align="left")
 
     def _meter(self) -> RenderableType:
@@ -207,9 +210,11 @@ def plain_line(message: Message) -> str | None:
     if kind == "emotion":
         level = message.get("level") or {}
         head = f"hop {message['seq']} "
+        probs = " ".join(f"{k} {v:.2f}" for k, v in message["probabilities"].items())
+        if message["state"] == "uncertain":
+            return f"{head}uncertain ({probs})"
         if message["state"] != "emotion":
             return head + message["state"]
-        probs = " ".join(f"{k} {v:.2f}" for k, v in message["probabilities"].items())
         return (
             f"{head}{message['label']} {message['confidence']:.2f} ({probs}) "
             f"rms {_db(level.get('rms_dbfs'))} dBFS{' CLIPPED' if level.get('clipped') else ''} "

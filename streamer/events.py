@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-State = Literal["warming_up", "silence", "emotion"]
+State = Literal["warming_up", "silence", "uncertain", "emotion"]
 
 # What a status event reports; the schema's and docs/protocol.md's lists are checked against it.
 # Clients must ignore kinds they do not know: the set may grow.
@@ -26,6 +26,9 @@ StatusKind = Literal[
     "overflow",  # the input lost audio blocks before we read them
     "silence",  # the input fell under the level gate
     "sound",  # it rose above the gate again
+    "mark",  # a session mark from a client (details.text: its text)
+    "history_error",  # the history database refused a write (once per failing spell; rows kept)
+    "history_ok",  # it writes again
     "stopped",  # the last event before the daemon closes; details are the final counters
     "mqtt_connected",  # the MQTT sink reached its broker (details.broker: its URL), or again
     "mqtt_lost",  # it lost the broker; it reconnects with backoff
@@ -52,9 +55,9 @@ class EmotionEvent:
     timestamp: float  # wall clock, seconds since the epoch
     stream_time: float  # seconds of audio consumed since the source started
     state: State
-    label: str | None  # None unless state == "emotion"
+    label: str | None  # None unless state == "emotion" ("uncertain": no label leads clearly)
     confidence: float  # smoothed probability of ``label`` (0 when no label)
-    probabilities: dict[str, float]  # smoothed
+    probabilities: dict[str, float]  # smoothed (empty unless the model ran: emotion or uncertain)
     raw: dict[str, float]  # this hop's model output
     level: Level
     processing_ms: float

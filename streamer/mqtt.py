@@ -1,11 +1,12 @@
 """The MQTT sink: the daemon's events on a broker, for Home Assistant, Node-RED and openHAB.
 
 Topics under ``mqtt.base_topic`` (``moodstream/<device id>``): ``state`` (the smoothed label, or
-``silence`` / ``warming_up``; retained), ``attributes`` (JSON: probabilities, confidence, level, seq,
-model; retained), ``status`` (the daemon's status events) and ``availability`` (``online``; ``offline``
-as the last will; retained). Home Assistant discovery configs (streamer/discovery.py) are published,
-retained, at every connection, and so is the latest retained state: a restarted broker without
-persistence gets it all back.
+``uncertain`` / ``silence`` / ``warming_up``, never a label that is not claimed; retained),
+``attributes`` (JSON: probabilities, confidence, level, seq, model; retained), ``status`` (the
+daemon's status events) and ``availability`` (``online``; ``offline`` as the last will; retained).
+Home Assistant discovery configs (streamer/discovery.py) are published, retained, at every
+connection, and so is the latest retained state: a restarted broker without persistence gets it
+all back.
 
 Two tasks: the consumer turns bus events into messages on a bounded outbox (the oldest message is
 dropped and counted when it is full, so a slow or absent broker costs neither memory nor a hop), and
@@ -102,6 +103,7 @@ def attributes(event: EmotionEvent, silence_dbfs: float) -> dict[str, Any]:
 
 
 def state_of(event: EmotionEvent) -> str:
+    """The state topic: the claimed label, else the state (``uncertain`` carries no label)."""
     return event.label if event.state == "emotion" and event.label else event.state
 
 

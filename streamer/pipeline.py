@@ -135,12 +135,15 @@ class Pipeline:
         elif level.rms_dbfs < self.settings.gate.silence_dbfs:
             state = "silence"
         else:
-            state = "emotion"
             probs = self.runner.predict(self.features.latest(window_frames))
             smooth, index = self._smoother.update(probs)
             raw = _as_dict(self.labels, probs)
             smoothed = _as_dict(self.labels, smooth)
-            label, confidence = self.labels[index], float(smooth[index])
+            if index is None:
+                state = "uncertain"
+            else:
+                state = "emotion"
+                label, confidence = self.labels[index], float(smooth[index])
         cpu = self._hop_cpu + time.perf_counter() - t0
         event = EmotionEvent(
             seq=self.seq,
@@ -166,8 +169,9 @@ def _as_dict(labels: Sequence[str], values: np.ndarray) -> dict[str, float]:
 
 
 def clip_decision(events: Sequence[EmotionEvent]) -> np.ndarray | None:
-    """A clip's verdict: mean raw probabilities over its "emotion" hops (None when there is none)."""
-    rows = [list(e.raw.values()) for e in events if e.state == "emotion"]
+    """A clip's verdict: mean raw probabilities over its classified hops, labelled or uncertain
+    (None when there is none)."""
+    rows = [list(e.raw.values()) for e in events if e.raw]
     if not rows:
         return None
     return np.asarray(rows, dtype=np.float64).mean(axis=0)

@@ -2,8 +2,10 @@
 
 Server -> client messages are JSON objects with a ``type``: ``hello`` (first, once), ``emotion`` and
 ``status`` (the events themselves, ``streamer.events.to_dict``), ``state`` (reply to get_state),
-``pong`` and ``error``. Client -> server: ``{"type": "ping"}`` and ``{"type": "get_state"}``, each
-optionally with an ``id`` that the reply echoes. The server, ``watch`` and the tests all go through
+``pong`` and ``error``, ``marked`` and ``history``. Client -> server: ``{"type": "ping"}``,
+``{"type": "get_state"}``, ``{"type": "mark", "text": ...}`` (a session mark) and
+``{"type": "get_history", "from": ..., "to": ..., "bins": ...}``, each optionally with an ``id``
+that the reply echoes. The server, ``watch`` and the tests all go through
 this module so that there is one definition of the wire format.
 """
 
@@ -43,6 +45,7 @@ PALETTE = {
 }
 
 Message = dict[str, Any]
+MARK_MAX_CHARS = 200
 
 
 class ProtocolError(ValueError):
@@ -80,14 +83,14 @@ def event_message(event: Event) -> Message:
 
 
 def pong(request_id: Any = None) -> Message:
-    return _with_id({"type": "pong", "timestamp": time.time()}, request_id)
+    return with_id({"type": "pong", "timestamp": time.time()}, request_id)
 
 
 def error(code: str, message: str, request_id: Any = None) -> Message:
-    return _with_id({"type": "error", "code": code, "message": message}, request_id)
+    return with_id({"type": "error", "code": code, "message": message}, request_id)
 
 
-def _with_id(message: Message, request_id: Any) -> Message:
+def with_id(message: Message, request_id: Any) -> Message:
     if request_id is not None:
         message["id"] = request_id
     return message
@@ -99,7 +102,7 @@ def reply(text: str, state: Callable[[], Message]) -> Message:
     if request["type"] == "error":
         return request
     if request["type"] == "get_state":
-        return _with_id(state(), request.get("id"))
+        return with_id(state(), request.get("id"))
     return _answer(request)
 
 
@@ -126,7 +129,9 @@ def _request(text: str) -> Message:
     if not isinstance(request_id, (str, int, float, type(None))) or isinstance(request_id, bool):
         return error("bad_id", "id must be a string or a number")
     if request["type"] == "error":  # not a request a client may send
-        return error("unknown_type", "unknown message type 'error' (expected ping or get_state)", request_id)
+        return error(
+            "unknown_type", "unknown message type 'error' (expected ping, get_state, mark or get_history)", request_id
+        )
     return request
 
 
@@ -135,7 +140,32 @@ def _answer(request: Message) -> Message:
     kind = request["type"]
     if kind == "ping":
         return pong(request_id)
-    return error("unknown_type", f"unknown message type {kind!r} (expected ping or get_state)", request_id)
+    return error(
+        "unknown_type", f"unknown message type {kind!r} (expected ping, get_state, mark or get_history)", request_id
+    )
+
+
+def request_of(text: str | bytes) -> Message | None:
+    """A well-formed request (JSON object, string type, valid id), or None (``reply`` says why)."""
+    try:
+        request = decode(text)
+    except ProtocolError:
+        return None
+    request_id = request.get("id")
+    if not isinstance(request_id, (str, int, float, type(None))) or isinstance(request_id, bool):
+        return None
+    return request
+
+
+def mark_text(request: Message) -> str:
+    """The text of a ``mark`` request: one line of 1 to 200 characters."""
+    text = request.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ProtocolError("bad_request", 'a mark needs a non-empty string "text"')
+    text = " ".join(text.split())
+    if len(text) > MARK_MAX_CHARS:
+        raise ProtocolError("bad_request", f"a mark's text is at most {MARK_MAX_CHARS} characters")
+    return text
 
 
 def decode(text: str | bytes) -> Message:

@@ -25,7 +25,7 @@ import ipaddress
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
@@ -39,7 +39,7 @@ from websockets.protocol import State
 
 from streamer import protocol
 from streamer.config import ServerSettings
-from streamer.events import EventBus
+from streamer.events import EventBus, StatusEvent
 from streamer.ratelimit import AddressBuckets, TokenBucket, address_key
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,9 @@ PAGE_HEADERS = {
 }
 
 
+Handler = Callable[[protocol.Message], Awaitable[protocol.Message]]
+
+
 class ServerError(RuntimeError):
     """The server could not start (for example, the port is taken)."""
 
@@ -101,6 +104,9 @@ class Server:
         self.refused_connections = 0  # TCP connections cut at once (address or server full)
         self.port: int | None = None  # the bound port once listening (settings.port may be 0)
         self.listening = asyncio.Event()
+        self._bus: EventBus | None = None  # the bus being served (set by run): marks are published on it
+        # client requests beyond ping and get_state: type -> handler (the daemon adds get_history)
+        self.requests: dict[str, Handler] = {"mark": self._mark}
 
     @property
     def client_count(self) -> int:
@@ -130,6 +136,7 @@ class Server:
         """Listen and broadcast until ``stop`` is set; then close every client with 1001."""
         s = self._settings
         subscription = bus.subscribe(FANOUT_QUEUE)
+        self._bus = bus
         try:
             server = await serve(
                 self._handle,
@@ -259,7 +266,7 @@ class Server:
                     await ws.close(protocol.CLOSE_UNSUPPORTED_DATA, "binary frames are not supported")
                     break
                 if conn in self._clients:
-                    self._send([conn], protocol.reply_text(message, self.state_text))
+                    self._send([conn], await self._reply(message))
                 # frames already buffered are returned without a pause: let the hops in between
                 await asyncio.sleep(0)
         except ConnectionClosed:
@@ -293,6 +300,26 @@ class Server:
         else:
             self._per_address.pop(address, None)
 
+    async def _reply(self, text: str) -> str:
+        """The encoded reply to one text frame: a registered request's handler (mark, get_history),
+        else protocol.reply_text (ping, get_state from the cached state, errors)."""
+        request = protocol.request_of(text)
+        handler = self.requests.get(request["type"]) if request is not None else None
+        if request is None or handler is None:
+            return protocol.reply_text(text, self.state_text)
+        try:
+            return protocol.encode(protocol.with_id(await handler(request), request.get("id")))
+        except ValueError as exc:  # ProtocolError included
+            return protocol.encode(protocol.error(getattr(exc, "code", "bad_request"), str(exc), request.get("id")))
+
+    async def _mark(self, request: protocol.Message) -> protocol.Message:
+        """A session mark: published to every sink (history, JSONL, clients) as a status event."""
+        text = protocol.mark_text(request)
+        event = StatusEvent("mark", text, details={"text": text})
+        assert self._bus is not None  # requests arrive only while run() serves
+        self._bus.publish(event)
+        return {"type": "marked", "text": text, "timestamp": event.timestamp}
+
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse at the handshake (429 too often, 405 method, 431 headers, 401/429 token, 403 origin, 503 full);
         serve the page on GET (HEAD: its headers)."""
@@ -311,6 +338,12 @@ class Server:
         url = urlsplit(request.path)
         if s.token:
             refused = self._check_token(conn, request.headers, url.query)
+            page = url.path in PAGE_PATHS and "websocket" not in request.headers.get("Upgrade", "").lower()
+            if refused is not None and refused.status_code == 401 and page:
+                # the page itself, with status 401: it asks for the token and keeps it
+                response = _page_response(connection, self._page, 401, head=method == "HEAD")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="moodstream"'
+                return response
             if refused is not None:
                 return refused
         if "websocket" not in request.headers.get("Upgrade", "").lower():
@@ -496,10 +529,10 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _page_response(connection: ServerConnection, page: bytes, head: bool = False) -> Response:
+def _page_response(connection: ServerConnection, page: bytes, status: int = 200, head: bool = False) -> Response:
     """The page as a complete HTTP response (``respond`` makes only text/plain ones); for HEAD
     the same headers without the body."""
-    response = connection.respond(200, "")
+    response = connection.respond(status, "")
     kept = ("content-type", "content-length")
     headers = Headers([(k, v) for k, v in response.headers.raw_items() if k.lower() not in kept])
     headers.update({**PAGE_HEADERS, "Content-Length": str(len(page))})

@@ -38,17 +38,19 @@ def test_dashboard_shows_label_bars_timeline_level_and_counters() -> None:
     clipped = emotion(5, "angry")
     clipped = dataclasses.replace(clipped, level=dataclasses.replace(clipped.level, clipped=True), processing_ms=4.5)
     dash.apply(to_dict(clipped))
-    dash.apply(to_dict(emotion(6, state="silence")))
+    dash.apply(to_dict(emotion(6, state="uncertain")))
+    assert "U  N  C  E  R  T  A  I  N" in _text(dash) and "no mood leads clearly" in _text(dash)
+    dash.apply(to_dict(emotion(7, state="silence")))
     dash.apply(to_dict(status("source_recovered")))
     text = _text(dash)
-    assert "S  I  L  E  N  C  E" in text and "hop 6" in text
-    assert "█████·" in text  # five sad hops and a silent one... coloured per label
+    assert "S  I  L  E  N  C  E" in text and "hop 7" in text
+    assert "██████▒·" in text  # five sad hops, an angry one, an uncertain and a silent one
     assert "CLIP" in text and "rms -20.0  peak -3.0 dBFS" in text
     assert "clients    3" in text and "dropped clients  2" in text
     assert "tiny (cnn, ai-edge-litert)" in text and "file x.wav [connected]" in text
     assert "source_recovered: test source_recovered" in text
     assert "80%" in text and "raw" in text
-    assert "hops seen  7" in text
+    assert "hops seen  8" in text
 
 
 def test_dashboard_colours_the_label_with_the_palette() -> None:
@@ -86,6 +88,7 @@ def test_plain_lines() -> None:
         "hop 3 happy 0.80 (angry 0.10 happy 0.80 sad 0.10) rms -20.0 dBFS 1.5 ms"
     )
     assert plain_line(to_dict(emotion(4, state="warming_up"))) == "hop 4 warming_up"
+    assert plain_line(to_dict(emotion(5, state="uncertain"))) == "hop 5 uncertain (angry 0.32 happy 0.38 sad 0.30)"
     assert plain_line(to_dict(status("source_lost"))) == "status source_lost: test source_lost"
     assert plain_line(protocol.pong()) is None
 

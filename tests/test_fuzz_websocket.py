@@ -25,7 +25,7 @@ from tests.wire import emotion, serving, status, url, valid
 pytestmark = pytest.mark.slow
 
 MAX_BYTES = 1024  # server.max_message_bytes for the fuzz: small, so oversized frames are cheap
-REPLIES = {"pong", "state", "error"}
+REPLIES = {"pong", "state", "error", "marked"}
 # No shrinking: a failure prints its example at once instead of minutes later.
 FUZZ = settings(
     max_examples=250,
@@ -140,7 +140,7 @@ async def talk(server: Any, frames: list[tuple[str, Any]]) -> int:
             if message["type"] == "error":
                 assert message["code"] and message["message"]
             else:
-                assert request_obj is not None and request_obj.get("type") in ("ping", "get_state")
+                assert request_obj is not None and request_obj.get("type") in ("ping", "get_state", "mark")
             # a valid id (a string or a number) of a request with a string type comes back; no other
             rid = request_obj.get("id") if request_obj is not None else None
             if (

@@ -171,12 +171,19 @@ def test_state_and_attributes_arrive_for_a_file_source(broker: Broker, tmp_path:
     states = rec.payloads("moodstream/kitchen/state")
     assert [a["seq"] for a in attributes] == list(range(16))  # every hop, none lost
     assert states[:9] == ["warming_up"] * 9 and states[-3:] == ["silence"] * 3  # the window is 10 s
-    assert all(s in ("angry", "happy", "sad") for s in states[9:13])
+    # the state is the claimed label or "uncertain" (no label): the first classified hop claims none
+    # yet (a label must lead clearly for switch_hops = 2 hops), and by the last music hop one is claimed
+    assert states[9] == "uncertain" and states[12] in ("angry", "happy", "sad"), states
+    for state, attrs in zip(states[9:13], attributes[9:13], strict=True):
+        assert set(attrs["probabilities"]) == {"angry", "happy", "sad"} and attrs["state"] in ("uncertain", "emotion")
+        if state == "uncertain":
+            assert attrs["label"] is None and attrs["confidence"] == 0 and attrs["color"] == "#9e9e9e"
+        else:
+            assert state == attrs["label"] == max(attrs["probabilities"], key=attrs["probabilities"].get)
     last = daemon.bus.last_emotion
     assert last is not None and attributes[-1]["timestamp"] == last.timestamp
-    emotional = attributes[9]
-    assert set(emotional["probabilities"]) == {"angry", "happy", "sad"} and emotional["playing"] is True
-    assert emotional["model"] == daemon.runner.name and emotional["label"] == states[9]
+    emotional = attributes[12]
+    assert emotional["playing"] is True and emotional["model"] == daemon.runner.name
     assert attributes[-1]["playing"] is False and attributes[-1]["level_dbfs"] == -120.0
     kinds = [json.loads(p)["kind"] for p in rec.payloads("moodstream/kitchen/status")]
     # the sinks subscribe before the source's first status, which waits in the outbox for the broker

@@ -112,3 +112,25 @@ def test_publish_on_change_sends_a_state_change_and_otherwise_every_interval() -
         return states
 
     assert asyncio.run(main()) == ["0:emotion", "3:emotion", "5:emotion", "6:silence"]
+
+
+def test_an_uncertain_hop_publishes_the_state_uncertain_and_no_label() -> None:
+    from streamer.mqtt import MqttSink
+    from tests.wire import emotion
+
+    async def main() -> list[tuple[str, str]]:  # the sink's outbox wants a running loop
+        sink = MqttSink(MqttSettings(url="mqtt://b", client_id="x", publish="change"), "t", -50.0)
+        for seq, (label, state) in enumerate([("happy", "emotion"), ("happy", "uncertain"), ("happy", "uncertain")]):
+            sink.offer(emotion(seq, label, state=state))
+        messages = []
+        while sink.outbox:
+            message = sink.outbox.peek()
+            sink.outbox.pop()
+            messages.append((message.topic.rsplit("/", 1)[1], message.payload))
+        return messages
+
+    messages = asyncio.run(main())
+    assert [payload for topic, payload in messages if topic == "state"] == ["happy", "uncertain"]  # a change, once
+    uncertain = json.loads([payload for topic, payload in messages if topic == "attributes"][-1])
+    assert uncertain["state"] == "uncertain" and uncertain["label"] is None and uncertain["confidence"] == 0
+    assert uncertain["color"] == "#9e9e9e" and uncertain["probabilities"] == {"angry": 0.32, "happy": 0.38, "sad": 0.3}

@@ -30,6 +30,8 @@ def valid(message: dict[str, Any]) -> dict[str, Any]:
 
 def emotion(seq: int, label: str = "happy", state: str = "emotion") -> EmotionEvent:
     probs = {name: (0.8 if name == label else 0.1) for name in LABELS}
+    if state == "uncertain":  # near-uniform: no label leads by the margin
+        probs = {"angry": 0.32, "happy": 0.38, "sad": 0.30}
     return EmotionEvent(
         seq=seq,
         timestamp=time.time(),
