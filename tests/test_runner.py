@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -170,13 +171,13 @@ def test_an_unreadable_model_file_is_a_model_file_error(
     raised by hand; the daemon turns ModelFileError into one line and exit status 2."""
     copy = tmp_path / "model.tflite"
     copy.write_bytes(tiny_model.read_bytes())
-    real = Path.read_bytes
+    real = Path.open
 
-    def denied(self: Path) -> bytes:
+    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
         if self == copy:
             raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(Path, "open", denied)
     with pytest.raises(ModelFileError, match="cannot read the model file: Permission denied"):
         read_metadata(copy)
