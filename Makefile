@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip --disable-pip-version-check -q
+# setuptools says "Editable installation" as a warning on every editable install of a mapped
+# package (moodstream_models = models/); it is information only (setuptools' InformationOnly).
+PIP    := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip --disable-pip-version-check -q
 RUN_ARGS ?=
 
 .PHONY: run test test-fast bench models install-service uninstall-service clean
