@@ -11,6 +11,7 @@ tuning.tune()  # before numpy is first imported (see streamer/tuning.py)
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
+import importlib.metadata  # noqa: E402
 import sys  # noqa: E402
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -18,17 +19,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("streamer.sources", "list audio input devices and their rates"),
     "evaluate": ("streamer.evaluate", "score a model on a labelled folder, the daemon's way"),
     "watch": ("streamer.watch", "show the dashboard of a running daemon over WebSocket"),
+    "models": ("streamer.shipped", "list the shipped models: labels, size and the model card's figures"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moodstream", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"moodstream {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
         _load(module).configure(p)
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version (the checkout's pyproject.toml when run from source)."""
+    try:
+        return importlib.metadata.version("moodstream")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def _load(module: str):

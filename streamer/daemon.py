@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import logging
 import os
 import signal
@@ -24,13 +25,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from streamer import config as config_mod
-from streamer import logs, protocol, server
+from streamer import logs, protocol, server, shipped
 from streamer.config import ConfigError, Settings
 from streamer.events import EventBus, StatusEvent, to_dict
 from streamer.metadata import ModelFileError
 from streamer.notify import Notifier
 from streamer.pipeline import Pipeline
-from streamer.runner import ModelRunner, default_model_path
+from streamer.runner import ModelRunner
 from streamer.sources import (
     DeviceNotFound,
     NoInputDevice,
@@ -48,6 +49,7 @@ CLOSE_TIMEOUT_S = 5.0  # a stream whose server vanished may hang in close(); do 
 # PortAudio through PulseAudio's ALSA plugin takes up to about 2 s to deliver the first block
 FIRST_AUDIO_GRACE_S = 3.0
 OVERFLOW_REPORT_S = 10.0
+BUSY_PORT_HINT = "; is another moodstream or the service running (systemctl status moodstream)? --port picks another"
 
 
 class OutputError(Exception):
@@ -372,7 +374,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--rate", type=int, help="sample rate of raw s16le on stdin (16000)")
     a("--channels", type=int, help="channels of raw s16le on stdin (1)")
     a("--channel", type=int, help="input channel to use; -1 = mean of all, of a device's first two (default)")
-    a("--model", help="model file (.tflite with moodstream metadata; default: the shipped one)")
+    a("--model", help="model file (.tflite with moodstream metadata), or a shipped one: 3class (default), 4class")
     a("--hop", type=float, help="seconds between classifications (1.0)")
     a("--time-constant", type=float, help="EMA time constant of probabilities in s (3.0; 0 = off)")
     a("--switch-margin", type=float, help="lead a new label needs before it switches (0.10)")
@@ -393,7 +395,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     logs.setup(settings.output.log_level)
     try:
-        runner = ModelRunner(settings.model.path or default_model_path())
+        runner = ModelRunner(shipped.resolve(settings.model.path))
         block = config_mod.block_seconds_for(settings)
         source = build_source(dataclasses.replace(settings.source, block_seconds=block))
         daemon = Daemon(settings, runner, source)
@@ -414,7 +416,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"moodstream: {exc}; try --source demo, file:PATH or stdin", file=sys.stderr)
         return 1
     except (SourceError, server.ServerError, OutputError) as exc:
-        print(f"moodstream: {exc}", file=sys.stderr)
+        busy = isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EADDRINUSE
+        hint = BUSY_PORT_HINT if busy else ""
+        print(f"moodstream: {exc}{hint}", file=sys.stderr)
         return 1
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from streamer import config as config_mod
+from streamer import shipped
 from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
 from streamer.config import ConfigError, Settings
@@ -26,7 +27,7 @@ from streamer.labelled import MetadataError, audio_files, file_groups, label_fol
 from streamer.metadata import ModelFileError
 from streamer.metrics import bootstrap_intervals, classification_metrics, describe_intervals
 from streamer.pipeline import Pipeline, clip_decision
-from streamer.runner import ModelRunner, default_model_path
+from streamer.runner import ModelRunner
 
 
 def clip_probabilities(path: Path, runner: ModelRunner, settings: Settings) -> np.ndarray | None:
@@ -88,7 +89,7 @@ def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[st
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("data_dir", type=Path, help="folder with one sub-folder per label (any audio format or rate)")
-    a("--model", help="model file (default: the shipped 3-class model)")
+    a("--model", help="model file, or a shipped one: 3class (default), 4class (`moodstream models`)")
     a("--json", type=Path, help="write the metrics here as JSON")
     a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
     a("--hop", type=float, help="seconds between classifications (as the daemon; 1.0)")
@@ -101,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         if args.json:
             _check_writable(Path(args.json))
         settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
-        runner = ModelRunner(settings.model.path or default_model_path())
+        runner = ModelRunner(shipped.resolve(settings.model.path))
         result = evaluate(args.data_dir, runner, settings)
     except (ConfigError, ModelFileError, MetadataError, FileNotFoundError) as exc:
         print(f"moodstream evaluate: {exc}", file=sys.stderr)

@@ -27,7 +27,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from streamer import protocol
+from streamer import protocol, urls
 from streamer.config import ServerSettings
 from streamer.events import EventBus
 
@@ -133,7 +133,7 @@ class Server:
             subscription.close()
             raise ServerError(f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc}") from exc
         self.port = server.sockets[0].getsockname()[1]
-        log.info("WebSocket and web page on http://%s:%d/%s", s.host, self.port, " (token required)" if s.token else "")
+        log.info("%s", urls.where_to_look(s.host, self.port, bool(s.token)))
         self.listening.set()
         fanout = asyncio.create_task(self._fanout(subscription))
         try:

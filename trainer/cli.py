@@ -11,12 +11,31 @@ import logging
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
-from streamer.audio_io import AudioError
-from trainer.architectures import ARCHITECTURES, DEEP
-from trainer.dataset import DatasetError
-from trainer.prepare import PROTOCOLS
-from trainer.run import RunConfig, RunError, run
+# What the `train` extra brings (pyproject.toml); the daemon's own dependencies are always there.
+TRAIN_EXTRA = frozenset({"tensorflow", "keras", "librosa", "sklearn", "matplotlib", "tqdm", "flatbuffers"})
+
+
+class MissingExtra(Exception):
+    """A module of the `train` extra is not installed; the message says how to get it."""
+
+
+def _trainer() -> ModuleType:
+    """trainer.run, with every module of the `train` extra that training imports."""
+    try:
+        import trainer.baseline
+        import trainer.export
+        import trainer.run
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        if top not in TRAIN_EXTRA:
+            raise
+        raise MissingExtra(
+            f"training needs the 'train' extra ({top} is not installed): "
+            "pip install 'moodstream[train]', or in the checkout `make .venv/.all`"
+        ) from None
+    return trainer.run
 
 
 def default_cache() -> Path:
@@ -28,6 +47,9 @@ def _csv(value: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from trainer.architectures import DEEP
+    from trainer.prepare import PROTOCOLS
+
     p = argparse.ArgumentParser(prog="moodstream-train", description=__doc__.splitlines()[0])
     p.add_argument("data_dir", type=Path, help="folder with one sub-folder per label")
     p.add_argument("--out", type=Path, required=True, help="run folder (models, report, metrics)")
@@ -64,13 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        training = _trainer()
+    except MissingExtra as exc:
+        print(f"moodstream-train: {exc}", file=sys.stderr)
+        return 2
+    from streamer.audio_io import AudioError
+    from trainer.architectures import ARCHITECTURES
+    from trainer.dataset import DatasetError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     unknown = [a for a in args.architectures if a not in ARCHITECTURES]
     if unknown:
         print(f"moodstream-train: unknown architecture(s) {unknown}; choose from {ARCHITECTURES}", file=sys.stderr)
         return 2
-    config = RunConfig(
+    config = training.RunConfig(
         data_dir=str(args.data_dir),
         out=str(args.out),
         labels=args.labels,
@@ -90,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         name=args.name,
     )
     try:
-        results = run(config, args.cache, args.workers)
-    except (DatasetError, RunError, AudioError, ValueError) as exc:
+        results = training.run(config, args.cache, args.workers)
+    except (DatasetError, training.RunError, AudioError, ValueError) as exc:
         print(f"moodstream-train: {exc}", file=sys.stderr)
         return 1
     leaky = " (paper protocol: LEAKY, the test part shares songs with training)" if config.protocol == "paper" else ""
