@@ -111,6 +111,7 @@ class ServerSettings:
     max_message_bytes: int = 4096  # larger client frames close the connection (1009)
     client_queue: int = 64  # messages a client may lag behind before it is dropped (4000)
     ping_interval: float = 20.0  # keepalive pings; a peer silent for as long again is closed
+    mdns: bool = True  # advertise _moodstream._tcp over mDNS when listening beyond loopback
 
     def validate(self) -> None:
         if not self.host:
@@ -191,6 +192,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "origin": ("server", "allowed_origins"),
     "max_clients": ("server", "max_clients"),
     "server_enabled": ("server", "enabled"),
+    "mdns": ("server", "mdns"),
 }
 
 

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from streamer import config as config_mod
-from streamer import logs, protocol, server, shipped
+from streamer import cli, logs, mdns, protocol, server, shipped
 from streamer.config import ConfigError, Settings
 from streamer.events import EventBus, StatusEvent, to_dict
 from streamer.metadata import ModelFileError
@@ -137,6 +137,10 @@ class Daemon:
         if self.settings.server.enabled:
             self.server = server.Server(self.settings.server, self.bus, self.describe)
             services.append(asyncio.create_task(self.server.run(services_stop)))
+            if mdns.wanted(self.settings.server):
+                txt = mdns.txt_properties(self.settings.server, self.describe(), cli.version())
+                advertiser = mdns.Advertiser(self.settings.server, self.server, txt)
+                services.append(asyncio.create_task(advertiser.run(self.bus, services_stop)))
         if self.settings.output.dashboard:
             from streamer import dashboard
 
@@ -384,6 +388,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--jsonl", help="write every event as a JSON line to PATH, or - for stdout")
     a("--dashboard", action="store_true", default=None, help="show the live dashboard in the terminal")
     a("--log-level", choices=("debug", "info", "warning", "error"))
+    a("--no-mdns", dest="mdns", action="store_false", default=None, help="do not advertise the server over mDNS")
     server.add_arguments(parser)
 
 
