@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip --disable-pip-version-check -q
 RUN_ARGS ?=
 
-.PHONY: run test test-fast bench models install-service uninstall-service clean
+.PHONY: run test test-fast system-packages bench models install-service uninstall-service clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,15 @@ $(VENV)/.all: pyproject.toml | $(PY)
 run: $(VENV)/.runtime
 	$(VENV)/bin/moodstream run --source auto $(RUN_ARGS)
 
-test: $(VENV)/.all
+# System packages first (.ci/packages): installed when run as root, else the apt-get line is
+# printed and the tests that need them skip, saying which.
+test: system-packages $(VENV)/.all
 	$(PY) -m pytest
 
-test-fast: $(VENV)/.all
+system-packages:
+	@.ci/system-packages
+
+test-fast: system-packages $(VENV)/.all
 	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.all
