@@ -168,3 +168,15 @@ def test_the_readme_commands_work_as_written_after_make_run() -> None:
     first_command = readme.index("moodstream devices")
     assert readme.index("source .venv/bin/activate") < first_command
     assert "$(VENV)/bin/moodstream run" in (REPO / "Makefile").read_text()  # the venv the README names
+
+
+def test_the_aarch64_download_line_asks_for_every_tag_the_measured_run_needed() -> None:
+    """pip matches --platform tags exactly; ai-edge-litert's aarch64 wheel is manylinux_2_27 only
+    (the line was run with pip 26 and Debian's pip 23 against PyPI: it resolves)."""
+    from bench.aarch64 import PLATFORMS
+
+    doc = (REPO / "systemd/README.md").read_text()
+    line = doc[doc.index("pip download --only-binary=:all:") :].split("```")[0]
+    tags = re.findall(r"--platform (\S+)", line)
+    assert set(tags) == set(PLATFORMS) and "manylinux_2_27_aarch64" in tags
+    assert "--python-version 3.11" in line and "'.[pi]'" in line and "'setuptools>=77'" in line
