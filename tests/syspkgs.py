@@ -33,6 +33,8 @@ def pulse_capture() -> str | None:
     """Why a private PulseAudio server cannot be captured from here through PortAudio (None: it can)."""
     if any(shutil.which(tool) is None for tool in ("pulseaudio", "pactl", "paplay")):
         return reason("PulseAudio", "pulseaudio", "pulseaudio-utils")
-    if not glob.glob("/usr/lib/**/alsa-lib/libasound_module_pcm_pulse.so", recursive=True):
+    if not glob.glob("/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so") + glob.glob(
+        "/usr/lib/alsa-lib/libasound_module_pcm_pulse.so"
+    ):
         return reason("ALSA's pulse device", "libasound2-plugins")
     return portaudio()

@@ -102,3 +102,18 @@ def test_a_plain_user_gets_the_one_apt_get_line() -> None:
         "    sudo apt-get install -y " + " ".join(missing),
     ]
     assert not installed_anything
+
+
+def test_a_missing_package_is_a_skip_reason_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a bare machine sees: each missing piece named with its apt-get line."""
+    monkeypatch.setattr(syspkgs.ctypes.util, "find_library", lambda name: None)
+    assert syspkgs.portaudio() == (
+        "needs PortAudio for live capture: apt-get install -y libportaudio2 (make test installs it when run as root)"
+    )
+    monkeypatch.setattr(syspkgs.glob, "glob", lambda pattern: ["/usr/lib/x/alsa-lib/libasound_module_pcm_pulse.so"])
+    monkeypatch.setattr(syspkgs.shutil, "which", lambda tool: None if tool == "paplay" else f"/usr/bin/{tool}")
+    assert "apt-get install -y pulseaudio pulseaudio-utils" in (syspkgs.pulse_capture() or "")
+    monkeypatch.setattr(syspkgs.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    assert "libportaudio2" in (syspkgs.pulse_capture() or "")  # PulseAudio alone cannot be captured from
+    monkeypatch.setattr(syspkgs.glob, "glob", lambda pattern: [])
+    assert "apt-get install -y libasound2-plugins" in (syspkgs.pulse_capture() or "")
