@@ -5,13 +5,12 @@ Each command module provides ``configure(parser)`` and ``main(args) -> int``.
 
 from __future__ import annotations
 
-from streamer import tuning
+from streamer import tuning, version
 
 tuning.tune()  # before numpy is first imported (see streamer/tuning.py)
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
-import importlib.metadata  # noqa: E402
 import sys  # noqa: E402
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,14 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(_module=module)
         _load(module).configure(p)
     return parser
-
-
-def version() -> str:
-    """The installed distribution's version (the checkout's pyproject.toml when run from source)."""
-    try:
-        return importlib.metadata.version("moodstream")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed: pip install -e .)"
 
 
 def _load(module: str):

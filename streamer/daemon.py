@@ -25,7 +25,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from streamer import config as config_mod
-from streamer import cli, logs, mdns, protocol, server, shipped
+from streamer import logs, mdns, protocol, server, shipped, version
 from streamer.config import ConfigError, Settings
 from streamer.events import EventBus, StatusEvent, to_dict
 from streamer.metadata import ModelFileError
@@ -138,7 +138,7 @@ class Daemon:
             self.server = server.Server(self.settings.server, self.bus, self.describe)
             services.append(asyncio.create_task(self.server.run(services_stop)))
             if mdns.wanted(self.settings.server):
-                txt = mdns.txt_properties(self.settings.server, self.describe(), cli.version())
+                txt = mdns.txt_properties(self.settings.server, self.describe(), version())
                 advertiser = mdns.Advertiser(self.settings.server, self.server, txt)
                 services.append(asyncio.create_task(advertiser.run(self.bus, services_stop)))
         if self.settings.output.dashboard:
