@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_moodstream._tcp.local."
 MDNS_GROUP = ("224.0.0.251", 5353)
-WILDCARDS = ("0.0.0.0", "::", "")
 
 
 class Listening(Protocol):
@@ -44,7 +43,7 @@ def wanted(settings: ServerSettings) -> bool:
 def advertised_address(host: str) -> str | None:
     """The IPv4 address to advertise: the bound one, or for a wildcard the one multicast leaves
     from (None when no network is up)."""
-    if host not in WILDCARDS:
+    if host not in urls.WILDCARDS:
         return host if ipaddress.ip_address(host).version == 4 else None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
@@ -67,7 +66,6 @@ class Advertiser:
         self._properties = properties
         self.registered = 0
         self.failures = 0
-        self.instance: str | None = None  # the name registered (zeroconf renames on a conflict)
 
     def stats(self) -> dict[str, int]:
         return {"mdns_registered": self.registered, "mdns_failures": self.failures}
@@ -112,7 +110,6 @@ class Advertiser:
         try:
             await (await zc.async_register_service(info, allow_name_change=True))  # probed, announced
             self.registered = 1
-            self.instance = info.name
             log.info("mDNS: advertised as %r (%s) at %s:%d", info.name, SERVICE_TYPE, address, port)
             await stop.wait()
         except Exception as exc:  # a failing advertisement must never end the daemon

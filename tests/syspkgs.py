@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes.util
 import glob
 import shutil
+import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,3 +39,12 @@ def pulse_capture() -> str | None:
     ):
         return reason("ALSA's pulse device", "libasound2-plugins")
     return portaudio()
+
+
+def system_venv(python: Path) -> str | None:
+    """Why ``python -m venv`` cannot work here (None: it can); Debian splits ensurepip off."""
+    if not python.exists():
+        return f"needs {python}"
+    if subprocess.run([python, "-c", "import ensurepip"], capture_output=True).returncode != 0:
+        return reason("venv for the system Python", "python3-venv")
+    return None
