@@ -18,6 +18,7 @@
 #                     http://<hostname>.local:8765/?token=...; the daemon advertises itself over mDNS
 #   --device NAME     the capture device for [source] device (part of its name, see
 #                     `moodstream devices`); without it, an interactive install offers the list
+#
 # Before writing anything it checks that systemd runs here and that the service user can run the
 # chosen Python (a pyenv under /root cannot be). It changes an existing config only for --lan
 # and --device.
