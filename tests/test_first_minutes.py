@@ -44,18 +44,24 @@ def test_version_is_the_projects() -> None:
 def test_models_lists_every_shipped_file_with_the_figures_inside_it() -> None:
     result = moodstream("models")
     assert result.returncode == 0, result.stderr
+    blocks = {}  # short name -> its lines (a header, then indented lines)
+    for line in result.stdout.splitlines():
+        if not line.startswith(" "):
+            name = line.split(":")[0].removesuffix(" (default)")
+            blocks[name] = [line]
+        else:
+            blocks[name].append(line)
     files = sorted((REPO / "models").glob("moodstream-*.tflite"))
-    assert len(files) >= 2
+    assert sorted(blocks) == [f.stem.removeprefix("moodstream-") for f in files] and len(files) >= 2
     for path in files:
         meta = read_metadata(path)
-        short = path.stem.removeprefix("moodstream-")
-        block = result.stdout.split(f"\n{short}", 1)[-1] if not result.stdout.startswith(short) else result.stdout
-        header = block.splitlines()[0]
-        assert header.endswith(": " + ", ".join(meta.labels)), header
+        block = blocks[path.stem.removeprefix("moodstream-")]
+        assert block[0].endswith(": " + ", ".join(meta.labels)), block
         clip = meta.metrics["test"]["int8"]["clip"]
-        assert f"accuracy {clip['accuracy']:.3f}, macro-F1 {clip['macro_f1']:.3f}" in block
-        assert f"{path.stat().st_size / 1024:.0f} KB" in block
-    assert "3class (default)" in result.stdout
+        text = "\n".join(block)
+        assert f"accuracy {clip['accuracy']:.3f}, macro-F1 {clip['macro_f1']:.3f}" in text
+        assert f"{path.stat().st_size / 1024:.0f} KB" in text and meta.architecture in text
+    assert blocks["3class"][0].startswith("3class (default):")
 
 
 def test_the_model_card_agrees_with_what_models_reads_from_the_files() -> None:
