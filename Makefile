@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip --disable-pip-version-check -q
 RUN_ARGS ?=
 
-.PHONY: run test test-fast system-packages bench models install-service uninstall-service clean
+.PHONY: run lint test test-fast system-packages bench models install-service uninstall-service clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(VENV)/.runtime: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.all: pyproject.toml | $(PY)
-	$(PIP) install -e '.[train,dev,pi]'
+	$(PIP) install -e '.[train,dev,pi,plot]'
 	touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime
@@ -27,13 +27,19 @@ run: $(VENV)/.runtime
 
 # System packages first (.ci/packages): installed when run as root, else the apt-get line is
 # printed and the tests that need them skip, saying which.
-test: system-packages $(VENV)/.all
-	$(PY) -m pytest
-
 system-packages:
 	@.ci/system-packages
 
-test-fast: system-packages $(VENV)/.all
+# Lint, format and types first (seconds, cached), then the tests.
+lint: $(VENV)/.all
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: system-packages lint
+	$(PY) -m pytest
+
+test-fast: system-packages lint
 	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.all

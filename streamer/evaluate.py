@@ -89,12 +89,9 @@ def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[st
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("data_dir", type=Path, help="folder with one sub-folder per label (any audio format or rate)")
-    a("--model", help="model file, or a shipped one: 3class (default), 4class (`moodstream models`)")
     a("--json", type=Path, help="write the metrics here as JSON")
     a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
-    a("--hop", type=float, help="seconds between classifications (as the daemon; 1.0)")
-    a("--silence-dbfs", type=float, help="hop RMS below this is silence, not scored (-50)")
-    a("--channel", type=int, help="input channel to use; -1 = mean of all (default)")
+    config_mod.add_flags(parser, ("model.path", "model.hop_seconds", "gate.silence_dbfs", "source.channel"))
 
 
 def main(args: argparse.Namespace) -> int:

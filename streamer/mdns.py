@@ -56,7 +56,9 @@ def advertised_address(host: str) -> str | None:
 
 class Advertiser:
     """Registers the service once the server listens (its port may be chosen by the kernel) and
-    withdraws it, with goodbye packets, when the daemon stops. Needs no events from the bus."""
+    withdraws it, with goodbye packets, when the daemon stops. The daemon runs it as a sink
+    (streamer.sinks.Sink) for its lifetime and its counters; it needs no events, so it does not
+    subscribe, and it ends when ``stop`` is set (after the bus has closed)."""
 
     name = "mdns"
 
@@ -121,9 +123,9 @@ class Advertiser:
             await zc.async_close()
 
 
-def txt_properties(settings: ServerSettings, describe: dict[str, Any], version: str) -> dict[str, str]:
-    """What a client reads before it connects (each TXT string stays well under 255 bytes)."""
-    model = describe.get("model", {})
+def txt_properties(settings: ServerSettings, model: dict[str, Any], version: str) -> dict[str, str]:
+    """What a client reads before it connects (each TXT string stays well under 255 bytes); ``model``
+    is the daemon's description of its model (name, labels)."""
     return {
         "path": "/",
         "version": version,

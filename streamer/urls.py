@@ -14,7 +14,7 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0]).is_loopback
     except ValueError:
         return False
 
@@ -22,7 +22,8 @@ def is_loopback(host: str) -> bool:
 WILDCARDS = ("0.0.0.0", "::", "")
 
 
-def _netloc(host: str, port: int) -> str:
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as in a URL: an IPv6 address in brackets (``[::]:8765``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -31,10 +32,10 @@ def where_to_look(host: str, port: int, token: bool) -> str:
     others by the mDNS name <hostname>.local) and the watch command."""
     local = "127.0.0.1" if host in WILDCARDS else host
     query = "?token=…" if token else ""
-    page = f"http://{_netloc(local, port)}/{query}"
+    page = f"http://{host_port(local, port)}/{query}"
     if host in WILDCARDS:
         page += f" (from other machines: http://{socket.gethostname()}.local:{port}/{query})"
-    watch = "moodstream watch" if (local, port) == WATCH_DEFAULT else f"moodstream watch {_netloc(local, port)}"
+    watch = "moodstream watch" if (local, port) == WATCH_DEFAULT else f"moodstream watch {host_port(local, port)}"
     if token:
         watch = f"MOODSTREAM_TOKEN=… {watch}"
     return f"listening: open {page} in a browser, or run `{watch}` for the dashboard in a terminal"

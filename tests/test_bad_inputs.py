@@ -16,7 +16,6 @@ import pytest
 from streamer.features import FeatureConfig
 from streamer.metadata import read_metadata
 from tests import syspkgs
-from tests.pulse import pulse  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -302,9 +301,9 @@ def test_ctrl_c_during_start_up_is_one_line_not_a_traceback(monkeypatch: pytest.
     arrives as KeyboardInterrupt wherever the main thread is: raised here from the loading step."""
     from streamer import cli
 
-    def interrupted(module: str):
+    def interrupted(args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_load", interrupted)
+    monkeypatch.setattr(cli.daemon, "main", interrupted)
     assert cli.main(["run"]) == 130
     assert capsys.readouterr().err == "moodstream: interrupted\n"

@@ -15,9 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from streamer import mdns
-from streamer.config import ServerSettings
+from streamer.config import ServerSettings, Settings, SourceSettings
+from streamer.daemon import Daemon
+from streamer.runner import ModelRunner
+from streamer.sources import FileSource
+from tests.conftest import mood_audio
 
 REPO = Path(__file__).resolve().parent.parent
 ADDRESS = "10.77.0.1"
@@ -179,3 +184,29 @@ def test_a_server_bound_to_one_address_advertises_that_one() -> None:
     """(A wildcard's address, the multicast route's, is what the namespace test finds.)"""
     assert mdns.advertised_address("192.168.1.20") == "192.168.1.20"
     assert mdns.advertised_address("fe80::1") is None  # IPv4 only
+
+
+@pytest.mark.parametrize("host, advertised", [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_the_daemon_runs_the_advertisement_as_a_sink_and_reports_its_counters_once(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, advertised: bool
+) -> None:
+    """Built with the other sinks beyond loopback only; its counters once, in ``counters`` (zeroconf
+    is hidden, so nothing reaches the machine's network: the failure is what gets counted)."""
+    monkeypatch.setitem(sys.modules, "zeroconf", None)
+    monkeypatch.setitem(sys.modules, "zeroconf.asyncio", None)
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, mood_audio("happy", 3.0), 16000)
+    settings = Settings(
+        source=SourceSettings(kind="file", path=str(clip)),
+        server=ServerSettings(host=host, port=0, token="t"),
+    )
+    realtime = FileSource(str(clip), 0.1, True)  # paced: the server listens long before the file ends
+    daemon = Daemon(settings, ModelRunner(tiny_model), realtime)
+    asyncio.run(asyncio.wait_for(daemon.run(asyncio.Event()), 60))
+    info = daemon.describe()
+    assert [s.name for s in daemon.sinks].count("mdns") == int(advertised)
+    assert "mdns_registered" not in info["server"]
+    if advertised:
+        assert info["counters"]["mdns_registered"] == 0 and info["counters"]["mdns_failures"] == 1
+    else:
+        assert "mdns_failures" not in info["counters"]

@@ -34,6 +34,16 @@ def test_metadata_round_trip(tiny_model: Path) -> None:
     assert again == meta
 
 
+def test_the_training_step_is_read_from_the_key_the_shipped_files_carry(tiny_model: Path) -> None:
+    """Files exported before the rename call the step between training windows "hop_seconds"."""
+    shipped = json.loads(metadata_bytes(default_model_path().read_bytes(), "shipped"))
+    assert "hop_seconds" in shipped and "train_step_seconds" not in shipped
+    assert ModelMetadata.from_dict(shipped).train_step_seconds == shipped["hop_seconds"]
+    legacy = read_metadata(tiny_model).to_dict()
+    legacy["hop_seconds"] = legacy.pop("train_step_seconds") + 0.5
+    assert ModelMetadata.from_dict(legacy).train_step_seconds == legacy["hop_seconds"]
+
+
 def test_int8_file_runs_in_litert_and_recognises_moods(tiny_model: Path, tiny_model_audio) -> None:
     runner = ModelRunner(tiny_model)
     assert runner.backend == "ai-edge-litert"
@@ -91,7 +101,7 @@ def test_default_model_path_is_the_shipped_three_class() -> None:
 def test_corrupt_or_truncated_file(tiny_model: Path, tmp_path: Path, mangle) -> None:
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(mangle(tiny_model.read_bytes()))
-    with pytest.raises(ModelFileError, match="bad.tflite"):
+    with pytest.raises(ModelFileError, match=r"bad\.tflite"):
         ModelRunner(bad)
 
 

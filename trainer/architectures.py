@@ -48,7 +48,7 @@ def build(
     if architecture == "linear":
         return _linear(inputs, n_labels, dropout)
     x = inputs
-    for filters, pool in zip(FILTERS, pool_sizes(window_frames)):
+    for filters, pool in zip(FILTERS, pool_sizes(window_frames), strict=True):
         x = layers.Conv1D(filters, 5, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)

@@ -47,39 +47,43 @@ def _csv(value: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainer.architectures import DEEP
+    """The flags, their defaults read from RunConfig (declared once there); needs the train extra."""
     from trainer.prepare import PROTOCOLS
+    from trainer.run import RunConfig
 
+    d = RunConfig(data_dir="", out="")
     p = argparse.ArgumentParser(prog="moodstream-train", description=__doc__.splitlines()[0])
     p.add_argument("data_dir", type=Path, help="folder with one sub-folder per label")
     p.add_argument("--out", type=Path, required=True, help="run folder (models, report, metrics)")
     p.add_argument("--labels", type=_csv, help="comma-separated subset of label folders, e.g. angry,happy,sad")
-    p.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10)")
-    p.add_argument("--overlap", type=float, default=0.5, help="window overlap fraction in [0, 1) (default 0.5)")
+    p.add_argument("--window", type=float, default=d.window_seconds, help="window length in s (default %(default)s)")
+    p.add_argument(
+        "--overlap", type=float, default=d.overlap, help="window overlap fraction in [0, 1) (default %(default)s)"
+    )
     p.add_argument(
         "--architectures",
         type=_csv,
-        default=DEEP,
+        default=d.architectures,
         help="comma-separated: cnn,cnn_lstm,cnn_gru (default) and linear (the baseline's model, shippable)",
     )
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the logistic-regression floor")
     p.add_argument(
         "--protocol",
         choices=PROTOCOLS,
-        default="honest",
+        default=d.protocol,
         help="honest: split by group first (default); paper: augment+segment, then split at random (leaky)",
     )
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no pitch shift / time stretch")
-    p.add_argument("--epochs", type=int, default=150)
-    p.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="at most this many (default %(default)s)")
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="(default %(default)s)")
     p.add_argument(
         "--time-budget", type=float, help="minutes per model; training stops after the epoch that exceeds it"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
     p.add_argument("--group-column", help="metadata.csv column that groups clips (default: artist when present)")
-    p.add_argument("--name", default="moodstream", help="model name prefix")
+    p.add_argument("--name", default=d.name, help="model name prefix (default %(default)s)")
     p.add_argument("--cache", type=Path, default=default_cache(), help="feature cache folder")
     p.add_argument("--workers", type=int, help="feature extraction processes (default: up to 2)")
     return p

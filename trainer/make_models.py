@@ -3,7 +3,8 @@
 Runs the configuration recorded here (honest protocol, 3 and 4 classes, every architecture and
 the baseline, plus the paper's leaky protocol for comparison), picks each class count's best
 int8 model by its VALIDATION clip-level macro-F1, copies it to models/, scores it the daemon's way
-with `moodstream evaluate` on the test part, and writes models/README.md with the figures.
+with ``streamer.evaluate.evaluate`` (default settings, never a config file) on the test part, and
+writes models/README.md with the figures; a failed evaluation stops it.
 Each run folder is resumable: rerunning skips what is finished."""
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from streamer.atomic import write_atomic
+from streamer.config import Settings
+from streamer.evaluate import evaluate
+from streamer.runner import ModelRunner
 from trainer.card import model_card
 from trainer.run import RunConfig, run
 
@@ -25,12 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "4q"
 
-# The configuration of the shipped models (window chosen by measurement: see models/README.md).
-WINDOW_S = 10.0
-OVERLAP = 0.5
-PATIENCE = 12
+# The shipped models use RunConfig's defaults (window chosen by measurement: see models/README.md).
 TIME_BUDGET_MIN = 4.5  # per model: all of `make models` (13 networks, features included) took 50 min on 2 shared cores
-NOTES = """\
+NOTES = f"""\
 ## How the configuration was chosen (measured on the validation part, 3 classes)
 
 These choices were measured on the validation part of an earlier split that grouped clips by the
@@ -52,7 +53,7 @@ the others; the scikit-learn logistic regression stays as the floor ("baseline" 
 trained with and without augmentation compete on the same split (both tables below).
 
 Compute: two CPU cores shared with other work. Each model trains for at most 4.5 minutes, with
-early stopping (patience 12; the best validation epoch's weights are kept); the tables give the
+early stopping (patience {RunConfig.patience}; the best validation epoch's weights are kept); the tables give the
 epochs each model ran, its best epoch and its seconds per epoch. The networks' validation loss
 stops falling after two or three epochs over the augmented training part: the pitch-shifted and
 stretched copies of the training songs let them learn those songs.
@@ -61,7 +62,7 @@ stretched copies of the training songs let them learn those songs.
 ALL = ("cnn", "cnn_lstm", "cnn_gru", "linear")
 THREE = ("angry", "happy", "sad")
 FOUR = ("angry", "happy", "sad", "calm")
-RUNS = {
+RUNS: dict[str, dict[str, Any]] = {
     "3class": dict(labels=THREE, protocol="honest", architectures=ALL, augment=True),
     "3class-noaug": dict(labels=THREE, protocol="honest", architectures=("cnn", "linear"), augment=False),
     "4class": dict(labels=FOUR, protocol="honest", architectures=ALL, augment=True),
@@ -120,11 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=str(args.data),
             out=str(args.runs / name),
             labels=spec["labels"],
-            window_seconds=WINDOW_S,
-            overlap=OVERLAP,
             architectures=spec["architectures"],
             protocol=spec["protocol"],
-            patience=PATIENCE,
             augment=spec["augment"],
             time_budget_s=args.time_budget * 60,
             name="moodstream",
@@ -136,8 +134,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
     """Copy the best honest model of each class count to models/, evaluate it, write the card."""
-    from streamer import cli as moodstream
-
     present = {
         name: json.loads((runs / name / "metrics.json").read_text())
         for name in RUNS
@@ -152,14 +148,16 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
         target = models / f"moodstream-{target_name}.tflite"
         write_atomic(target, (runs / run_name / arch / "model-int8.tflite").read_bytes())
         folder = test_folder(data, runs / run_name / "split.json", runs / run_name / "test-data")
-        evaluation = runs / run_name / "evaluate-test.json"
-        moodstream.main(["evaluate", str(folder), "--model", str(target), "--json", str(evaluation)])
+        evaluation = evaluate(folder, ModelRunner(target), Settings())  # the daemon's defaults, no /etc file
+        if not evaluation["n_clips"]:
+            raise RuntimeError(f"make models: evaluating {target} on {folder} scored no clip")
+        write_atomic(runs / run_name / "evaluate-test.json", json.dumps(evaluation, indent=2) + "\n")
         shipped[target_name] = {
             "run": run_name,
             "architecture": arch,
             "file": target.name,
             "size": target.stat().st_size,
-            "evaluate": json.loads(evaluation.read_text()),
+            "evaluate": evaluation,
             "runs": list(pool),
         }
     for name, metrics in present.items():
