@@ -5,7 +5,7 @@ Each command module provides ``configure(parser)`` and ``main(args) -> int``.
 
 from __future__ import annotations
 
-from streamer import tuning
+from streamer import tuning, version
 
 tuning.tune()  # before numpy is first imported (see streamer/tuning.py)
 
@@ -19,6 +19,7 @@ from streamer import (  # noqa: E402  (they import numpy: after tune())
     history_report,
     mark,
     mqtt_forget,
+    shipped,
     sources,
     watch,
 )
@@ -31,11 +32,13 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "mark": (mark, "put a session mark into the running daemon's stream"),
     "history": (history_report, "summarise, export or plot the mood history"),
     "mqtt-forget": (mqtt_forget, "clear this daemon's retained MQTT topics and Home Assistant entities"),
+    "models": (shipped, "list the shipped models: labels, size and the model card's figures"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moodstream", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"moodstream {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

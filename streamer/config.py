@@ -161,10 +161,11 @@ class SourceSettings:
 class ModelSettings:
     path: str = setting(
         "",
-        "model file (.tflite with moodstream metadata); none = the shipped one",
+        "model file (.tflite with moodstream metadata), or a shipped one: 3class, 4class; none = 3class",
         flag="--model",
-        doc="The .tflite model file (its labels, features and window ride inside it). An empty string "
-        "means the shipped 3-class model (angry, happy, sad).",
+        doc="The .tflite model file (its labels, features and window ride inside it), or a shipped model by "
+        'its short name: "3class" (angry, happy, sad) or "4class" (angry, happy, sad, calm); an empty '
+        'string means "3class". `moodstream models` lists the shipped ones.',
     )
     # the hop's level is read from the 30 s sample ring, and a hop needs at least a feature frame
     hop_seconds: float = setting(
@@ -335,6 +336,13 @@ class ServerSettings:
         "seconds a new connection has to send its whole HTTP request",
         bounds=(0.1, 600),
         doc="Seconds a new connection has to send its whole HTTP request; a slower one is cut.",
+    )
+    mdns: bool = setting(
+        True,
+        "advertise the server over mDNS (_moodstream._tcp) when it listens beyond loopback",
+        flag="--no-mdns",
+        doc="When listening beyond this machine (host is not 127.0.0.1), advertise the server over mDNS as "
+        "_moodstream._tcp, so that apps on the network find it; false keeps it quiet.",
     )
 
     def check(self) -> None:

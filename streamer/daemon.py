@@ -2,7 +2,8 @@
 
 The capture task reads the source through :class:`~streamer.liveness.Liveness`, which never gives up
 on a live input, feeds the pipeline and publishes its events; every sink (JSONL, history, WebSocket
-server, dashboard, MQTT, systemd notify) is a task reading the bus (:class:`~streamer.sinks.Sink`). SIGINT/SIGTERM
+server, dashboard, MQTT, systemd notify) is a task reading the bus (:class:`~streamer.sinks.Sink`);
+the mDNS advertisement runs as one too, as long, though it needs no events. SIGINT/SIGTERM
 close the stream, then the bus, and the sinks drain what is pending before the process exits.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import logging
 import os
 import signal
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer import config as config_mod
-from streamer import liveness, logs, server
+from streamer import liveness, logs, mdns, server, shipped, version
 from streamer.config import ConfigError, Settings
 from streamer.events import EventBus, StatusEvent, StatusKind, to_dict
 from streamer.history import HistorySink
@@ -29,13 +31,14 @@ from streamer.jsonl import JsonlSink, OutputError
 from streamer.metadata import ModelFileError
 from streamer.notify import Notifier, NotifySink
 from streamer.pipeline import Pipeline
-from streamer.runner import ModelRunner, default_model_path
+from streamer.runner import ModelRunner
 from streamer.sinks import Sink
 from streamer.sources import DeviceNotFound, NoInputDevice, PortAudioWedged, Source, SourceError, build_source
 
 log = logging.getLogger(__name__)
 
 RELOAD = -1  # _serve's answer to SIGHUP: main starts the process again (exec) with its config re-read
+BUSY_PORT_HINT = "; is another moodstream or the service running (systemctl status moodstream)? --port picks another"
 
 
 class Daemon:
@@ -110,6 +113,10 @@ class Daemon:
             web = server.Server(self.settings.server, self.describe)
             web.requests["get_history"] = history.answer
             sinks.append(web)
+            if mdns.wanted(self.settings.server):  # beyond loopback: found on the network by its name
+                model = _model_info(self.runner, self.settings.model.hop_seconds)
+                txt = mdns.txt_properties(self.settings.server, model, version())
+                sinks.append(mdns.Advertiser(self.settings.server, web, txt))
         if out.dashboard:
             from streamer.dashboard import LocalDashboard  # rich's live display: only when asked for
 
@@ -226,7 +233,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     logs.setup(settings.output.log_level)
     try:
-        runner = ModelRunner(settings.model.path or default_model_path())
+        runner = ModelRunner(shipped.resolve(settings.model.path))
         block = config_mod.block_seconds_for(settings)
         source = build_source(dataclasses.replace(settings.source, block_seconds=block))
         daemon = Daemon(settings, runner, source)
@@ -251,7 +258,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"moodstream: {exc}; try --source demo, file:PATH or stdin", file=sys.stderr)
         return 1
     except (SourceError, server.ServerError, OutputError, PortAudioWedged) as exc:
-        print(f"moodstream: {exc}", file=sys.stderr)
+        busy = isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EADDRINUSE
+        print(f"moodstream: {exc}{BUSY_PORT_HINT if busy else ''}", file=sys.stderr)
         return 1
 
 

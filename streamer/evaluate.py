@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from streamer import config as config_mod
+from streamer import shipped
 from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
 from streamer.config import ConfigError, Settings
@@ -26,7 +27,7 @@ from streamer.labelled import MetadataError, audio_files, file_groups, label_fol
 from streamer.metadata import ModelFileError
 from streamer.metrics import bootstrap_intervals, classification_metrics, describe_intervals
 from streamer.pipeline import Pipeline, clip_decision
-from streamer.runner import ModelRunner, default_model_path
+from streamer.runner import ModelRunner
 
 
 def clip_probabilities(path: Path, runner: ModelRunner, settings: Settings) -> np.ndarray | None:
@@ -98,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         if args.json:
             _check_writable(Path(args.json))
         settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
-        runner = ModelRunner(settings.model.path or default_model_path())
+        runner = ModelRunner(shipped.resolve(settings.model.path))
         result = evaluate(args.data_dir, runner, settings)
     except (ConfigError, ModelFileError, MetadataError, FileNotFoundError) as exc:
         print(f"moodstream evaluate: {exc}", file=sys.stderr)

@@ -37,7 +37,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from streamer import protocol
+from streamer import protocol, urls
 from streamer.config import ServerSettings
 from streamer.events import EventBus, StatusEvent
 from streamer.ratelimit import AddressBuckets, TokenBucket, address_key
@@ -97,7 +97,7 @@ class Server:
         self._connections = 0
         self._failed_tokens = AddressBuckets(FAILED_TOKENS_PER_S, FAILED_TOKENS_BURST)
         self._handshakes = AddressBuckets(HANDSHAKES_PER_S, 2 * settings.max_clients_per_address)
-        self._restricted = bool(settings.allowed_origins) or not _is_loopback(settings.host)
+        self._restricted = bool(settings.allowed_origins) or not urls.is_loopback(settings.host)
         self._own_names = _own_names(settings)
         self.dropped_clients = 0
         self.rate_limited = 0  # clients closed for sending too fast
@@ -156,14 +156,10 @@ class Server:
             )
         except OSError as exc:
             subscription.close()
-            raise ServerError(f"cannot listen on {_host_port(s.host, s.port)}: {exc.strerror or exc}") from exc
+            raise ServerError(f"cannot listen on {urls.host_port(s.host, s.port)}: {exc.strerror or exc}") from exc
         self.port = server.sockets[0].getsockname()[1]
-        log.info(
-            "WebSocket and web page on http://%s/%s",
-            _host_port(s.host, self.port),
-            " (token required)" if s.token else "",
-        )
-        if not _is_loopback(s.host) and not s.token:
+        log.info("%s", urls.where_to_look(s.host, self.port, bool(s.token)))
+        if not urls.is_loopback(s.host) and not s.token:
             log.warning(
                 "listening on %s, beyond this machine, without a token: anyone on the network can connect "
                 "(set server.token)",
@@ -394,7 +390,7 @@ class Server:
         if not local or port != local[1]:
             return False
         names = {_normal_host(local[0]), *self._own_names}
-        if _is_loopback(local[0]):
+        if urls.is_loopback(local[0]):
             names.add("localhost")
         return host in names
 
@@ -420,7 +416,7 @@ class _Connection(ServerConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         peername = transport.get_extra_info("peername")
-        self.peer = _host_port(*peername[:2]) if peername else "?"  # for logs, kept after the close
+        self.peer = urls.host_port(*peername[:2]) if peername else "?"  # for logs, kept after the close
         self.address = address_key(peername)
         self.admitted = self.owner._admit(self.address)
         if not self.admitted:
@@ -513,20 +509,6 @@ def _own_names(settings: ServerSettings) -> set[str]:
     if hostname:
         names.update({hostname, f"{hostname}.local"})
     return names
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_port(host: str, port: int) -> str:
-    """``host:port`` as in a URL: an IPv6 address in brackets (``[::]:8765``)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _page_response(connection: ServerConnection, page: bytes, status: int = 200, head: bool = False) -> Response:

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from streamer import server as server_mod
+from streamer import urls
 from streamer.events import EventBus
 from streamer.ratelimit import AddressBuckets, TokenBucket, address_key
 from tests.wire import emotion, serving, url, valid
@@ -56,8 +56,8 @@ def test_limits_apply_per_address_and_ipv6_per_64(peer: tuple, key: str) -> None
 
 
 def test_ipv6_hosts_are_bracketed_in_urls_and_logs() -> None:
-    assert server_mod._host_port("::", 8765) == "[::]:8765"
-    assert server_mod._host_port("0.0.0.0", 8765) == "0.0.0.0:8765"
+    assert urls.host_port("::", 8765) == "[::]:8765"
+    assert urls.host_port("0.0.0.0", 8765) == "0.0.0.0:8765"
 
 
 def test_a_client_over_its_rate_gets_an_error_then_4000() -> None:
