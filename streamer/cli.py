@@ -10,6 +10,7 @@ from streamer import tuning, version
 tuning.tune()  # before numpy is first imported (see streamer/tuning.py)
 
 import argparse  # noqa: E402  (after tune(): see above)
+import os  # noqa: E402  (after tune())
 import sys  # noqa: E402  (after tune())
 from types import ModuleType  # noqa: E402  (after tune())
 
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before a command set up its own handling (start-up)
         print("moodstream: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `moodstream models | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":

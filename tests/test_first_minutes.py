@@ -64,6 +64,13 @@ def test_models_lists_every_shipped_file_with_the_figures_inside_it() -> None:
     assert blocks["3class"][0].startswith("3class (default):")
 
 
+def test_models_piped_into_a_reader_that_stops_early_is_quiet() -> None:
+    """`moodstream models | head -1`: the closed pipe ends the command with status 0, no traceback."""
+    command = f"{sys.executable} -m streamer.cli models | head -c 10 >/dev/null; exit ${{PIPESTATUS[0]}}"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 def test_the_model_card_agrees_with_what_models_reads_from_the_files() -> None:
     """The card's macro-F1 column is written by hand-free code too; the two must not drift."""
     card = (REPO / "models/README.md").read_text()
