@@ -65,8 +65,9 @@ def test_models_lists_every_shipped_file_with_the_figures_inside_it() -> None:
 
 
 def test_models_piped_into_a_reader_that_stops_early_is_quiet() -> None:
-    """`moodstream models | head -1`: the closed pipe ends the command with status 0, no traceback."""
-    command = f"{sys.executable} -m streamer.cli models | head -c 10 >/dev/null; exit ${{PIPESTATUS[0]}}"
+    """`moodstream models | true`, a reader gone before the first line (as `head` is after its own):
+    the closed pipe ends the command with status 0 and no traceback."""
+    command = f"{sys.executable} -m streamer.cli models | true; exit ${{PIPESTATUS[0]}}"
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert (result.returncode, result.stderr) == (0, "")
 
