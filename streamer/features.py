@@ -17,6 +17,7 @@ last partial frame; that frame is never produced here (a stream cannot know it i
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +145,7 @@ def _contrast_bands(config: FeatureConfig) -> list[tuple[slice, int]]:
     octa = np.zeros(config.contrast_bands + 2)
     octa[1:] = config.contrast_fmin * 2.0 ** np.arange(0, config.contrast_bands + 1)
     bands = []
-    for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):
+    for k, (f_low, f_high) in enumerate(itertools.pairwise(octa)):
         current = (freq >= f_low) & (freq <= f_high)
         idx = np.flatnonzero(current)
         if k > 0:

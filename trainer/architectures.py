@@ -51,7 +51,7 @@ def build(
     if architecture == "linear":
         return _linear(inputs, n_labels, dropout, regulariser)
     x = inputs
-    for filters, pool in zip(FILTERS, pool_sizes(window_frames)):
+    for filters, pool in zip(FILTERS, pool_sizes(window_frames), strict=True):
         x = layers.Conv1D(filters, 5, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)

@@ -16,7 +16,8 @@ def _pair(m: dict[str, Any] | None) -> str:
 
 def _results_table(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
-        "| model | float window | float clip | int8 window | int8 clip | int8 size | int8 ms | epochs (best) | s/epoch |",
+        "| model | float window | float clip | int8 window | int8 clip | int8 size | int8 ms "
+        "| epochs (best) | s/epoch |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():

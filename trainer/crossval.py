@@ -34,27 +34,27 @@ from streamer.metrics import classification_metrics
 from trainer.augment import ORIGINAL, chain_variants
 from trainer.dataset import scan
 from trainer.featurecache import Job, features
-from trainer.run import CENTRED
+from trainer.run import CENTRED, RunConfig
 from trainer.segments import segment, window_geometry
 from trainer.split import group_folds, split_by_group
 
 log = logging.getLogger(__name__)
 HELD_OUT_CHAIN = "chain0"
-WINDOW_S, OVERLAP = 10.0, 0.5  # the shipped models' window (models/README.md)
 
 
 @dataclass(frozen=True)
 class Candidate:
     """A training recipe: the RunConfig settings it maps to (``c`` is the cross-validation fit's
-    inverse L2 strength; ``weight_decay`` and ``learning_rate`` what the shipped model trains with)."""
+    inverse L2 strength; ``weight_decay`` and ``learning_rate`` what the shipped model trains with).
+    The RunConfig settings default to RunConfig's own defaults."""
 
     name: str
-    clean_copies: bool = True
-    chain_copies: int = 0
-    centre_energy: bool = False
+    clean_copies: bool = RunConfig.clean_copies
+    chain_copies: int = RunConfig.chain_copies
+    centre_energy: bool = RunConfig.centre_energy
     c: float = 1.0
-    weight_decay: float = 0.0
-    learning_rate: float = 1e-3
+    weight_decay: float = RunConfig.weight_decay
+    learning_rate: float = RunConfig.learning_rate
     mixup: float = 0.0  # Beta(a, a) mixing of training rows (0: none)
 
 
@@ -152,7 +152,7 @@ def fit_fold(cand: Candidate, train: list[Unit], held: list[Unit], n_labels: int
         ids = np.unique(hc)
         clip_p = np.stack([probs[hc == c].mean(axis=0) for c in ids])
         clip_y = np.asarray([hy[hc == c][0] for c in ids])
-        m = classification_metrics(clip_y, clip_p.argmax(axis=1), list(range(n_labels)))
+        m = classification_metrics(clip_y, clip_p.argmax(axis=1), [str(i) for i in range(n_labels)])
         out[name] = {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"], "n": m["n"]}
     return out
 
@@ -226,7 +226,10 @@ def run_cv(
 ) -> dict[str, Any]:
     """Features (cached), folds and every candidate: the state of ``out/cv.json``."""
     copies = max(c.chain_copies for c in CANDIDATES)
-    units, labels, groups = load_units(data, labels, cache, WINDOW_S, OVERLAP, copies, workers)
+    # the shipped models' window (RunConfig's default, models/README.md)
+    units, labels, groups = load_units(
+        data, labels, cache, RunConfig.window_seconds, RunConfig.overlap, copies, workers
+    )
     log.info("%d clips in %d artist groups, %d folds", len(units), len(set(groups)), folds)
     out.mkdir(parents=True, exist_ok=True)
     return cross_validate(units, groups, labels, candidates, out, folds)

@@ -85,13 +85,13 @@ def prepare(
         wanted = [variants if part_of[i] == "train" else (ORIGINAL,) for i in range(len(clips))]
     else:
         wanted = [variants] * len(clips)
-    feats, failed = features([Job(c.path, v) for c, v in zip(clips, wanted)], config, cache, workers)
+    feats, failed = features([Job(c.path, v) for c, v in zip(clips, wanted, strict=True)], config, cache, workers)
     if not clean_copies and chain_copies:  # training on chained copies only (ORIGINAL still checks the length)
         wanted = [tuple(v for v in vs if v != ORIGINAL) if len(vs) > 1 else vs for vs in wanted]
     skipped = {str(path): reason.removeprefix(f"{path}: ") for path, reason in failed.items()}
     # every usable window: (clip index, variant, windows)
     units: list[tuple[int, np.ndarray]] = []
-    for i, (clip, vs) in enumerate(zip(clips, wanted)):
+    for i, (clip, vs) in enumerate(zip(clips, wanted, strict=True)):
         if str(clip.path) in skipped:
             continue
         if feats[(clip.path, ORIGINAL)].shape[0] < frames:

@@ -17,7 +17,7 @@ from streamer.atomic import write_atomic
 def curves(history: dict[str, list[float]], title: str, path: Path) -> None:
     """Training and validation accuracy and loss per epoch, side by side."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, metric in zip(axes, ("accuracy", "loss")):
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
         epochs = range(1, len(history[metric]) + 1)
         ax.plot(epochs, history[metric], label="training")
         ax.plot(epochs, history[f"val_{metric}"], label="validation")

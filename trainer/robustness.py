@@ -68,7 +68,9 @@ def chain_evaluations(
                 results[chain] = done
                 continue
         log.info("%s: chain %s on %s", model.name, chain, folder)
-        result = {**evaluate(folder, runner, Settings(), chain, seed), "stamp": stamp}
+        result = {**evaluate(folder, runner, Settings(), chain, seed), "stamp": stamp}  # no /etc file
+        if not result["n_clips"]:
+            raise RuntimeError(f"evaluating {model} through chain {chain} on {folder} scored no clip")
         write_atomic(file, json.dumps(result, indent=2) + "\n")
         results[chain] = result
     return results

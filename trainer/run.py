@@ -205,7 +205,7 @@ def _deep(
         std=tuple(float(v) for v in std),
         input_quantization=(0.0, 0),
         output_quantization=(0.0, 0),
-        hop_seconds=data.hop_frames / cfg.frames_per_second,
+        train_step_seconds=data.hop_frames / cfg.frames_per_second,
         centred_columns=CENTRED if config.centre_energy else (),
         training=_training_summary(data, config, fitted),
     )

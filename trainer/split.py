@@ -34,7 +34,7 @@ def _assign(labels: Sequence[str], groups: Sequence[str], seed: int, fractions: 
         members[g].append(i)
     totals = Counter(labels)
     target = [{label: f * n for label, n in totals.items()} for f in fractions]
-    current = [Counter() for _ in fractions]
+    current: list[Counter[str]] = [Counter() for _ in fractions]
     rng = np.random.default_rng(seed)
     names = list(members)
     order = rng.permutation(len(names))
@@ -43,7 +43,7 @@ def _assign(labels: Sequence[str], groups: Sequence[str], seed: int, fractions: 
     for g in ordered:
         counts = Counter(labels[i] for i in members[g])
 
-        def need(p: int) -> float:
+        def need(p: int, counts: Counter[str] = counts) -> float:
             return sum(c * (target[p][lab] - current[p][lab]) / max(target[p][lab], 1e-9) for lab, c in counts.items())
 
         best = max(range(len(fractions)), key=need)
@@ -62,6 +62,6 @@ def split_random(labels: Sequence[str], seed: int = 0, fractions: Sequence[float
     for ix in by_label.values():
         ix = list(rng.permutation(ix))
         cuts = np.round(np.cumsum(fractions)[:-1] * len(ix)).astype(int)
-        for part, chunk in zip(out, np.split(np.asarray(ix, dtype=int), cuts)):
+        for part, chunk in zip(out, np.split(np.asarray(ix, dtype=int), cuts), strict=True):
             out[part].extend(int(i) for i in chunk)
     return {p: sorted(ix) for p, ix in out.items()}
