@@ -26,7 +26,7 @@ from streamer import config as config_mod
 from streamer import shipped
 from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
-from streamer.chain import CHAINS, ChainError, check_available, check_name
+from streamer.chain import CHAINS, ChainError, apply_chain, check_available, check_name
 from streamer.config import ConfigError, Settings
 from streamer.labelled import MetadataError, audio_files, file_groups, label_folders
 from streamer.metadata import ModelFileError
@@ -42,8 +42,6 @@ def clip_probabilities(
     rate = runner.metadata.feature_config.sample_rate
     audio = load_audio(path, rate, settings.source.channel)
     if chain is not None:
-        from streamer.chain import apply_chain
-
         audio = apply_chain(chain, audio, rate, _clip_seed(chain_seed, path.name))
     return clip_decision(Pipeline(runner, settings).process(audio))
 
