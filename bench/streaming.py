@@ -148,8 +148,13 @@ def run(quick: bool = False) -> Section:
     # Every shipped model, int8 and float: the other kind of its architecture beside it (the other
     # architectures' costs differ only by the inference time per window, in the table above).
     shipped = sorted((m for m in every if m.shipped), key=lambda m: m != main) or [main]
+    # each model once, even when two shipped models share an architecture (both linear)
     models = (
-        [main] if quick else [m for s in shipped for m in every if m.metadata.architecture == s.metadata.architecture]
+        [main]
+        if quick
+        else list(
+            {m.path: m for s in shipped for m in every if m.metadata.architecture == s.metadata.architecture}.values()
+        )
     )
     seconds, repeats = (2.0, 2) if quick else (20.0, 7)
     rows_data = [measure(m, hop, seconds, repeats) for m in models for hop in HOPS]
