@@ -23,7 +23,12 @@ $(VENV)/.all: pyproject.toml | $(PY)
 run: $(VENV)/.runtime
 	$(VENV)/bin/moodstream run --source auto $(RUN_ARGS)
 
-test: $(VENV)/.all
+# musicnn's pinned wheel (weights only, never installed), by version and sha256: trainer/musicnn.py
+MUSICNN := cache/musicnn/MSD_musicnn/.index
+$(MUSICNN): | $(VENV)/.all
+	$(PY) -m trainer.musicnn fetch
+
+test: $(VENV)/.all $(MUSICNN)
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.all
@@ -32,7 +37,7 @@ test-fast: $(VENV)/.all
 bench: $(VENV)/.all
 	$(PY) -m bench
 
-models: $(VENV)/.all
+models: $(VENV)/.all $(MUSICNN)
 	$(PY) -m trainer.make_models
 
 # The Pi service (as root: `sudo make install-service`); see systemd/README.md.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.features import FeatureConfig
+from streamer.frontends import MFCC_CONTRAST, AnyConfig, config_from_dict, kind_of
 
 FORMAT_VERSION = 1
 METADATA_NAME = "moodstream"
@@ -39,7 +40,7 @@ class ModelMetadata:
     name: str
     architecture: str
     labels: tuple[str, ...]
-    feature_config: FeatureConfig
+    feature_config: AnyConfig
     window_seconds: float
     window_frames: int
     mean: tuple[float, ...]
@@ -49,6 +50,11 @@ class ModelMetadata:
     hop_seconds: float = 1.0  # step between the training windows (the daemon hops by its own setting)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def features(self) -> str:
+        """The feature kind (front-end) the model was trained on; files without the field are MFCC + contrast."""
+        return kind_of(self.feature_config)
 
     def __post_init__(self) -> None:
         if not self.labels or len(set(self.labels)) != len(self.labels):
@@ -77,6 +83,7 @@ class ModelMetadata:
             "name": self.name,
             "architecture": self.architecture,
             "labels": list(self.labels),
+            "features": self.features,
             "feature_config": self.feature_config.to_dict(),
             "window_seconds": self.window_seconds,
             "window_frames": self.window_frames,
@@ -118,7 +125,7 @@ class ModelMetadata:
                 name=str(data["name"]),
                 architecture=str(data["architecture"]),
                 labels=tuple(str(x) for x in data["labels"]),
-                feature_config=FeatureConfig.from_dict(dict(data["feature_config"])),
+                feature_config=config_from_dict(str(data.get("features", MFCC_CONTRAST)), dict(data["feature_config"])),
                 window_seconds=float(data["window_seconds"]),
                 window_frames=int(data["window_frames"]),
                 mean=tuple(float(x) for x in data["mean"]),

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from streamer.frontends import window_input
 from streamer.metadata import ModelFileError, ModelMetadata, read_metadata
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,10 @@ class ModelRunner:
         self._mean = np.asarray(meta.mean, dtype=np.float32)
         self._inv_std = (1.0 / np.asarray(meta.std, dtype=np.float64)).astype(np.float32)
         log.info(
-            "model %s (%s, %s) labels=%s window=%.1fs backend=%s",
+            "model %s (%s on %s, %s) labels=%s window=%.1fs backend=%s",
             self.name,
             meta.architecture,
+            meta.features,
             "int8" if meta.quantized else "float32",
             ",".join(self.labels),
             meta.window_seconds,
@@ -112,12 +114,12 @@ class ModelRunner:
                 )
 
     def predict(self, window: np.ndarray) -> np.ndarray:
-        """(window_frames, n_features) raw features -> (n_labels,) float32 probabilities."""
+        """(window_frames, n_features) raw feature-ring rows -> (n_labels,) float32 probabilities."""
         x = np.asarray(window, dtype=np.float32)
         expected = (self.window_frames, self.metadata.feature_config.n_features)
         if x.shape != expected:
             raise ValueError(f"window must have shape {expected}, got {x.shape}")
-        x = (x - self._mean) * self._inv_std
+        x = (window_input(self.metadata.feature_config, x) - self._mean) * self._inv_std
         scale, zero = self.metadata.input_quantization
         if scale:
             x = np.clip(np.round(x / scale) + zero, -128, 127).astype(self._input["dtype"])
