@@ -1,14 +1,18 @@
-"""`moodstream evaluate DATA_DIR [--model FILE] --json OUT.json`: score a model on a labelled
-folder the daemon's way.
+"""`moodstream evaluate DATA_DIR [--model FILE] [--chain NAME] --json OUT.json`: score a model on
+a labelled folder the daemon's way.
 
 Every clip is decoded like a file source (streamer.audio_io), fed through the daemon's own
 :class:`~streamer.pipeline.Pipeline` (same features, window, model runner and gate) and decided by
 :func:`~streamer.pipeline.clip_decision`; there is no second inference path to disagree with.
+``--chain`` first passes each clip through a simulated capture chain (streamer.chain: room,
+microphone, noise, level, codec), seeded per clip from ``--chain-seed``; its libraries come with
+the ``train`` extra and are imported only then.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -21,6 +25,7 @@ import numpy as np
 from streamer import config as config_mod
 from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
+from streamer.chain import ChainError
 from streamer.config import ConfigError, Settings
 from streamer.labelled import MetadataError, audio_files, file_groups, label_folders
 from streamer.metadata import ModelFileError
@@ -29,13 +34,27 @@ from streamer.pipeline import Pipeline, clip_decision
 from streamer.runner import ModelRunner, default_model_path
 
 
-def clip_probabilities(path: Path, runner: ModelRunner, settings: Settings) -> np.ndarray | None:
+def clip_probabilities(
+    path: Path, runner: ModelRunner, settings: Settings, chain: str | None = None, chain_seed: int = 0
+) -> np.ndarray | None:
     """The daemon's verdict on one file (None when no hop was classified: too short or silent)."""
-    audio = load_audio(path, runner.metadata.feature_config.sample_rate, settings.source.channel)
+    rate = runner.metadata.feature_config.sample_rate
+    audio = load_audio(path, rate, settings.source.channel)
+    if chain is not None:
+        from streamer.chain import apply_chain
+
+        audio = apply_chain(chain, audio, rate, _clip_seed(chain_seed, path.name))
     return clip_decision(Pipeline(runner, settings).process(audio))
 
 
-def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[str, Any]:
+def _clip_seed(seed: int, name: str) -> int:
+    """Each clip its own draw of the chain, the same whatever folder or order it is found in."""
+    return int.from_bytes(hashlib.sha1(f"{seed}:{name}".encode()).digest()[:4], "little")
+
+
+def evaluate(
+    data_dir: Path, runner: ModelRunner, settings: Settings, chain: str | None = None, chain_seed: int = 0
+) -> dict[str, Any]:
     """Metrics over every clip whose label the model knows; the rest is reported, not scored."""
     labels = runner.labels
     groups = file_groups(data_dir)
@@ -49,7 +68,7 @@ def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[st
             continue
         for path in files:
             try:
-                probs = clip_probabilities(path, runner, settings)
+                probs = clip_probabilities(path, runner, settings, chain, chain_seed)
             except AudioError as exc:
                 skipped_files.append({"file": str(path), "reason": str(exc)})
                 continue
@@ -78,6 +97,7 @@ def evaluate(data_dir: Path, runner: ModelRunner, settings: Settings) -> dict[st
             "backend": runner.backend,
         },
         "hop_seconds": settings.model.hop_seconds,
+        "chain": {"name": chain or "none", "seed": chain_seed if chain else None},
         "data_dir": str(data_dir),
         "skipped_labels": dict(skipped_labels),
         "skipped_files": skipped_files,
@@ -94,16 +114,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--hop", type=float, help="seconds between classifications (as the daemon; 1.0)")
     a("--silence-dbfs", type=float, help="hop RMS below this is silence, not scored (-50)")
     a("--channel", type=int, help="input channel to use; -1 = mean of all (default)")
+    a(
+        "--chain",
+        help="simulated capture chain applied to every clip first: clean, level, mic, noise, reverb, codec, room "
+        "(needs the train extra)",
+    )
+    a("--chain-seed", type=int, default=0, help="seed of the chain's random draws (each clip its own draw)")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         if args.json:
             _check_writable(Path(args.json))
+        if args.chain is not None:
+            from streamer.chain import check_available, check_name
+
+            check_name(args.chain)
+            check_available()
         settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
         runner = ModelRunner(settings.model.path or default_model_path())
-        result = evaluate(args.data_dir, runner, settings)
-    except (ConfigError, ModelFileError, MetadataError, FileNotFoundError) as exc:
+        result = evaluate(args.data_dir, runner, settings, args.chain, args.chain_seed)
+    except (ConfigError, ModelFileError, MetadataError, FileNotFoundError, ChainError) as exc:
         print(f"moodstream evaluate: {exc}", file=sys.stderr)
         return 2
     print(_summary(result))  # first: a failed write below must not lose what was measured
@@ -123,9 +154,14 @@ def _check_writable(path: Path) -> None:
         raise ConfigError(f"--json {path}: cannot write there (need a file in a writable folder)")
 
 
+def _chain_note(r: dict[str, Any]) -> str:
+    chain = r["chain"]
+    return f" through chain {chain['name']} (seed {chain['seed']})" if chain["seed"] is not None else ""
+
+
 def _summary(r: dict[str, Any]) -> str:
     lines = [
-        f"{r['model']['name']} on {r['data_dir']}: {r['n_clips']} clips, accuracy {r['accuracy']:.3f}, "
+        f"{r['model']['name']} on {r['data_dir']}{_chain_note(r)}: {r['n_clips']} clips, accuracy {r['accuracy']:.3f}, "
         f"balanced accuracy {r['balanced_accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}",
         f"  {describe_intervals(r['intervals'])}",
     ]
