@@ -35,6 +35,7 @@ BENCHMARKS = {
     "latency": "bench.latency",
     "fanout": "bench.fanout",
     "aarch64": "bench.aarch64",
+    "musicnn": "bench.musicnn_cost",
 }
 
 
