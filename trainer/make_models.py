@@ -70,6 +70,9 @@ RUNS = {
 }
 # shipped file -> the runs (same labels, seed and so the same split) whose models compete for it
 SHIP = {"3class": ("3class", "3class-noaug"), "4class": ("4class", "4class-noaug")}
+# the musicnn family (trainer/musicnn_family.py): run name -> labels; shipped as moodstream-Nclass-musicnn
+MUSICNN = {"musicnn-3class": THREE, "musicnn-4class": FOUR}
+EVALUATE_HOP_S = 3.0  # the musicnn network costs ~0.1 s per run here: one run per 3 s keeps evaluate affordable
 
 
 def best_model(candidates: dict[str, dict[str, Any]]) -> tuple[str, str]:
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=Path(os.environ.get("MOODSTREAM_DATA", DEFAULT_DATA)))
     p.add_argument("--runs", type=Path, default=REPO / "runs" / "models")
     p.add_argument("--cache", type=Path, default=REPO / "runs" / "cache")
-    p.add_argument("--only", help="comma-separated subset of: " + ", ".join(RUNS))
+    p.add_argument("--only", help="comma-separated subset of: " + ", ".join([*RUNS, *MUSICNN]))
     p.add_argument("--ship-only", action="store_true", help="train nothing; ship what the runs hold")
     p.add_argument("--models", type=Path, default=MODELS, help="where the shipped files and the card go")
     p.add_argument("--time-budget", type=float, default=TIME_BUDGET_MIN, help="minutes per model")
@@ -112,9 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         print(f"make models: no data at {args.data} (set MOODSTREAM_DATA or --data)", file=sys.stderr)
         return 2
-    names = [] if args.ship_only else args.only.split(",") if args.only else list(RUNS)
+    names = [] if args.ship_only else args.only.split(",") if args.only else [*RUNS, *MUSICNN]
     results = {}
     for name in names:
+        if name in MUSICNN:
+            from trainer.musicnn_family import train
+
+            train(list(MUSICNN[name]), args.data, args.runs / name, args.cache / "musicnn-embeddings")
+            continue
         spec = RUNS[name]
         config = RunConfig(
             data_dir=str(args.data),
@@ -131,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results[name] = run(config, args.cache)
     ship(args.data, args.runs, args.models)
+    ship_musicnn(args.data, args.runs, args.models)
     return 0
 
 
@@ -166,6 +175,67 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
         write_atomic(models / f"metrics-{name}.json", json.dumps(_small(metrics), indent=2) + "\n")
         write_atomic(models / f"report-{name}.md", (runs / name / "report.md").read_text())
     write_atomic(models / "README.md", model_card(present, shipped, present.get("3class-paper"), NOTES))
+
+
+def _evaluate(folder: Path, model: Path, out: Path, chain: str | None) -> dict[str, Any]:
+    """`moodstream evaluate` (the daemon's path) of one file on one folder, optionally through a chain."""
+    from streamer import cli as moodstream
+
+    args = ["evaluate", str(folder), "--model", str(model), "--json", str(out), "--hop", str(EVALUATE_HOP_S)]
+    moodstream.main(args + (["--chain", chain, "--chain-seed", "0"] if chain else []))
+    return json.loads(out.read_text())
+
+
+def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
+    """Ship each musicnn run's int8 file as models/moodstream-Nclass-musicnn.tflite, evaluate it
+    (int8 and float) and the paper family's shipped file on the test part, clean and in the room,
+    and write models/README-musicnn.md. The paper family's file stays the default: this writes
+    figures, it does not choose."""
+    from trainer.musicnn_card import card
+
+    family, paper = {}, {}
+    for name in MUSICNN:
+        result_file = runs / name / "result.json"
+        if not result_file.is_file():
+            continue
+        key = name.removeprefix("musicnn-")
+        result = json.loads(result_file.read_text())
+        target = models / f"moodstream-{key}-musicnn.tflite"
+        write_atomic(target, (runs / name / "model-int8.tflite").read_bytes())
+        # the same split as the paper family's run of these labels (same scan, grouping and seed)
+        folder = test_folder(data, runs / name / "split.json", runs / name / "test-data")
+        evaluations: dict[str, dict[str, Any]] = {}
+        paper_ev: dict[str, Any] = {}
+        for chain in ("clean", "room"):
+            flag = None if chain == "clean" else chain
+            evaluations[chain] = {
+                "int8": _evaluate(folder, target, runs / name / f"evaluate-{chain}-int8.json", flag),
+                "float": _evaluate(
+                    folder, runs / name / "model-float.tflite", runs / name / f"evaluate-{chain}-float.json", flag
+                ),
+            }
+            shipped_paper = models / f"moodstream-{key}.tflite"
+            paper_ev[chain] = _evaluate(folder, shipped_paper, runs / name / f"evaluate-{chain}-paper.json", flag)
+        family[key] = {
+            **result,
+            "file": target.name,
+            "size": target.stat().st_size,
+            "evaluate": evaluations,
+            "evaluate_hop_s": EVALUATE_HOP_S,
+        }
+        paper[key] = {"evaluate": paper_ev}
+        write_atomic(models / f"metrics-{key}-musicnn.json", json.dumps(family[key], indent=2) + "\n")
+    if family:
+        bench = _bench_figures()
+        write_atomic(models / "README-musicnn.md", card(family, paper, bench))
+
+
+def _bench_figures() -> dict[str, Any] | None:
+    """The musicnn family's cost from `make bench` (docs/benchmarks.json), when it ran."""
+    report = REPO / "docs" / "benchmarks.json"
+    if not report.is_file():
+        return None
+    return json.loads(report.read_text()).get("benchmarks", {}).get("musicnn")
 
 
 def _small(metrics: dict[str, Any]) -> dict[str, Any]:
