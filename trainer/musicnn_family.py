@@ -37,7 +37,7 @@ GRIDS = {
     3: (("none", "clean"), ("rms", "clean"), ("rms", "clean+chain")),
     4: (("rms", "clean"), ("rms", "clean+chain")),
 }
-CS = (0.01, 0.03, 0.1, 0.3, 1.0)
+CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 FOLDS = 5
 EVAL_CONDITIONS = ("clean", "room")
 
