@@ -372,7 +372,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--rate", type=int, help="sample rate of raw s16le on stdin (16000)")
     a("--channels", type=int, help="channels of raw s16le on stdin (1)")
     a("--channel", type=int, help="input channel to use; -1 = mean of all, of a device's first two (default)")
-    a("--model", help="model file (.tflite with moodstream metadata; default: the shipped one)")
+    a(
+        "--model",
+        help="model file (.tflite with moodstream metadata) or a shipped model's short name: "
+        "3class, 4class, 3class-musicnn, 4class-musicnn (default: 3class)",
+    )
     a("--hop", type=float, help="seconds between classifications (1.0)")
     a("--time-constant", type=float, help="EMA time constant of probabilities in s (3.0; 0 = off)")
     a("--switch-margin", type=float, help="lead a new label needs before it switches (0.10)")

@@ -108,7 +108,10 @@ def evaluate(
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("data_dir", type=Path, help="folder with one sub-folder per label (any audio format or rate)")
-    a("--model", help="model file (default: the shipped 3-class model)")
+    a(
+        "--model",
+        help="model file or a shipped short name (3class, 4class, 3class-musicnn, 4class-musicnn; default: 3class)",
+    )
     a("--json", type=Path, help="write the metrics here as JSON")
     a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
     a("--hop", type=float, help="seconds between classifications (as the daemon; 1.0)")

@@ -100,7 +100,7 @@ def n_frames_for(n_samples: int, config: LogMelConfig) -> int:
     return 1 + (n_samples - config.n_fft) // config.hop_length
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: float | np.ndarray) -> np.ndarray:
     """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
     f = np.asarray(f, dtype=np.float64)
     mel = f / (200.0 / 3)
@@ -108,7 +108,7 @@ def _hz_to_mel(f: np.ndarray) -> np.ndarray:
     return np.where(log_region, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), mel)
 
 
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+def _mel_to_hz(m: float | np.ndarray) -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     return np.where(m >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (m - 15.0)), m * 200.0 / 3)
 

@@ -34,6 +34,17 @@ def default_model_path() -> Path:
     return shipped_models_dir() / "moodstream-3class.tflite"
 
 
+def resolve_model(spec: str | Path) -> Path:
+    """A model file path, or the short name of a shipped model ("3class", "4class-musicnn":
+    models/moodstream-NAME.tflite) when no such file exists."""
+    path = Path(spec)
+    if not path.exists() and path.name == str(spec):
+        shipped = shipped_models_dir() / f"moodstream-{spec}.tflite"
+        if shipped.is_file():
+            return shipped
+    return path
+
+
 def _interpreter(path: Path, threads: int) -> tuple[Any, str]:
     """A LiteRT interpreter from whichever package is installed, and its name."""
     try:
@@ -56,7 +67,7 @@ class ModelRunner:
     """One loaded model: ``predict(window)`` -> probabilities over ``labels``."""
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:
-        self.path = Path(path)
+        self.path = resolve_model(path)
         self.metadata: ModelMetadata = read_metadata(self.path)
         try:
             self._interp, self.backend = _interpreter(self.path, threads)

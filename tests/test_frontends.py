@@ -113,3 +113,15 @@ def test_mfcc_frames_cannot_reach_a_log_mel_model(logmel_model: Path, tmp_path: 
         bad.write_bytes(embed_metadata(logmel_model.read_bytes(), json.dumps(data).encode()))
         with pytest.raises(ModelFileError, match=message):
             read_metadata(bad)
+
+
+def test_shipped_models_are_selectable_by_short_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamer.runner import resolve_model
+
+    assert resolve_model("3class") == default_model_path()
+    assert resolve_model("4class").name == "moodstream-4class.tflite"
+    local = tmp_path / "3class"
+    local.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("3class") == Path("3class")  # an existing file wins over a short name
+    assert resolve_model("nonesuch") == Path("nonesuch")  # not found: the runner says so with the path
