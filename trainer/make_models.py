@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = run(config, args.cache)
     if any((args.runs / name / "metrics.json").is_file() for name in RUNS):  # else it would write an empty card
         ship(args.data, args.runs, args.models)
-    ship_musicnn(args.data, args.runs, args.models)
+    ship_musicnn(args.data, args.runs, args.models, [n for n in names if n in MUSICNN] or None)
     return 0
 
 
@@ -178,24 +179,28 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
     write_atomic(models / "README.md", model_card(present, shipped, present.get("3class-paper"), NOTES))
 
 
-def _evaluate(folder: Path, model: Path, out: Path, chain: str | None) -> dict[str, Any]:
-    """`moodstream evaluate` (the daemon's path) of one file on one folder, optionally through a chain."""
-    from streamer import cli as moodstream
+def _evaluate_all(jobs: dict[str, tuple[Path, Path, Path, str | None]]) -> dict[str, dict[str, Any]]:
+    """`moodstream evaluate` (the daemon's path) for each (folder, model, json out, chain), run as
+    concurrent processes (each is single-threaded and the room chain is slow)."""
+    procs = {}
+    for key, (folder, model, out, chain) in jobs.items():
+        args = ["evaluate", str(folder), "--model", str(model), "--json", str(out), "--hop", str(EVALUATE_HOP_S)]
+        args += ["--chain", chain, "--chain-seed", "0"] if chain else []
+        procs[key] = subprocess.Popen([sys.executable, "-m", "streamer.cli", *args], stdout=subprocess.DEVNULL)
+    failed = [key for key, proc in procs.items() if proc.wait() != 0]
+    if failed:
+        raise RuntimeError(f"moodstream evaluate failed for {', '.join(failed)}")
+    return {key: json.loads(out.read_text()) for key, (_, _, out, _) in jobs.items()}
 
-    args = ["evaluate", str(folder), "--model", str(model), "--json", str(out), "--hop", str(EVALUATE_HOP_S)]
-    moodstream.main(args + (["--chain", chain, "--chain-seed", "0"] if chain else []))
-    return json.loads(out.read_text())
 
-
-def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
+def ship_musicnn(data: Path, runs: Path, models: Path = MODELS, names: list[str] | None = None) -> None:
     """Ship each musicnn run's int8 file as models/moodstream-Nclass-musicnn.tflite, evaluate it
-    (int8 and float) and the paper family's shipped file on the test part, clean and in the room,
-    and write models/README-musicnn.md. The paper family's file stays the default: this writes
-    figures, it does not choose."""
+    (int8 clean and room, float clean) and the paper family's shipped file on the same test part,
+    clean and in the room, and write models/README-musicnn.md from every metrics-*-musicnn.json.
+    The paper family's file stays the default: this writes figures, it does not choose."""
     from trainer.musicnn_card import card
 
-    family, paper = {}, {}
-    for name in MUSICNN:
+    for name in names or list(MUSICNN):
         result_file = runs / name / "result.json"
         if not result_file.is_file():
             continue
@@ -205,30 +210,38 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
         write_atomic(target, (runs / name / "model-int8.tflite").read_bytes())
         # the same split as the paper family's run of these labels (same scan, grouping and seed)
         folder = test_folder(data, runs / name / "split.json", runs / name / "test-data")
-        evaluations: dict[str, dict[str, Any]] = {}
-        paper_ev: dict[str, Any] = {}
-        for chain in ("clean", "room"):
-            flag = None if chain == "clean" else chain
-            evaluations[chain] = {"int8": _evaluate(folder, target, runs / name / f"evaluate-{chain}-int8.json", flag)}
-            if chain == "clean":  # int8 against float (the room chain costs 2-3 s per clip here: once per family)
-                float_file = runs / name / "model-float.tflite"
-                evaluations[chain]["float"] = _evaluate(
-                    folder, float_file, runs / name / "evaluate-clean-float.json", None
-                )
-            shipped_paper = models / f"moodstream-{key}.tflite"
-            paper_ev[chain] = _evaluate(folder, shipped_paper, runs / name / f"evaluate-{chain}-paper.json", flag)
-        family[key] = {
+        paper_file = models / f"moodstream-{key}.tflite"
+        jobs = {
+            "clean/int8": (folder, target, runs / name / "evaluate-clean-int8.json", None),
+            "clean/float": (
+                folder,
+                runs / name / "model-float.tflite",
+                runs / name / "evaluate-clean-float.json",
+                None,
+            ),
+            "room/int8": (folder, target, runs / name / "evaluate-room-int8.json", "room"),
+            "clean/paper": (folder, paper_file, runs / name / "evaluate-clean-paper.json", None),
+            "room/paper": (folder, paper_file, runs / name / "evaluate-room-paper.json", "room"),
+        }
+        done = _evaluate_all(jobs)
+        evaluations: dict[str, dict[str, Any]] = {"clean": {}, "room": {}}
+        for job, ev in done.items():
+            chain, kind = job.split("/")
+            evaluations[chain][kind] = ev
+        metrics = {
             **result,
             "file": target.name,
             "size": target.stat().st_size,
             "evaluate": evaluations,
             "evaluate_hop_s": EVALUATE_HOP_S,
         }
-        paper[key] = {"evaluate": paper_ev}
-        write_atomic(models / f"metrics-{key}-musicnn.json", json.dumps(family[key], indent=2) + "\n")
+        write_atomic(models / f"metrics-{key}-musicnn.json", json.dumps(metrics, indent=2) + "\n")
+    family = {
+        f.name.removeprefix("metrics-").removesuffix("-musicnn.json"): json.loads(f.read_text())
+        for f in sorted(models.glob("metrics-*-musicnn.json"))
+    }
     if family:
-        bench = _bench_figures()
-        write_atomic(models / "README-musicnn.md", card(family, paper, bench))
+        write_atomic(models / "README-musicnn.md", card(family, _bench_figures()))
 
 
 def _bench_figures() -> dict[str, Any]:

@@ -140,32 +140,50 @@ def embeddings(
     clips: list[Clip], condition: str, config: LogMelConfig, cache: Path = CACHE, embedder: Embedder | None = None
 ) -> dict[Path, np.ndarray]:
     """clip path -> (n_patches, 200) embeddings; clips that cannot be used are left out (logged)."""
-    out: dict[Path, np.ndarray] = {}
+    return embed_configs(clips, condition, [config], cache, embedder)[0]
+
+
+def embed_configs(
+    clips: list[Clip],
+    condition: str,
+    configs: list[LogMelConfig],
+    cache: Path = CACHE,
+    embedder: Embedder | None = None,
+) -> list[dict[Path, np.ndarray]]:
+    """:func:`embeddings` for several log-mel settings at once: a clip's capture chain (the slow
+    part) runs once for all of them."""
+    out: list[dict[Path, np.ndarray]] = [{} for _ in configs]
     todo = []
     for clip in clips:
-        file = cache / f"{_key(_content(clip.path), condition, config)}.npy"
-        if file.is_file():
-            out[clip.path] = np.load(file)
-        else:
-            todo.append((clip, file))
+        content = _content(clip.path)
+        missing = []
+        for k, config in enumerate(configs):
+            file = cache / f"{_key(content, condition, config)}.npy"
+            if file.is_file():
+                out[k][clip.path] = np.load(file)
+            else:
+                missing.append((k, file))
+        if missing:
+            todo.append((clip, missing))
     if todo:
         embedder = embedder or Embedder()
         t0 = time.perf_counter()
-        for i, (clip, file) in enumerate(todo):
+        for i, (clip, missing) in enumerate(todo):
             try:
-                audio = condition_audio(load_audio(clip.path, config.sample_rate), condition, clip.path.name)
+                audio = condition_audio(load_audio(clip.path, configs[0].sample_rate), condition, clip.path.name)
             except (AudioError, ValueError) as exc:
                 log.warning("%s: skipped (%s)", clip.path, exc)
                 continue
-            x = patches(audio, config)
-            if x is None:
-                log.warning("%s: shorter than one patch, skipped", clip.path)
-                continue
-            emb = embedder(x)
-            buf = io.BytesIO()
-            np.save(buf, emb)
-            write_atomic(file, buf.getvalue())
-            out[clip.path] = emb
+            for k, file in missing:
+                x = patches(audio, configs[k])
+                if x is None:
+                    log.warning("%s: shorter than one patch, skipped", clip.path)
+                    continue
+                emb = embedder(x)
+                buf = io.BytesIO()
+                np.save(buf, emb)
+                write_atomic(file, buf.getvalue())
+                out[k][clip.path] = emb
             if (i + 1) % 25 == 0 or i + 1 == len(todo):
                 rate = (time.perf_counter() - t0) / (i + 1)
                 log.info("%s: %d/%d clips embedded, %.2f s per clip", condition, i + 1, len(todo), rate)
@@ -180,18 +198,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--labels", default="angry,happy,sad,calm")
     p.add_argument("--conditions", default="clean,room")
-    p.add_argument("--normalisation", default="rms")
+    p.add_argument("--normalisation", default="rms", help="comma-separated: one capture chain run for all")
+    p.add_argument("--shard", default="0/1", help="I/N: embed every N-th clip from the I-th (parallel jobs)")
     p.add_argument("--reference-power", type=float, required=True)
     p.add_argument("--parts", default="train,val,test", help="which parts of the split to embed")
+    p.add_argument("--only-labels", help="embed only the clips of these labels (comma-separated)")
     p.add_argument("--cache", type=Path, default=CACHE)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     split = load_split(args.data, args.labels.split(","))
     chosen = sorted({i for part in args.parts.split(",") for i in split.parts[part]})
-    config = LogMelConfig(normalisation=args.normalisation, reference_power=args.reference_power)
+    if args.only_labels:
+        chosen = [i for i in chosen if split.clips[i].label in args.only_labels.split(",")]
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    chosen = chosen[shard::shards]
+    configs = [
+        LogMelConfig(normalisation=n, reference_power=args.reference_power) for n in args.normalisation.split(",")
+    ]
     embedder = Embedder()
     for condition in args.conditions.split(","):
-        embeddings([split.clips[i] for i in chosen], condition, config, args.cache, embedder)
+        embed_configs([split.clips[i] for i in chosen], condition, configs, args.cache, embedder)
     return 0
 
 
