@@ -25,20 +25,20 @@ BUDGET_MS = 10.0
 SIZE_LIMIT_MB = 4.0
 
 
-def family_files() -> list[Path]:
+def family_files(models: Path = SHIPPED, runs: Path = RUNS) -> list[Path]:
     """Shipped musicnn-family files, then the float files they were exported beside."""
-    shipped = [p for p in sorted(SHIPPED.glob("*.tflite")) if read_metadata(p).features == "musicnn_logmel"]
-    floats = sorted(RUNS.glob("musicnn-*/model-float.tflite")) if RUNS.is_dir() else []
+    shipped = [p for p in sorted(models.glob("*.tflite")) if read_metadata(p).features == "musicnn_logmel"]
+    floats = sorted(runs.glob("musicnn-*/model-float.tflite")) if runs.is_dir() else []
     return shipped + floats
 
 
-def run(quick: bool = False) -> Section:
+def run(quick: bool = False, models: Path = SHIPPED, runs: Path = RUNS) -> Section:
     from threadpoolctl import threadpool_limits
 
     from streamer.logmel import LogMelExtractor
     from streamer.runner import ModelRunner
 
-    files = family_files()
+    files = family_files(models, runs)
     if not files:
         raise Skipped("no musicnn-family model in models/ (`make models` ships them)")
     calls, repeats = (2, 2) if quick else (10, 7)
@@ -67,7 +67,7 @@ def run(quick: bool = False) -> Section:
         total = front_ms["median"] + infer_ms["median"]
         size_mb = path.stat().st_size / 1e6
         kind = "int8" if runner.metadata.quantized else "float"
-        name = f"{path.parent.name}/{path.name}" if path.parent != SHIPPED else path.name
+        name = f"{path.parent.name}/{path.name}" if path.parent != models else path.name
         rows.append(
             [name, kind, fmt(size_mb), fmt(front_ms["median"]), fmt(infer_ms["median"]), fmt(total), fmt(total / 3)]
             + [fmt(total * k) for k in SLOWDOWN.values()]
@@ -83,7 +83,7 @@ def run(quick: bool = False) -> Section:
                 "pi_estimate_ms_per_1s_hop": {n: total * k for n, k in SLOWDOWN.items()},
             }
         )
-        if path.parent == SHIPPED:
+        if path.parent == models:
             targets.append(target(f"{path.name}: front-end + inference per 1 s hop", total, BUDGET_MS, "ms"))
             targets.append(target(f"{path.name}: file size", size_mb, SIZE_LIMIT_MB, "MB"))
     md = (

@@ -241,14 +241,14 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS, names: list[str]
         for f in sorted(models.glob("metrics-*-musicnn.json"))
     }
     if family:
-        write_atomic(models / "README-musicnn.md", card(family, _bench_figures()))
+        write_atomic(models / "README-musicnn.md", card(family, _bench_figures(models, runs)))
 
 
-def _bench_figures() -> dict[str, Any]:
+def _bench_figures(models: Path, runs: Path) -> dict[str, Any]:
     """The family's cost per hop, measured now by `make bench`'s own module (bench/musicnn_cost.py)."""
     from bench.musicnn_cost import run as measure
 
-    return measure().data
+    return measure(models=models, runs=runs).data
 
 
 def _small(metrics: dict[str, Any]) -> dict[str, Any]:
