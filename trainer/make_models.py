@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="comma-separated subset of: " + ", ".join([*RUNS, *MUSICNN]))
     p.add_argument("--ship-only", action="store_true", help="train nothing; ship what the runs hold")
     p.add_argument("--models", type=Path, default=MODELS, help="where the shipped files and the card go")
+    p.add_argument(
+        "--musicnn-cached-room",
+        action="store_true",
+        help="musicnn family: room figures of the CV only over clips whose room embeddings are cached",
+    )
     p.add_argument("--time-budget", type=float, default=TIME_BUDGET_MIN, help="minutes per model")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -122,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         if name in MUSICNN:
             from trainer.musicnn_family import train
 
-            train(list(MUSICNN[name]), args.data, args.runs / name, args.cache / "musicnn-embeddings")
+            cache = args.cache / "musicnn-embeddings"
+            train(list(MUSICNN[name]), args.data, args.runs / name, cache, cached_room=args.musicnn_cached_room)
             continue
         spec = RUNS[name]
         config = RunConfig(

@@ -24,7 +24,7 @@ import numpy as np
 from streamer.atomic import write_atomic
 from streamer.logmel import LogMelConfig
 from streamer.metadata import FORMAT_VERSION, ModelMetadata
-from trainer.transfer import PATCH_FRAMES, STRIDE_S, WINDOW_S, Split, embeddings, load_split
+from trainer.transfer import PATCH_FRAMES, STRIDE_S, WINDOW_S, Split, cached_embeddings, embeddings, load_split
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,13 @@ def cross_validate(split: Split, emb: dict[str, dict[Path, np.ndarray]], trainin
     return {cond: {"mean": float(np.mean(v)), "std": float(np.std(v)), "folds": v} for cond, v in scores.items()}
 
 
-def select(split: Split, cache: Path, grid: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+def _room(clips, cfg: LogMelConfig, cache: Path, cached_room: bool) -> dict[Path, np.ndarray]:
+    """Room embeddings: computed where missing, or (``cached_room``, a CPU-budget switch) only those
+    already cached, so that room figures are over that subset of clips (their count is reported)."""
+    return cached_embeddings(clips, "room", cfg, cache) if cached_room else embeddings(clips, "room", cfg, cache)
+
+
+def select(split: Split, cache: Path, grid: tuple[tuple[str, str], ...], cached_room: bool = False) -> dict[str, Any]:
     """Every (normalisation, training audio) of ``grid`` with every C in CV; the best by the mean of
     clean and room. Embeddings missing from the cache are computed (the long part: run
     ``python -m trainer.transfer embed`` in the background first)."""
@@ -112,10 +118,12 @@ def select(split: Split, cache: Path, grid: tuple[tuple[str, str], ...]) -> dict
     for norm, training in grid:
         cfg = config_for(norm)
         conds = TRAININGS[training]
-        emb = {cond: embeddings(pool, cond, cfg, cache) for cond in {*EVAL_CONDITIONS, *conds}}
+        emb = {cond: embeddings(pool, cond, cfg, cache) for cond in {"clean", *conds}}
+        emb["room"] = _room(pool, cfg, cache, cached_room)
         for c in CS:
             result = cross_validate(split, emb, conds, c)
-            rows.append({"normalisation": norm, "training": training, "C": c, **result})
+            counted = {cond: sum(c.path in emb[cond] for c in pool) for cond in EVAL_CONDITIONS}
+            rows.append({"normalisation": norm, "training": training, "C": c, "clips": counted, **result})
             log.info(
                 "CV %s %s C=%g: clean %.3f+-%.3f room %.3f+-%.3f",
                 norm,
@@ -152,18 +160,20 @@ def keras_model(head, n_labels: int):
     return keras.Model(net.input, out, name="musicnn_msd_head")
 
 
-def train(labels: list[str], data_dir: Path, out: Path, cache: Path, name: str = "moodstream") -> dict[str, Any]:
+def train(
+    labels: list[str], data_dir: Path, out: Path, cache: Path, name: str = "moodstream", cached_room: bool = False
+) -> dict[str, Any]:
     """CV selection, the final head on the training part, export (int8 + float) into ``out``."""
     from trainer.export import export
     from trainer.transfer import patches
 
     split = load_split(data_dir, labels)
-    chosen = select(split, cache, GRIDS[len(labels)])
+    chosen = select(split, cache, GRIDS[len(labels)], cached_room)
     best = chosen["best"]
     cfg = config_for(best["normalisation"])
     train_ix, val_ix, test_ix = (split.parts[p] for p in ("train", "val", "test"))
     everything = [split.clips[i] for i in sorted(train_ix + val_ix + test_ix)]
-    emb = {cond: embeddings(everything, cond, cfg, cache) for cond in EVAL_CONDITIONS}
+    emb = {"clean": embeddings(everything, "clean", cfg, cache), "room": _room(everything, cfg, cache, cached_room)}
     for cond in TRAININGS[best["training"]]:
         if cond not in emb:
             emb[cond] = embeddings([split.clips[i] for i in train_ix], cond, cfg, cache)
@@ -216,6 +226,7 @@ def train(labels: list[str], data_dir: Path, out: Path, cache: Path, name: str =
         "float_head": {p: {c: {"macro_f1": f, "clips": n} for c, (f, n) in v.items()} for p, v in float_scores.items()},
         "size_bytes": {k: p.stat().st_size for k, p in files.items()},
         "patch_stride_s": STRIDE_S,
+        "cached_room": cached_room,
         "reference_power": REFERENCE_POWER,
     }
     write_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")

@@ -143,6 +143,18 @@ def embeddings(
     return embed_configs(clips, condition, [config], cache, embedder)[0]
 
 
+def cached_embeddings(
+    clips: list[Clip], condition: str, config: LogMelConfig, cache: Path = CACHE
+) -> dict[Path, np.ndarray]:
+    """The clips whose embeddings are in the cache (nothing is computed)."""
+    out = {}
+    for clip in clips:
+        file = cache / f"{_key(_content(clip.path), condition, config)}.npy"
+        if file.is_file():
+            out[clip.path] = np.load(file)
+    return out
+
+
 def embed_configs(
     clips: list[Clip],
     condition: str,
