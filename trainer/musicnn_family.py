@@ -115,11 +115,13 @@ def select(split: Split, cache: Path, grid: tuple[tuple[str, str], ...], cached_
     ``python -m trainer.transfer embed`` in the background first)."""
     rows = []
     pool = [split.clips[i] for i in sorted(split.parts["train"] + split.parts["val"])]
+    rooms = {norm: _room(pool, config_for(norm), cache, cached_room) for norm in {n for n, _ in grid}}
+    common = set.intersection(*(set(r) for r in rooms.values()))  # every normalisation on the same clips
     for norm, training in grid:
         cfg = config_for(norm)
         conds = TRAININGS[training]
         emb = {cond: embeddings(pool, cond, cfg, cache) for cond in {"clean", *conds}}
-        emb["room"] = _room(pool, cfg, cache, cached_room)
+        emb["room"] = {path: e for path, e in rooms[norm].items() if path in common}
         for c in CS:
             result = cross_validate(split, emb, conds, c)
             counted = {cond: sum(c.path in emb[cond] for c in pool) for cond in EVAL_CONDITIONS}
