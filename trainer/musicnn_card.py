@@ -107,7 +107,19 @@ def card(family: dict[str, dict[str, Any]], bench: dict[str, Any] | None) -> str
             met = "-" if goal is None else f"{goal:.2f}: " + ("met" if ev["int8"]["macro_f1"] >= goal else "NOT met")
             lines.append(f"| {key} | {chain} | {_f1(p)} | {_f1(ev.get('int8'))} | {_f1(ev.get('float'))} | {met} |")
     hop = next(iter(family.values()))["evaluate_hop_s"]
+    lines += [""]
+    for key, f in family.items():
+        i8, fl = f["evaluate"]["clean"]["int8"]["macro_f1"], f["evaluate"]["clean"].get("float", {}).get("macro_f1")
+        if fl is not None:
+            gap = 100 * (fl - i8)
+            verdict = "within 1 point" if abs(gap) <= 1 else "NOT within 1 point"
+            lines.append(f"- {key}: int8 {i8:.3f} against float {fl:.3f} on clean: {gap:+.1f} points, {verdict}.")
     lines += [
+        "",
+        "`clean+room` in the tables: the head also trained on the `room` chain's copies of its training "
+        "clips (each clip its own draw; held-out and test clips never). That is the evaluation chain's own "
+        "distribution of rooms, so its room figures are optimistic for rooms unlike it; training on "
+        "streamer.chain.random_chain's wider draws (`clean+chain`, implemented) was not run for want of CPU.",
         "",
         f"`moodstream evaluate` ran with `--hop {hop:g}` for both families (one model run per {hop:g} s of "
         "audio; the clip decision averages the runs); `room` is `--chain room --chain-seed 0` (each clip "
