@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip --disable-pip-version-check -q
+# setuptools says "Editable installation" as a warning on every editable install of a mapped
+# package (moodstream_models = models/); it is information only (setuptools' InformationOnly).
+PIP    := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip --disable-pip-version-check -q
 RUN_ARGS ?=
 
-.PHONY: run test test-fast bench models install-service uninstall-service clean
+.PHONY: run lint test test-fast system-packages bench models install-service uninstall-service clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,21 +19,32 @@ $(VENV)/.runtime: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.all: pyproject.toml | $(PY)
-	$(PIP) install -e '.[train,dev,pi]'
+	$(PIP) install -e '.[train,dev,pi,plot]'
 	touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime
 	$(VENV)/bin/moodstream run --source auto $(RUN_ARGS)
+
+# System packages first (.ci/packages): installed when run as root, else the apt-get line is
+# printed and the tests that need them skip, saying which.
+system-packages:
+	@.ci/system-packages
+
+# Lint, format and types first (seconds, cached), then the tests.
+lint: $(VENV)/.all
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # musicnn's pinned wheel (weights only, never installed), by version and sha256: trainer/musicnn.py
 MUSICNN := cache/musicnn/MSD_musicnn/.index
 $(MUSICNN): | $(VENV)/.all
 	$(PY) -m trainer.musicnn fetch
 
-test: $(VENV)/.all $(MUSICNN)
+test: system-packages lint $(MUSICNN)
 	$(PY) -m pytest
 
-test-fast: $(VENV)/.all
+test-fast: system-packages lint $(MUSICNN)
 	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.all

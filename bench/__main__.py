@@ -34,7 +34,10 @@ BENCHMARKS = {
     "daemon": "bench.daemon_cost",
     "latency": "bench.latency",
     "fanout": "bench.fanout",
+    "adversarial": "bench.adversarial",  # tests/test_adversarial.py's numbers (issue 17)
+    "fleet": "bench.fleet",
     "aarch64": "bench.aarch64",
+    "chains": "bench.chains",  # reads models/chains.json (make models); measures the per-hop cost
     "musicnn": "bench.musicnn_cost",
 }
 

@@ -10,7 +10,8 @@ manylinux aarch64 on CPython 3.11, and does the daemon import and classify a fil
    python3 and libportaudio2 (every .deb is unpacked with ``dpkg-deb -x``; no arm64 maintainer
    script runs, so binfmt_misc is not needed), the aarch64 wheels from step 1 are installed into
    ``/opt/site`` of that tree, a Cortex-A72 ``/proc/cpuinfo`` is put in it (see CPUINFO_CORE), and
-   ``qemu-aarch64-static -L ROOTFS`` runs the arm64 python3.11 on the daemon's code. Prepared once under cache/ (about a minute), reused afterwards.
+   ``qemu-aarch64-static -L ROOTFS`` runs the arm64 python3.11 on the daemon's code. Prepared once under
+   cache/ (about a minute), reused afterwards.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def pure_python_sdist(requirement: str, dest: Path) -> Path:
     with tarfile.open(archive) as tar:
         compiled = [m.name for m in tar.getmembers() if m.name.endswith(COMPILED_SUFFIXES)]
         setup = next((m for m in tar.getmembers() if m.name.endswith("/setup.py")), None)
-        uses_ext = setup is not None and b"ext_modules" in tar.extractfile(setup).read()
+        script = tar.extractfile(setup) if setup is not None else None
+        uses_ext = script is not None and b"ext_modules" in script.read()
     if compiled or uses_ext:
         raise RuntimeError(f"{archive.name} has compiled sources {compiled[:5]}: it needs a build on the Pi")
     return archive
@@ -253,7 +255,7 @@ def _classify_command(model: Path, audio: Path) -> list[str]:
 
 def _emotions(stdout: str) -> list[dict]:
     events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    return [e for e in events if e.get("type") == "emotion" and e.get("state") == "emotion"]
+    return [e for e in events if e.get("type") == "emotion" and e.get("raw")]  # classified: a label or uncertain
 
 
 def classify_emulated(model: Path, audio: Path, rootfs: Path = ROOTFS) -> dict:
@@ -278,7 +280,7 @@ def classify_emulated(model: Path, audio: Path, rootfs: Path = ROOTFS) -> dict:
         timeout=300,
     )
     arm, x86 = _emotions(done.stdout), _emotions(host.stdout)
-    diffs = [abs(a["raw"][k] - b["raw"][k]) for a, b in zip(arm, x86) for k in a["raw"]]
+    diffs = [abs(a["raw"][k] - b["raw"][k]) for a, b in zip(arm, x86, strict=True) for k in a["raw"]]
     return {
         "returncode": done.returncode,
         "wall_seconds": wall,

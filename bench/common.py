@@ -55,10 +55,7 @@ class Section:
 
 def target(name: str, value: float | None, limit: float, unit: str, higher_is_better: bool = False) -> dict:
     """A target row for the summary table; ``met`` is None when the value could not be measured."""
-    if value is None:
-        met = None
-    else:
-        met = value >= limit if higher_is_better else value <= limit
+    met = None if value is None else value >= limit if higher_is_better else value <= limit
     return {
         "target": name,
         "value": value,

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import soundfile
 
@@ -28,6 +28,7 @@ from bench.models import default_model, models_under_test
 from tests.audio import music
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+DAEMON_CPU_TARGET = 0.5  # % of one core for the whole daemon, paced (issue 16.7; a Pi core is ~10x slower)
 
 
 def free_port() -> int:
@@ -143,12 +144,14 @@ def run(quick: bool = False) -> Section:
     for _ in range(runs):
         with start([*base, "--source", f"file:{short}", "--jsonl", "-"], stdout=subprocess.PIPE) as d:
             ready.append(d.wait_ready())
-            for line in d.proc.stdout:
+            stdout = d.proc.stdout
+            assert stdout is not None  # stdout=PIPE
+            for line in stdout:
                 if b'"type":"emotion"' in line.replace(b" ", b""):
                     first_event.append(time.monotonic() - d.started)
                     break
             status, _ = d.finish()
-            d.proc.stdout.read()
+            stdout.read()
             if status != 0:
                 raise RuntimeError(f"moodstream run exited with {status}: {d.stderr_tail()}")
         if d.peak_rss_mib is not None:
@@ -175,7 +178,7 @@ def run(quick: bool = False) -> Section:
         to_ready.append(cpu_at_ready)
         after_ready.append(100 * (usage.ru_utime + usage.ru_stime - cpu_at_ready) / paced_s)
         steady.append(100 * (c1 - c0) / (t1 - t0))
-    data = {
+    data: dict[str, Any] = {
         "model": model.path.name,
         "shipped": model.shipped,
         "runs": runs,
@@ -216,7 +219,7 @@ def run(quick: bool = False) -> Section:
         target(
             "streaming CPU, the whole daemon process paced in real time, steady state (stricter reading)",
             data["paced"]["percent_steady"]["median"],
-            1.0,
+            DAEMON_CPU_TARGET,
             "% of one core",
         ),
         target("peak RSS of `moodstream run`", data["peak_rss_mib"]["max"], 100.0, "MiB"),

@@ -64,10 +64,12 @@ def run(quick: bool = False) -> Section:
     times = interleaved({**contenders, **limited}, repeats, one_blas_thread=frozenset(limited))
     speed = {name: stats([seconds / t for t in ts]) for name, ts in times.items()}
     # Ratios per round (same round = same machine conditions), then the median of those.
-    ratio_batch = stats([lb / b for lb, b in zip(times["librosa"], times["batch"])])
-    ratio_stream = stats([lb / s for lb, s in zip(times["librosa"], times["stream_100ms"])])
+    ratio_batch = stats([lb / b for lb, b in zip(times["librosa"], times["batch"], strict=True)])
+    ratio_stream = stats([lb / s for lb, s in zip(times["librosa"], times["stream_100ms"], strict=True)])
     ratio_1 = {
-        name: stats([lb / x for lb, x in zip(times["librosa_1_blas_thread"], times[f"{name}_1_blas_thread"])])
+        name: stats(
+            [lb / x for lb, x in zip(times["librosa_1_blas_thread"], times[f"{name}_1_blas_thread"], strict=True)]
+        )
         for name in ("batch", "stream_100ms")
     }
     data = {

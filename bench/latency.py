@@ -116,6 +116,8 @@ def measure(model_path, clients: int, hops: int, window_s: float) -> dict:
             str(HOP_S),
             "--max-clients",
             str(clients + 8),
+            "--max-clients-per-address",  # every client is on 127.0.0.1
+            str(clients + 8),
             "--log-level",
             "warning",
         ],
@@ -130,6 +132,7 @@ def measure(model_path, clients: int, hops: int, window_s: float) -> dict:
         workers = [_spawn_clients(url, n, listen_s) for n in shares if n]
         try:
             for w in workers:
+                assert w.stdout is not None  # stdout=PIPE
                 if w.stdout.readline().strip() != "ready":
                     raise RuntimeError("a client process could not connect")
             load = os.getloadavg()[0]
@@ -141,6 +144,7 @@ def measure(model_path, clients: int, hops: int, window_s: float) -> dict:
                     w.kill()
                     w.wait()
         overflows = asyncio.run(_overflows(url))
+        assert d.proc.stdin is not None  # stdin=PIPE
         d.proc.stdin.close()
         status, _ = d.finish()
         if status != 0:
@@ -193,7 +197,8 @@ def run(quick: bool = False) -> Section:
     md = (
         f"`moodstream run --source stdin --model {model.path.name} --hop {HOP_S:g}` with its WebSocket server on "
         f"loopback; s16le audio written to its stdin in 100 ms blocks paced in real time, {hops} hops per "
-        'run after the window filled (every measured event is an "emotion" event: features, inference, '
+        'run after the window filled (every measured event is a classified hop, "emotion" or "uncertain": '
+        "features, inference, "
         "smoothing, bus, server fan-out, WebSocket, client). Latency = client receipt minus the moment the "
         "hop's last block was written; the clients run in 2 processes of their own (one clock, "
         "`time.monotonic`), each of which freezes its garbage collector's view of the connections once "

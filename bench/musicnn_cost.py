@@ -35,6 +35,7 @@ def family_files(models: Path = SHIPPED, runs: Path = RUNS) -> list[Path]:
 def run(quick: bool = False, models: Path = SHIPPED, runs: Path = RUNS) -> Section:
     from threadpoolctl import threadpool_limits
 
+    from streamer.frontends import logmel_config
     from streamer.logmel import LogMelExtractor
     from streamer.runner import ModelRunner
 
@@ -46,7 +47,7 @@ def run(quick: bool = False, models: Path = SHIPPED, runs: Path = RUNS) -> Secti
     audio = music(6.0, seed=11).astype(np.float32)
     for path in files:
         runner = ModelRunner(path, threads=1)
-        cfg = runner.metadata.feature_config
+        cfg = logmel_config(runner.metadata.feature_config)
         extractor = LogMelExtractor(cfg)
         step = round(HOP_S * cfg.sample_rate)
         window = extractor.push(audio)[-runner.window_frames :]

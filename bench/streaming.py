@@ -14,6 +14,7 @@ from bench.features_speed import librosa_features
 from bench.models import BenchModel, default_model, models_under_test
 from streamer.config import SourceSettings, from_dict
 from streamer.features import FeatureExtractor, extract
+from streamer.frontends import mfcc_config
 from streamer.pipeline import Pipeline
 from streamer.ring import sample_ring
 from streamer.runner import ModelRunner
@@ -34,7 +35,7 @@ class Naive:
     ``extra`` samples are added to the window for librosa, whose frames span n_fft samples."""
 
     def __init__(self, runner: ModelRunner, hop_seconds: float, features, extra: int = 0) -> None:
-        cfg = runner.metadata.feature_config
+        cfg = mfcc_config(runner.metadata.feature_config)
         self.runner, self.features = runner, features
         self.window_samples = cfg.frame_length + (runner.window_frames - 1) * cfg.hop_length + extra
         self.ring = sample_ring(cfg.sample_rate, seconds=self.window_samples / cfg.sample_rate + 1)
@@ -58,7 +59,7 @@ class Naive:
 
 def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict:
     runner = ModelRunner(model.path)
-    cfg = runner.metadata.feature_config
+    cfg = mfcc_config(runner.metadata.feature_config)
     settings = from_dict({"model": {"hop_seconds": hop, "path": str(model.path)}}).validate()
     pipeline = Pipeline(runner, settings)
     naive = Naive(runner, hop, lambda s: extract(s, cfg))
@@ -108,7 +109,7 @@ def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict
     with threadpool_limits(limits=1, user_api="blas"):
         times = interleaved(contenders, repeats)
     hops_per_run = round(seconds / hop)
-    if len(emitted) != repeats * hops_per_run or emitted[-1].state != "emotion":
+    if len(emitted) != repeats * hops_per_run or not emitted[-1].raw:  # the model ran (a label or uncertain)
         raise RuntimeError(
             f"pipeline emitted {len(emitted)} events (last state "
             f"{emitted[-1].state if emitted else None}), expected {repeats * hops_per_run} emotions"
@@ -126,13 +127,17 @@ def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict
         "audio_seconds": seconds,
         "repeats": repeats,
         "cpu_seconds_per_audio_second": per_audio,
-        "naive_over_pipeline": stats([n / p for n, p in zip(times["naive_features"], times["pipeline"])]),
-        "naive_librosa_over_pipeline": stats([n / p for n, p in zip(times["naive_librosa"], times["pipeline"])]),
+        "naive_over_pipeline": stats([n / p for n, p in zip(times["naive_features"], times["pipeline"], strict=True)]),
+        "naive_librosa_over_pipeline": stats(
+            [n / p for n, p in zip(times["naive_librosa"], times["pipeline"], strict=True)]
+        ),
         # What a pipeline with no work of its own beyond its features and the model would reach.
         "naive_over_features_and_inference": stats(
             [
                 n / (f + i)
-                for n, f, i in zip(times["naive_features"], times["features_per_hop"], times["inference_per_hop"])
+                for n, f, i in zip(
+                    times["naive_features"], times["features_per_hop"], times["inference_per_hop"], strict=True
+                )
             ]
         ),
     }
@@ -172,7 +177,8 @@ def run(quick: bool = False) -> Section:
     md = (
         "Models: every shipped one and the other kind (int8/float) of its architecture; "
         "where that is not shipped, the twin trained and exported by the trainer benchmark on synthetic "
-        f"data (`cache/bench/models/`, same window). {seconds:g} s of synthetic music per run in {BLOCK_SECONDS * 1000:g} ms blocks, "
+        f"data (`cache/bench/models/`, same window). {seconds:g} s of synthetic music per run in "
+        f"{BLOCK_SECONDS * 1000:g} ms blocks, "
         f"after a warm-up that fills the window; {repeats} interleaved rounds, process CPU time; medians; "
         "every contender with one BLAS thread, as `moodstream` runs (`streamer/tuning.py`). "
         "The pipeline is `streamer.pipeline.Pipeline` (incremental features, rings, level gate, model, "

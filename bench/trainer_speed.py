@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import CACHE, Section, fmt, stats, table
 from streamer.features import FeatureConfig
@@ -60,24 +61,22 @@ def extraction_speed(quick: bool) -> dict:
     }
 
 
-class _EpochTimer:
-    """Keras callback recording the wall time of each epoch."""
+def _epoch_timer() -> Any:
+    """A Keras callback recording the wall time of each epoch in ``seconds`` (Keras imported late)."""
+    import keras
 
-    def __new__(cls):
-        import keras
+    class Timer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
 
-        class Timer(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.seconds: list[float] = []
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._start = time.monotonic()
 
-            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-                self._start = time.monotonic()
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.seconds.append(time.monotonic() - self._start)
 
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                self.seconds.append(time.monotonic() - self._start)
-
-        return Timer()
+    return Timer()
 
 
 def epochs(quick: bool) -> dict:
@@ -91,11 +90,13 @@ def epochs(quick: bool) -> dict:
     from trainer.architectures import ARCHITECTURES, build
     from trainer.export import export
     from trainer.fit import class_weights, fit
-    from trainer.make_models import OVERLAP, WINDOW_S
+    from trainer.run import RunConfig
     from trainer.segments import window_geometry
 
+    shipped = RunConfig(data_dir="", out="")  # the shipped models' settings are RunConfig's defaults
+    WINDOW_S = shipped.window_seconds
     config = FeatureConfig()
-    frames, hop = window_geometry(config, WINDOW_S, OVERLAP)
+    frames, hop = window_geometry(config, WINDOW_S, shipped.overlap)
     x, y, mean, std, val = mood_windows(frames, hop, clips=2 if quick else 12, seconds=WINDOW_S + 30.0)
     steady_epochs = 2 if quick else 3
     MODELS.mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,7 @@ def epochs(quick: bool) -> dict:
         start = time.monotonic()
         summary = fit(model, x[~val], y[~val], x[val], y[val], epochs=1, patience=1, seed=0)
         first = time.monotonic() - start
-        timer = _EpochTimer()
+        timer = _epoch_timer()
         labels = keras.utils.to_categorical(y, len(TINY_LABELS))
         # The same arguments as trainer.fit (class weights included), so the traced step is reused.
         model.fit(
@@ -140,7 +141,7 @@ def epochs(quick: bool) -> dict:
             std=tuple(map(float, std)),
             input_quantization=(0.0, 0),
             output_quantization=(0.0, 0),
-            hop_seconds=hop / config.frames_per_second,
+            train_step_seconds=hop / config.frames_per_second,
             training={
                 "data": "synthetic moods (tests/conftest.py), benchmark only",
                 "epochs": summary["epochs_run"] + steady_epochs,

@@ -53,9 +53,11 @@ async def serve(clients: int, hops: int, hop: float) -> dict[str, Any]:
             "counters": {},
         }
 
-    server = Server(ServerSettings(host=HOST, port=0, max_clients=clients + 10), bus, describe)
+    server = Server(
+        ServerSettings(host=HOST, port=0, max_clients=clients + 10, max_clients_per_address=clients + 10), describe
+    )
     stop = asyncio.Event()
-    task = asyncio.create_task(server.run(stop))
+    task = asyncio.create_task(server.run(bus, stop))
     await server.listening.wait()
     print(json.dumps({"port": server.port}), flush=True)
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
@@ -162,6 +164,7 @@ def measure(clients: int = 500, hops: int = 40, hop: float = 0.25, workers: int 
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert server.stdout is not None  # stdout=PIPE
     try:
         port = json.loads(server.stdout.readline())["port"]
         seconds = CONNECT_TIMEOUT_S + hops * hop + 10

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import sys
@@ -30,7 +31,8 @@ SILENCE_LEVEL = 0.08  # silence dims to this fraction of full brightness
 
 
 def hex_to_rgb(color: str) -> RGB:
-    return tuple(float(int(color[i : i + 2], 16)) for i in (1, 3, 5))  # type: ignore[return-value]
+    r, g, b = (float(int(color[i : i + 2], 16)) for i in (1, 3, 5))
+    return r, g, b
 
 
 def target_color(event: dict, colors: dict[str, str], current: RGB) -> RGB:
@@ -44,7 +46,7 @@ def target_color(event: dict, colors: dict[str, str], current: RGB) -> RGB:
         for i, c in enumerate(hex_to_rgb(colors.get(label, "#808080"))):
             mix[i] += c * p / total
     scale = SILENCE_LEVEL if event["state"] == "silence" else 1.0
-    return tuple(c * scale for c in mix)  # type: ignore[return-value]
+    return mix[0] * scale, mix[1] * scale, mix[2] * scale
 
 
 class Fader:
@@ -57,8 +59,9 @@ class Fader:
 
     def step(self, dt: float) -> tuple[int, int, int]:
         k = 1.0 - math.exp(-self.rate * dt)
-        self.current = tuple(c + (t - c) * k for c, t in zip(self.current, self.target))  # type: ignore[assignment]
-        return tuple(round(c) for c in self.current)  # type: ignore[return-value]
+        r, g, b = (c + (t - c) * k for c, t in zip(self.current, self.target, strict=True))
+        self.current = (r, g, b)
+        return round(r), round(g), round(b)
 
 
 class WledLight:
@@ -106,7 +109,7 @@ async def follow(url: str, token: str | None, fader: Fader, colors: dict[str, st
                         fader.target = target_color(message, colors, fader.target)
         except InvalidStatus as exc:
             if exc.response.status_code in (401, 403):
-                raise SystemExit(f"{url}: refused ({exc.response.status_code}); check --token")
+                raise SystemExit(f"{url}: refused ({exc.response.status_code}); check --token") from None
         except (OSError, ConnectionClosed, TimeoutError):
             pass
         await asyncio.sleep(delay)
@@ -137,10 +140,8 @@ def main() -> None:
     parser.add_argument("--wled", metavar="HOST", help="WLED device (host or host:port)")
     parser.add_argument("--fade", type=float, default=1.5, help="seconds to fade (default 1.5)")
     parser.add_argument("--rate", type=float, default=10.0, help="updates a second (default 10)")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main_async(parser.parse_args()))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

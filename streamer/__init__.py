@@ -1,0 +1,13 @@
+"""moodstream's daemon: capture, features, model, smoothing, events and their consumers."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+
+def version() -> str:
+    """The installed distribution's version (`moodstream --version`, the mDNS TXT record)."""
+    try:
+        return importlib.metadata.version("moodstream")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"

@@ -1,10 +1,10 @@
 """`moodstream run`: source -> Pipeline -> EventBus -> sinks, one asyncio task per service.
 
-The capture task owns the source and the pipeline and never gives up on a live input: a device
-that stops delivering (no audio, or only digital silence, for ``liveness.stall_seconds``), raises,
-or vanishes is closed and reopened with exponential backoff and found again by name, while the
-bus and every other service keep running. SIGINT/SIGTERM close the stream, then the bus, and the
-sinks drain what is pending before the process exits.
+The capture task reads the source through :class:`~streamer.liveness.Liveness`, which never gives up
+on a live input, feeds the pipeline and publishes its events; every sink (JSONL, history, WebSocket
+server, dashboard, MQTT, systemd notify) is a task reading the bus (:class:`~streamer.sinks.Sink`);
+the mDNS advertisement runs as one too, as long, though it needs no events. SIGINT/SIGTERM
+close the stream, then the bus, and the sinks drain what is pending before the process exits.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import logging
 import os
 import signal
@@ -19,43 +20,29 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, TextIO
-
-import numpy as np
+from typing import Any
 
 from streamer import config as config_mod
-from streamer import logs, protocol, server
+from streamer import liveness, logs, mdns, server, shipped, version
 from streamer.config import ConfigError, Settings
-from streamer.events import EventBus, StatusEvent, to_dict
+from streamer.events import EventBus, StatusEvent, StatusKind, to_dict
+from streamer.history import HistorySink
+from streamer.jsonl import JsonlSink, OutputError
 from streamer.metadata import ModelFileError
-from streamer.notify import Notifier
+from streamer.notify import Notifier, NotifySink
 from streamer.pipeline import Pipeline
-from streamer.runner import ModelRunner, default_model_path
-from streamer.sources import (
-    DeviceNotFound,
-    NoInputDevice,
-    Source,
-    SourceError,
-    SourceLost,
-    build_source,
-    in_daemon_thread,
-)
+from streamer.runner import ModelRunner
+from streamer.sinks import Sink
+from streamer.sources import DeviceNotFound, NoInputDevice, PortAudioWedged, Source, SourceError, build_source
 
 log = logging.getLogger(__name__)
 
-JSONL_QUEUE = 100_000  # a file sink must never drop events of a fast file run
-CLOSE_TIMEOUT_S = 5.0  # a stream whose server vanished may hang in close(); do not wait forever
-# PortAudio through PulseAudio's ALSA plugin takes up to about 2 s to deliver the first block
-FIRST_AUDIO_GRACE_S = 3.0
-OVERFLOW_REPORT_S = 10.0
-
-
-class OutputError(Exception):
-    """An output that can no longer be written (a full disk): the run ends with the reason."""
+RELOAD = -1  # _serve's answer to SIGHUP: main starts the process again (exec) with its config re-read
+BUSY_PORT_HINT = "; is another moodstream or the service running (systemctl status moodstream)? --port picks another"
 
 
 class Daemon:
-    """The running service; :meth:`describe` is its snapshot for the server and the dashboard."""
+    """The running service: wiring and supervision; :meth:`describe` is its snapshot."""
 
     def __init__(
         self,
@@ -67,79 +54,99 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.runner = runner
-        self.source = source
         self.bus = bus or EventBus()
         self.notifier = notifier or Notifier()
         self.pipeline = Pipeline(runner, settings)
-        self.source_state = "closed"  # connected | lost | reconnecting | ended | closed
+        keepalive_s = min(liveness.KEEPALIVE_S, self.notifier.watchdog_interval or liveness.KEEPALIVE_S)
+        self.liveness = liveness.Liveness(
+            source, settings.liveness, self._status, keepalive=self.notifier.watchdog, keepalive_s=keepalive_s
+        )
         self.counters: Counter[str] = Counter()
-        self.server: server.Server | None = None
-        self.jsonl_written = 0
-        self._overflows_reported = 0
+        self.sinks: list[Sink] = []
         self._silent = False  # last hop was under the level gate
-        self._overflow_reported_at = float("-inf")
         self._started = time.monotonic()
 
+    @property
+    def source(self) -> Source:
+        return self.liveness.source
+
     def describe(self) -> dict[str, Any]:
-        """Model, config (without secrets), last emotion, source health and counters."""
+        """Model, config (without secrets), last emotion, source health; every counter once: the
+        daemon's and its sinks' in ``counters``, the WebSocket server's in ``server``."""
         config = self.settings.to_dict()
         config.get("server", {}).pop("token", None)
+        config.get("mqtt", {}).pop("password", None)
         last = self.bus.last_emotion
-        counters = dict(self.counters)
+        counters: dict[str, Any] = {**self.counters, **self.liveness.counters}
         counters.update(
             uptime_s=round(time.monotonic() - self._started, 1),
             events_published=self.bus.published,
             subscribers=self.bus.subscriber_count,
-            jsonl_written=self.jsonl_written,
         )
-        if self.server is not None:
-            counters.update(clients=self.server.client_count, dropped_clients=self.server.dropped_clients)
-        return {
-            "model": {
-                "name": self.runner.name,
-                "architecture": self.runner.metadata.architecture,
-                "labels": list(self.runner.labels),
-                "window_seconds": self.runner.metadata.window_seconds,
-                "hop_seconds": self.settings.model.hop_seconds,
-                "backend": self.runner.backend,
-            },
+        info: dict[str, Any] = {
+            "model": _model_info(self.runner, self.settings.model.hop_seconds),
             "config": config,
             "state": to_dict(last) if last is not None else None,
             "source": {
                 "kind": self.source.kind,
                 "name": self.source.name,
-                "state": self.source_state,
+                "state": self.liveness.state,
                 "overflows": self.source.overflows,
-                "reconnects": self.counters["reconnects"],
+                "reconnects": self.liveness.counters["reconnects"],
             },
             "counters": counters,
         }
+        for sink in self.sinks:
+            if sink.name == "server":
+                info["server"] = sink.stats()
+            else:
+                counters.update(sink.stats())
+        return info
+
+    def _build_sinks(self, stop: asyncio.Event) -> list[Sink]:
+        """Every consumer of the bus, from the settings (JSONL first: a bad path is a start-up error)."""
+        out = self.settings.output
+        sinks: list[Sink] = [JsonlSink(out.jsonl, stop.set)] if out.jsonl else []
+        history = HistorySink(self.settings.history, self.settings.model.hop_seconds)
+        sinks.append(history)  # without a path it keeps only the last hour in memory, for the page's strip
+        if self.settings.server.enabled:
+            web = server.Server(self.settings.server, self.describe)
+            web.requests["get_history"] = history.answer
+            sinks.append(web)
+            if mdns.wanted(self.settings.server):  # beyond loopback: found on the network by its name
+                model = _model_info(self.runner, self.settings.model.hop_seconds)
+                txt = mdns.txt_properties(self.settings.server, model, version())
+                sinks.append(mdns.Advertiser(self.settings.server, web, txt))
+        if out.dashboard:
+            from streamer.dashboard import LocalDashboard  # rich's live display: only when asked for
+
+            sinks.append(LocalDashboard(self.describe))
+        if self.settings.mqtt.url:
+            from streamer.mqtt import MqttSink  # aiomqtt: a daemon without [mqtt] never loads it
+
+            sinks.append(MqttSink(self.settings.mqtt, self.runner.name, self.settings.gate.silence_dbfs))
+        if self.notifier.enabled:
+            sinks.append(NotifySink(self.notifier))
+        return sinks
 
     async def run(self, stop: asyncio.Event) -> None:
         """Open the source (errors propagate: nothing is running yet), then serve until ``stop``
         is set or a finite source (file, stdin) ends."""
-        out = _open_jsonl(self.settings.output.jsonl)
-        jsonl = self.bus.subscribe(JSONL_QUEUE) if out is not None else None
+        sinks = self._build_sinks(stop)
+        opened = False
         try:
-            await self.source.open()
-        except BaseException:
-            if jsonl is not None and out is not None:
-                jsonl.close()
-                _close_output(out)
-            raise
-        self._connected("source_connected", f"listening to {self.source.name}")
-        services_stop = asyncio.Event()
-        services = []
-        if jsonl is not None and out is not None:
-            services.append(asyncio.create_task(self._jsonl(jsonl, out, stop)))
-        if self.settings.server.enabled:
-            self.server = server.Server(self.settings.server, self.bus, self.describe)
-            services.append(asyncio.create_task(self.server.run(services_stop)))
-        if self.settings.output.dashboard:
-            from streamer import dashboard
-
-            services.append(asyncio.create_task(dashboard.run_local(self.bus, self.describe, services_stop)))
-        self.notifier.ready()
+            opened = await self.liveness.open(stop)  # False: stopped first (SIGTERM while a device hangs)
+        finally:
+            if not opened:
+                for sink in sinks:
+                    if isinstance(sink, JsonlSink):
+                        sink.close()
+        if not opened:
+            return
+        self.sinks = sinks
+        sinks_stop = asyncio.Event()  # set once the bus is closed and its last events queued
+        services = [asyncio.create_task(sink.run(self.bus, sinks_stop), name=sink.name) for sink in sinks]
+        await asyncio.sleep(0)  # each sink subscribes before the first event
         capture = asyncio.create_task(self._capture(stop))
         try:
             await _first_failure([capture, *services])
@@ -147,49 +154,27 @@ class Daemon:
             if not capture.done():
                 capture.cancel()
             await asyncio.gather(capture, return_exceptions=True)
-            await self._close_source()
-            self.notifier.stopping()
-            self.bus.publish(StatusEvent("stopped", "moodstream stopped", details=self.describe()["counters"]))
+            await self.liveness.close()
+            info = self.describe()
+            final = {**info["counters"], **info.get("server", {})}
+            self.bus.publish(StatusEvent("stopped", "moodstream stopped", details=final))
             self.bus.close()  # sinks drain what is queued, then see the end
-            services_stop.set()
+            sinks_stop.set()
             failing = sys.exc_info()[1]  # already on its way to the caller: not logged twice
             for result in await asyncio.gather(*services, return_exceptions=True):
                 if isinstance(result, Exception) and result is not failing:
                     log.error("a service failed during shutdown: %s", result)
 
-    # capture and liveness
-
     async def _capture(self, stop: asyncio.Event) -> None:
-        zero_since: float | None = None
-        grace = FIRST_AUDIO_GRACE_S
-        while not stop.is_set():
-            try:
-                chunk = await self._next_chunk(stop, grace)
-                if chunk is None:
-                    break
-                grace = 0.0
-                zero_since = self._check_digital_silence(chunk, zero_since)
-            except SourceError as exc:
-                if not self.source.live:
-                    raise
-                await self._recover(str(exc), stop)
-                zero_since, grace = None, FIRST_AUDIO_GRACE_S
-                continue
-            if chunk.size >= self.pipeline.samples_to_next_hop:  # features + model: off the loop
-                events = await asyncio.to_thread(self.pipeline.process, chunk)
-            else:  # just buffering
-                events = self.pipeline.process(chunk)
-            for event in events:
+        async for chunk in self.liveness.chunks(stop):
+            # Features and model on the loop: a hop's work (about 2 ms here) costs less than handing it
+            # to a thread and back (measured: the whole daemon 0.25% of a core inline, 0.32% with
+            # asyncio.to_thread, in one interleaved run), and the GIL serialised them anyway.
+            for event in self.pipeline.process(chunk):
                 self.counters["hops"] += 1
                 self.counters[f"hops_{event.state}"] += 1
                 self._report_silence(event.state)
                 self.bus.publish(event)
-                self.notifier.watchdog()
-            if events:
-                self._report_overflows()
-        if not stop.is_set():
-            self.source_state = "ended"
-            self.bus.publish(StatusEvent("source_ended", f"{self.source.name}: end of stream"))
 
     def _report_silence(self, state: str) -> None:
         """A status event when the input falls under the level gate and when sound returns."""
@@ -198,142 +183,26 @@ class Daemon:
         self._silent = state == "silence"
         gate = self.settings.gate.silence_dbfs
         if self._silent:
-            self._status("silence", f"input under the silence gate ({gate:g} dBFS): no emotion claimed")
+            self._status("silence", f"input under the silence gate ({gate:g} dBFS): no emotion claimed", {})
         else:
-            self._status("sound", f"sound above the silence gate ({gate:g} dBFS) again")
+            self._status("sound", f"sound above the silence gate ({gate:g} dBFS) again", {})
 
-    def _report_overflows(self) -> None:
-        """New input overflows (audio lost before we saw it): one status event per 10 s at most."""
-        total = self.source.overflows
-        now = time.monotonic()
-        if total > self._overflows_reported and now - self._overflow_reported_at >= OVERFLOW_REPORT_S:
-            log.warning("input %r overflowed (%d blocks lost so far)", self.source.name, total)
-            self._status("overflow", f"input {self.source.name} lost audio blocks", overflows=total)
-            self._overflows_reported, self._overflow_reported_at = total, now
-
-    async def _next_chunk(self, stop: asyncio.Event, grace: float) -> np.ndarray | None:
-        """Next chunk; None when stopping or at the end; SourceLost when a live input stalls
-        (for ``stall_seconds``, plus ``grace`` for the first block after opening)."""
-        stall = self.settings.liveness.stall_seconds
-        timeout = stall + grace if self.source.live else None
-        read = asyncio.ensure_future(self.source.read())
-        stopping = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait({read, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if read in done:
-            return read.result()
-        read.cancel()
-        await asyncio.gather(read, return_exceptions=True)
-        if stop.is_set():
-            return None
-        self.counters["stalls"] += 1
-        raise SourceLost(f"no audio for {timeout:g} s")
-
-    def _check_digital_silence(self, chunk: np.ndarray, since: float | None) -> float | None:
-        live = self.settings.liveness
-        if not (self.source.live and live.digital_silence_is_loss) or np.any(chunk):
-            return None
-        now = time.monotonic()
-        if since is not None and now - since >= live.stall_seconds:
-            self.counters["digital_silence"] += 1
-            raise SourceLost(f"only digital silence for {live.stall_seconds:g} s")
-        return now if since is None else since
-
-    async def _recover(self, reason: str, stop: asyncio.Event) -> None:
-        """Close the lost input and reopen it with backoff until it works or we are stopped."""
-        live = self.settings.liveness
-        lost_at = time.monotonic()
-        self.source_state = "lost"
-        self.counters["source_lost"] += 1
-        log.warning("input %r lost: %s; reopening", self.source.name, reason)
-        self._status("source_lost", f"input {self.source.name} lost: {reason}", reason=reason)
-        await self._close_source()
-        self.pipeline.reset()
-        delay, attempt = live.backoff_initial_s, 0
-        while not stop.is_set():
-            self.source_state = "reconnecting"
-            if await _wait_or_stop(stop, delay, self.notifier):
-                return
-            attempt += 1
-            self.counters["reconnect_attempts"] += 1
-            try:
-                await self.source.open()
-            except SourceError as exc:
-                delay = min(2 * delay, live.backoff_max_s)
-                log.warning(
-                    "reopening %r failed (attempt %d): %s; next try in %.1f s", self.source.name, attempt, exc, delay
-                )
-                self._status(
-                    "source_retry", f"reopening {self.source.name} failed: {exc}", attempt=attempt, retry_in_s=delay
-                )
-                continue
-            self.counters["reconnects"] += 1
-            downtime = round(time.monotonic() - lost_at, 2)
-            self._connected(
-                "source_recovered",
-                f"input {self.source.name} is back after {downtime} s",
-                attempts=attempt,
-                downtime_s=downtime,
-            )
-            return
-
-    def _connected(self, kind: str, message: str, **details: Any) -> None:
-        self.source_state = "connected"
-        log.info("%s", message)
-        self._status(kind, message, **details)
-
-    def _status(self, kind: str, message: str, **details: Any) -> None:
+    def _status(self, kind: StatusKind, message: str, details: dict[str, Any]) -> None:
+        if kind == "source_lost":  # the audio before the gap must not blend into what comes after
+            self.pipeline.reset()
         details.update(source=self.source.name, source_kind=self.source.kind)
         self.bus.publish(StatusEvent(kind, message, details=details))
-        self.notifier.status(message)
-
-    async def _close_source(self) -> None:
-        try:
-            await asyncio.wait_for(in_daemon_thread(self.source.close), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("closing %r took over %.0f s; abandoned", self.source.name, CLOSE_TIMEOUT_S)
-        if self.source_state == "connected":
-            self.source_state = "closed"
-
-    # sinks
-
-    async def _jsonl(self, subscription: Any, out: TextIO, stop: asyncio.Event) -> None:
-        """Every event as one JSON line; flushed per line so a pipe reader sees each hop. A reader
-        that goes away (``| head``) ends the run, as it would for any command-line tool."""
-        try:
-            async for event in subscription:
-                out.write(protocol.encode(to_dict(event)) + "\n")
-                out.flush()
-                self.jsonl_written += 1
-        except BrokenPipeError:
-            log.info("the reader of the JSON lines went away; stopping")
-            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())  # no flush error at exit
-            stop.set()
-        except OSError as exc:  # a full disk, a vanished mount: say so and end the run
-            raise OutputError(f"cannot write the JSON lines to {out.name}: {exc.strerror or exc}") from None
-        finally:
-            subscription.close()
-            _close_output(out)
 
 
-def _open_jsonl(path: str) -> TextIO | None:
-    """The JSONL output, opened before anything starts so a bad path is a start-up error."""
-    if not path:
-        return None
-    if path == "-":
-        return sys.stdout
-    try:
-        return open(path, "a", encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"output.jsonl: cannot write to {path}: {exc.strerror}") from None
-
-
-def _close_output(out: TextIO) -> None:
-    if out is not sys.stdout:
-        try:
-            out.close()
-        except OSError:  # the buffered rest cannot be written either: already reported
-            pass
+def _model_info(runner: Any, hop_seconds: float) -> dict[str, Any]:
+    return {
+        "name": runner.name,
+        "architecture": runner.metadata.architecture,
+        "labels": list(runner.labels),
+        "window_seconds": runner.metadata.window_seconds,
+        "hop_seconds": hop_seconds,
+        "backend": runner.backend,
+    }
 
 
 async def _first_failure(tasks: list[asyncio.Task[Any]]) -> None:
@@ -342,22 +211,8 @@ async def _first_failure(tasks: list[asyncio.Task[Any]]) -> None:
     while tasks[0] in pending:
         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-
-
-async def _wait_or_stop(stop: asyncio.Event, seconds: float, notifier: Notifier) -> bool:
-    """Sleep ``seconds`` (sending watchdog pings: waiting for a device is not a stall); True if stopped."""
-    deadline = time.monotonic() + seconds
-    step = min(1.0, notifier.watchdog_interval or 1.0)  # however short WatchdogSec is
-    while (left := deadline - time.monotonic()) > 0:
-        notifier.watchdog()
-        try:
-            await asyncio.wait_for(stop.wait(), min(left, step))
-            return True
-        except TimeoutError:
-            pass
-    return stop.is_set()
+            if (error := task.exception()) is not None:
+                raise error
 
 
 # the command
@@ -367,37 +222,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
     a("--source", help="device | file:PATH | stdin | demo | auto (default: device)")
-    a("--device", help="input device: index or part of its name (see `moodstream devices`)")
-    a("--realtime", action="store_true", default=None, help="pace a file source like a live input")
-    a("--rate", type=int, help="sample rate of raw s16le on stdin (16000)")
-    a("--channels", type=int, help="channels of raw s16le on stdin (1)")
-    a("--channel", type=int, help="input channel to use; -1 = mean of all, of a device's first two (default)")
-    a(
-        "--model",
-        help="model file (.tflite with moodstream metadata) or a shipped model's short name: "
-        "3class, 4class, 3class-musicnn, 4class-musicnn (default: 3class)",
-    )
-    a("--hop", type=float, help="seconds between classifications (1.0)")
-    a("--time-constant", type=float, help="EMA time constant of probabilities in s (3.0; 0 = off)")
-    a("--switch-margin", type=float, help="lead a new label needs before it switches (0.10)")
-    a("--switch-hops", type=int, help="consecutive hops of that lead before switching (2)")
-    a("--silence-dbfs", type=float, help="hop RMS below this is silence: no emotion claimed (-50)")
-    a("--stall-seconds", type=float, help="a live input silent this long is reopened (5)")
-    a("--jsonl", help="write every event as a JSON line to PATH, or - for stdout")
-    a("--dashboard", action="store_true", default=None, help="show the live dashboard in the terminal")
-    a("--log-level", choices=("debug", "info", "warning", "error"))
-    server.add_arguments(parser)
+    config_mod.add_flags(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
+        settings = config_mod.load(args.config, config_mod.overrides_from_args(args), os.environ)
     except ConfigError as exc:
         print(f"moodstream: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings.output.log_level)
     try:
-        runner = ModelRunner(settings.model.path or default_model_path())
+        runner = ModelRunner(shipped.resolve(settings.model.path))
         block = config_mod.block_seconds_for(settings)
         source = build_source(dataclasses.replace(settings.source, block_seconds=block))
         daemon = Daemon(settings, runner, source)
@@ -405,7 +241,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"moodstream: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(daemon))
+        code = asyncio.run(_serve(daemon))
+        if code == RELOAD:  # SIGHUP: stopped cleanly; start again in this process, config read afresh
+            log.info("SIGHUP: restarting with the configuration read afresh")
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+        return code
     except ConfigError as exc:
         print(f"moodstream: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -417,8 +257,9 @@ def main(args: argparse.Namespace) -> int:
     except NoInputDevice as exc:
         print(f"moodstream: {exc}; try --source demo, file:PATH or stdin", file=sys.stderr)
         return 1
-    except (SourceError, server.ServerError, OutputError) as exc:
-        print(f"moodstream: {exc}", file=sys.stderr)
+    except (SourceError, server.ServerError, OutputError, PortAudioWedged) as exc:
+        busy = isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EADDRINUSE
+        print(f"moodstream: {exc}{BUSY_PORT_HINT if busy else ''}", file=sys.stderr)
         return 1
 
 
@@ -427,6 +268,13 @@ async def _serve(daemon: Daemon) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reload = asyncio.Event()
+
+    def hangup() -> None:
+        reload.set()
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     await daemon.run(stop)
     log.info("stopped after %d hops", daemon.counters["hops"])
-    return 0
+    return RELOAD if reload.is_set() else 0

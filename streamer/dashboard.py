@@ -1,4 +1,5 @@
-"""The terminal dashboard: one renderer for `run --dashboard` (local bus) and `watch` (WebSocket).
+"""The terminal dashboard: one renderer for `run --dashboard` (local bus), `watch` (WebSocket) and the
+fleet view of `watch mqtt://` (:class:`Fleet`, one row per device, with the same colours and meters).
 
 :class:`Dashboard` consumes wire-format messages only (hello/state snapshots, emotion and status
 events, as in docs/protocol.md), so the local daemon and a remote one look the same. Without a
@@ -24,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streamer import protocol
-from streamer.events import EventBus, to_dict
+from streamer.events import EventBus, Subscription, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,9 @@ class Dashboard:
         elif event["state"] == "emotion":
             word, color = event["label"], self.color(event["label"])
             detail = f"{100 * event['confidence']:.0f}% confident · hop {event['seq']}"
+        elif event["state"] == "uncertain":
+            word, color = "uncertain", GREY
+            detail = f"no mood leads clearly · hop {event['seq']}"
         else:
             word, color = event["state"].replace("_", " "), GREY
             detail = f"hop {event['seq']}"
@@ -142,24 +146,17 @@ class Dashboard:
             if state == "emotion":
                 text.append("█", style=self.color(label))
             else:
-                text.append("·" if state == "silence" else "░", style=GREY)
+                text.append({"silence": "·", "uncertain": "▒"}.get(state, "░"), style=GREY)
         legend = Text("  ")
         for label in self.labels():
             legend.append("█ ", style=self.color(label)).append(f"{label}  ")
-        legend.append("· silence  ░ warming up", style=GREY)
+        legend.append("▒ uncertain  · silence  ░ warming up", style=GREY)
         return Panel(Group(text, legend), title=f"last {TIMELINE_HOPS} hops", title_align="left")
 
     def _meter(self) -> RenderableType:
         level = (self.last or {}).get("level") or {}
         rms, peak = level.get("rms_dbfs"), level.get("peak_dbfs")
-        width = 40
-        line = Text()
-        filled = _meter_cells(rms, width)
-        peak_at = _meter_cells(peak, width)
-        for i in range(width):
-            style = "green" if i < 0.7 * width else "yellow" if i < 0.9 * width else "red"
-            char = "█" if i < filled else ("│" if i == max(peak_at - 1, 0) and peak is not None else "─")
-            line.append(char, style=style if i < filled or char == "│" else "grey30")
+        line = _meter_line(rms, peak, 40)
         clipping = time.monotonic() - self.clipped_at < CLIP_HOLD_S
         line.append("  CLIP" if clipping else "      ", style="bold white on red" if clipping else "")
         line.append(f"  rms {_db(rms)}  peak {_db(peak)} dBFS")
@@ -168,7 +165,6 @@ class Dashboard:
     def _facts(self) -> RenderableType:
         model = self.info.get("model", {})
         source = self.info.get("source", {})
-        counters = self.info.get("counters", {})
         server = self.info.get("server", {})
         proc = list(self.processing)
         rows = [
@@ -186,9 +182,9 @@ class Dashboard:
             ),
             (
                 "clients",
-                server.get("clients", counters.get("clients", "-")),
+                server.get("clients", "-"),
                 "dropped clients",
-                server.get("dropped_clients", counters.get("dropped_clients", "-")),
+                server.get("dropped_clients", "-"),
             ),
             ("overflows", source.get("overflows", "-"), "reconnects", source.get("reconnects", "-")),
             ("hops seen", self.events, "hops missed", self.gaps + int(server.get("missed_events", 0))),
@@ -214,9 +210,11 @@ def plain_line(message: Message) -> str | None:
     if kind == "emotion":
         level = message.get("level") or {}
         head = f"hop {message['seq']} "
+        probs = " ".join(f"{k} {v:.2f}" for k, v in message["probabilities"].items())
+        if message["state"] == "uncertain":
+            return f"{head}uncertain ({probs})"
         if message["state"] != "emotion":
             return head + message["state"]
-        probs = " ".join(f"{k} {v:.2f}" for k, v in message["probabilities"].items())
         return (
             f"{head}{message['label']} {message['confidence']:.2f} ({probs}) "
             f"rms {_db(level.get('rms_dbfs'))} dBFS{' CLIPPED' if level.get('clipped') else ''} "
@@ -229,13 +227,22 @@ def plain_line(message: Message) -> str | None:
         return f"connected: model {model.get('name')} labels {', '.join(model.get('labels', []))}"
     if kind == "error":
         return f"error from server: {message.get('message')}"
+    if kind == "device":
+        if "availability" in message:
+            return f"{message['device']} {message['availability']}"
+        attrs = message.get("attributes") or {}
+        confidence = _number(attrs.get("confidence")) or 0.0
+        return (
+            f"{message['device']} {attrs.get('label') or attrs.get('state')} {confidence:.2f} "
+            f"rms {_db(attrs.get('level_dbfs'))} dBFS"
+        )
     return None
 
 
 class Screen:
     """The live dashboard on a terminal, else plain lines through ``emit``."""
 
-    def __init__(self, dashboard: Dashboard, console: Console, emit: Callable[[str], None]) -> None:
+    def __init__(self, dashboard: Dashboard | Fleet, console: Console, emit: Callable[[str], None]) -> None:
         self.dashboard = dashboard
         self.console = console
         self.emit = emit
@@ -272,6 +279,11 @@ class Screen:
         else:
             self.refresh()
 
+    @property
+    def live(self) -> bool:
+        """True when drawing on a terminal (callers may then batch updates and refresh themselves)."""
+        return self._live is not None
+
     def refresh(self) -> None:
         if self._live is not None:
             self._live.update(self.dashboard.render(), refresh=True)
@@ -283,31 +295,103 @@ class Screen:
         self.refresh()
 
 
-async def run_local(
-    bus: EventBus,
-    describe: Callable[[], dict[str, Any]],
-    stop: asyncio.Event,
-    console: Console | None = None,
-) -> None:
-    """`run --dashboard`: the dashboard of this process's bus until ``stop`` or the bus closes."""
-    console = console or Console()
-    if not console.is_terminal:
-        log.warning("no terminal: no dashboard; events are logged as plain lines")
-    subscription = bus.subscribe(256)
-    with Screen(Dashboard("local"), console, log.info) as screen:
-        screen.show({"type": "state", **describe()})
-        try:
-            while not stop.is_set():
-                try:
-                    event = await asyncio.wait_for(subscription.get(), REFRESH_S)
-                except TimeoutError:
-                    screen.show({"type": "state", **describe()})
-                    continue
-                if event is None:
-                    break
-                screen.show(to_dict(event))
-        finally:
-            subscription.close()
+class LocalDashboard:
+    """`run --dashboard`: the dashboard of this process's bus until ``stop`` or the bus closes;
+    ``describe`` (the daemon's snapshot) refreshes its counters every REFRESH_S."""
+
+    name = "dashboard"
+
+    def __init__(self, describe: Callable[[], dict[str, Any]], console: Console | None = None) -> None:
+        self._describe = describe
+        self._console = console or Console()
+        self._subscription: Subscription | None = None
+
+    def stats(self) -> dict[str, int]:
+        return {"dashboard_dropped": self._subscription.dropped if self._subscription else 0}
+
+    async def run(self, bus: EventBus, stop: asyncio.Event) -> None:
+        subscription = self._subscription = bus.subscribe(256)
+        if not self._console.is_terminal:
+            log.warning("no terminal: no dashboard; events are logged as plain lines")
+        with Screen(Dashboard("local"), self._console, log.info) as screen:
+            screen.show({"type": "state", **self._describe()})
+            try:
+                while not stop.is_set():
+                    try:
+                        event = await asyncio.wait_for(subscription.get(), REFRESH_S)
+                    except TimeoutError:
+                        screen.show({"type": "state", **self._describe()})
+                        continue
+                    if event is None:
+                        break
+                    screen.show(to_dict(event))
+            finally:
+                subscription.close()
+
+
+class Fleet:
+    """`watch mqtt://BROKER`: one row per device on the broker (mood, confidence, level, availability),
+    drawn with the dashboard's colours, bars and level meter. It consumes ``device`` messages:
+    ``{"type": "device", "device": ID, "availability": ...}`` or ``{..., "attributes": {...}}`` (the
+    MQTT sink's topics, docs/home-assistant.md)."""
+
+    def __init__(self, source_label: str) -> None:
+        self.source_label = source_label
+        self.connection = "connecting"
+        self.connected = False
+        self.devices: dict[str, Message] = {}
+
+    def set_connection(self, text: str, ok: bool) -> None:
+        self.connection, self.connected = text, ok
+
+    def apply(self, message: Message) -> None:
+        if message.get("type") != "device":
+            return
+        row = self.devices.setdefault(str(message["device"]), {"availability": "?", "attributes": {}})
+        for key in ("availability", "attributes"):
+            if key in message:
+                row[key] = message[key]
+
+    def render(self) -> RenderableType:
+        table = Table(expand=True, box=None, padding=(0, 1))
+        for name in ("device", "mood", "confidence", "input level (rms dBFS)", "availability"):
+            table.add_column(name)
+        for device, row in sorted(self.devices.items()):
+            attrs = row["attributes"] if isinstance(row["attributes"], dict) else {}
+            label, state = attrs.get("label"), attrs.get("state") or "-"
+            color = protocol.label_color(label) if isinstance(label, str) and state == "emotion" else GREY
+            word = label if isinstance(label, str) and state == "emotion" else str(state).replace("_", " ")
+            confidence = _number(attrs.get("confidence"))
+            rms = _number(attrs.get("level_dbfs"))
+            online = row["availability"] == "online"
+            table.add_row(
+                Text(device),
+                Text(f" {word.upper()} ", style=f"bold {_ink(color)} on {color}"),
+                Text(_bar_text(confidence or 0.0, 10), style=color).append(f" {100 * (confidence or 0):3.0f}%", ""),
+                _meter_line(rms, _number(attrs.get("peak_dbfs")), 20).append(f" {_db(rms)}"),
+                Text(str(row["availability"]), style="green" if online else "bold red"),
+            )
+        if not self.devices:
+            table.add_row(Text("no moodstream device on this broker yet", style=GREY), "", "", "", "")
+        connection = Text(self.connection, style="green" if self.connected else "bold red")
+        title = f"moodstream fleet: {len(self.devices)} device{'s' if len(self.devices) != 1 else ''}"
+        return Panel(Group(table, connection), title=title, subtitle=Text(self.source_label))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _meter_line(rms: float | None, peak: float | None, width: int) -> Text:
+    """The level meter: rms filled green-yellow-red, the peak as a mark."""
+    line = Text()
+    filled = _meter_cells(rms, width)
+    peak_at = _meter_cells(peak, width)
+    for i in range(width):
+        style = "green" if i < 0.7 * width else "yellow" if i < 0.9 * width else "red"
+        char = "█" if i < filled else ("│" if i == max(peak_at - 1, 0) and peak is not None else "─")
+        line.append(char, style=style if i < filled or char == "│" else "grey30")
+    return line
 
 
 def _bar(value: float, color: str) -> Text:

@@ -59,7 +59,7 @@ class DemoMusic:
             self.mood, self._bar = mood, 0
         sr = self.sample_rate
         beat = 60.0 / mood.bpm
-        n = int(round(4 * beat * sr))
+        n = round(4 * beat * sr)
         t = np.arange(n) / sr
         degree = mood.progression[self._bar % len(mood.progression)]
         chord = [_note(mood, degree + k) for k in (0, 2, 4)]

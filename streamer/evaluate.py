@@ -23,15 +23,16 @@ from typing import Any
 import numpy as np
 
 from streamer import config as config_mod
+from streamer import shipped
 from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
-from streamer.chain import ChainError
+from streamer.chain import CHAINS, ChainError, apply_chain, check_available, check_name
 from streamer.config import ConfigError, Settings
 from streamer.labelled import MetadataError, audio_files, file_groups, label_folders
 from streamer.metadata import ModelFileError
 from streamer.metrics import bootstrap_intervals, classification_metrics, describe_intervals
 from streamer.pipeline import Pipeline, clip_decision
-from streamer.runner import ModelRunner, default_model_path
+from streamer.runner import ModelRunner
 
 
 def clip_probabilities(
@@ -41,8 +42,6 @@ def clip_probabilities(
     rate = runner.metadata.feature_config.sample_rate
     audio = load_audio(path, rate, settings.source.channel)
     if chain is not None:
-        from streamer.chain import apply_chain
-
         audio = apply_chain(chain, audio, rate, _clip_seed(chain_seed, path.name))
     return clip_decision(Pipeline(runner, settings).process(audio))
 
@@ -108,21 +107,23 @@ def evaluate(
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("data_dir", type=Path, help="folder with one sub-folder per label (any audio format or rate)")
-    a(
-        "--model",
-        help="model file or a shipped short name (3class, 4class, 3class-musicnn, 4class-musicnn; default: 3class)",
-    )
     a("--json", type=Path, help="write the metrics here as JSON")
     a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
-    a("--hop", type=float, help="seconds between classifications (as the daemon; 1.0)")
-    a("--silence-dbfs", type=float, help="hop RMS below this is silence, not scored (-50)")
-    a("--channel", type=int, help="input channel to use; -1 = mean of all (default)")
-    a(
+    config_mod.add_flags(parser, ("model.path", "model.hop_seconds", "gate.silence_dbfs", "source.channel"))
+    # evaluate's own options, not daemon settings (no config key): the capture chain to simulate
+    chains = parser.add_argument_group("capture chain (needs the train extra)")
+    chains.add_argument(
         "--chain",
-        help="simulated capture chain applied to every clip first: clean, level, mic, noise, reverb, codec, room "
-        "(needs the train extra)",
+        metavar="NAME",
+        help="pass every clip through this simulated capture chain first: " + ", ".join(CHAINS),
     )
-    a("--chain-seed", type=int, default=0, help="seed of the chain's random draws (each clip its own draw)")
+    chains.add_argument(
+        "--chain-seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the chain's random draws, each clip its own draw (default %(default)s)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -130,12 +131,10 @@ def main(args: argparse.Namespace) -> int:
         if args.json:
             _check_writable(Path(args.json))
         if args.chain is not None:
-            from streamer.chain import check_available, check_name
-
             check_name(args.chain)
             check_available()
         settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
-        runner = ModelRunner(settings.model.path or default_model_path())
+        runner = ModelRunner(shipped.resolve(settings.model.path))
         result = evaluate(args.data_dir, runner, settings, args.chain, args.chain_seed)
     except (ConfigError, ModelFileError, MetadataError, FileNotFoundError, ChainError) as exc:
         print(f"moodstream evaluate: {exc}", file=sys.stderr)

@@ -13,7 +13,29 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-State = Literal["warming_up", "silence", "emotion"]
+State = Literal["warming_up", "silence", "uncertain", "emotion"]
+
+# What a status event reports; the schema's and docs/protocol.md's lists are checked against it.
+# Clients must ignore kinds they do not know: the set may grow.
+StatusKind = Literal[
+    "source_connected",  # the input opened (at start)
+    "source_lost",  # a live input stalled, raised, vanished or sent only digital silence
+    "source_retry",  # reopening it failed; the next try is after ``retry_in_s``
+    "source_recovered",  # it is back
+    "source_ended",  # a file or stdin ran out
+    "overflow",  # the input lost audio blocks before we read them
+    "silence",  # the input fell under the level gate
+    "sound",  # it rose above the gate again
+    "mark",  # a session mark from a client (details.text: its text)
+    "history_error",  # the history database refused a write (once per failing spell; rows kept)
+    "history_ok",  # it writes again
+    "stopped",  # the last event before the daemon closes; details are the final counters
+    "mqtt_connected",  # the MQTT sink reached its broker (details.broker: its URL), or again
+    "mqtt_lost",  # it lost the broker; it reconnects with backoff
+    "mqtt_unreachable",  # an attempt to connect failed
+    "mqtt_auth_failed",  # the broker refused the credentials
+    "mqtt_tls_failed",  # TLS with the broker failed (certificate, host name)
+]
 
 
 @dataclass(frozen=True)
@@ -33,9 +55,9 @@ class EmotionEvent:
     timestamp: float  # wall clock, seconds since the epoch
     stream_time: float  # seconds of audio consumed since the source started
     state: State
-    label: str | None  # None unless state == "emotion"
+    label: str | None  # None unless state == "emotion" ("uncertain": no label leads clearly)
     confidence: float  # smoothed probability of ``label`` (0 when no label)
-    probabilities: dict[str, float]  # smoothed
+    probabilities: dict[str, float]  # smoothed (empty unless the model ran: emotion or uncertain)
     raw: dict[str, float]  # this hop's model output
     level: Level
     processing_ms: float
@@ -47,7 +69,7 @@ class EmotionEvent:
 class StatusEvent:
     """Something happened to the source or the service (connected, lost, overflow...)."""
 
-    kind: str  # source_connected | source_lost | source_recovered | overflow | silence | ...
+    kind: StatusKind
     message: str
     timestamp: float = field(default_factory=time.time)
     details: dict[str, Any] = field(default_factory=dict)

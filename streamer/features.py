@@ -17,6 +17,7 @@ last partial frame; that frame is never produced here (a stream cannot know it i
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +145,7 @@ def _contrast_bands(config: FeatureConfig) -> list[tuple[slice, int]]:
     octa = np.zeros(config.contrast_bands + 2)
     octa[1:] = config.contrast_fmin * 2.0 ** np.arange(0, config.contrast_bands + 1)
     bands = []
-    for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):
+    for k, (f_low, f_high) in enumerate(itertools.pairwise(octa)):
         current = (freq >= f_low) & (freq <= f_high)
         idx = np.flatnonzero(current)
         if k > 0:
@@ -207,6 +208,18 @@ class FeatureExtractor:
 def extract(signal: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:
     """Batch features of a whole mono signal: (n_frames, n_features) float32."""
     return FeatureExtractor(config).push(signal)
+
+
+def centre_columns(windows: np.ndarray, columns: tuple[int, ...]) -> np.ndarray:
+    """Subtract each window's own mean from ``columns`` of (..., frames, F) windows: a gain on the
+    input moves only the log-energy column (the MFCCs beside it and the contrast are level-free),
+    and only by a constant, which this removes. Applying it twice changes nothing."""
+    if not columns:
+        return windows
+    out = np.array(windows, dtype=np.float32)
+    cols = list(columns)
+    out[..., cols] -= out[..., cols].mean(axis=-2, keepdims=True)
+    return out
 
 
 def magnitude_spectra(signal: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:

@@ -42,3 +42,17 @@ def window_input(config: AnyConfig, window: np.ndarray) -> np.ndarray:
     """Feature-ring rows -> what the standardisation sees: the log-mel kind normalises the level
     and takes the log per window; MFCC + contrast frames go as they are."""
     return model_input(window, config) if isinstance(config, LogMelConfig) else np.asarray(window, dtype=np.float32)
+
+
+def mfcc_config(config: AnyConfig) -> FeatureConfig:
+    """The MFCC + contrast settings of a model that must be one (the MFCC benchmarks)."""
+    if not isinstance(config, FeatureConfig):
+        raise ValueError(f"this needs an {MFCC_CONTRAST} model, not a {kind_of(config)} one")
+    return config
+
+
+def logmel_config(config: AnyConfig) -> LogMelConfig:
+    """The log-mel settings of a model that must be one (the musicnn family's tools)."""
+    if not isinstance(config, LogMelConfig):
+        raise ValueError(f"this needs a {LOGMEL} model, not a {kind_of(config)} one")
+    return config

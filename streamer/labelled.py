@@ -109,7 +109,7 @@ def artist_groups(rows: Iterable[tuple[str, str, str]]) -> dict[str, str]:
             if (prefix := "artist:" + " ".join(words[:k])) in artists:
                 union(node, prefix)
     # every member of a group gets the same name: its smallest node, which is an artist where it can be
-    names = {}
+    names: dict[str, str] = {}
     for node in sorted(parent):
         names.setdefault(find(node), node)
     return {file: names[find(node)] for file, node in artist_of.items()}

@@ -72,7 +72,7 @@ def setup(
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_moodstream", False)]:
         root.removeHandler(old)
-    handler._moodstream = True  # type: ignore[attr-defined]
+    handler._moodstream = True  # type: ignore[attr-defined]  # our mark, so a second setup() replaces it
     root.addHandler(handler)
     root.setLevel(level.upper())
     return handler

@@ -18,7 +18,10 @@ from typing import Any
 from streamer.features import FeatureConfig
 from streamer.frontends import MFCC_CONTRAST, AnyConfig, config_from_dict, kind_of
 
-FORMAT_VERSION = 1
+# 2 added centred_columns, 3 the features kind (front-end): an older reader must refuse such a file,
+# not ignore the field. Files without "features" (any version) are MFCC + contrast.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 METADATA_NAME = "moodstream"
 EXPECTED_SAMPLE_RATE = FeatureConfig().sample_rate
 
@@ -47,7 +50,10 @@ class ModelMetadata:
     std: tuple[float, ...]
     input_quantization: tuple[float, int]
     output_quantization: tuple[float, int]
-    hop_seconds: float = 1.0  # step between the training windows (the daemon hops by its own setting)
+    train_step_seconds: float = 1.0  # step between the training windows (the daemon hops by model.hop_seconds)
+    # feature columns whose mean over the window is subtracted before standardising (the log
+    # energy, 0: the model then hears the music, not the microphone's gain)
+    centred_columns: tuple[int, ...] = ()
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -64,6 +70,10 @@ class ModelMetadata:
             raise ValueError(f"mean and std need {n} values (one per feature)")
         if not all(math.isfinite(s) and s > 0 for s in self.std):
             raise ValueError("std values must be finite and > 0")
+        if not all(0 <= c < n for c in self.centred_columns) or len(set(self.centred_columns)) != len(
+            self.centred_columns
+        ):
+            raise ValueError(f"centred_columns must be distinct feature indices below {n}, got {self.centred_columns}")
         if self.window_frames != self.feature_config.frames_for(self.window_seconds):
             raise ValueError(
                 f"window_frames {self.window_frames} does not match window_seconds "
@@ -87,9 +97,10 @@ class ModelMetadata:
             "feature_config": self.feature_config.to_dict(),
             "window_seconds": self.window_seconds,
             "window_frames": self.window_frames,
-            "hop_seconds": self.hop_seconds,
+            "train_step_seconds": self.train_step_seconds,
             "mean": list(self.mean),
             "std": list(self.std),
+            "centred_columns": list(self.centred_columns),
             "input_quantization": {"scale": self.input_quantization[0], "zero_point": self.input_quantization[1]},
             "output_quantization": {"scale": self.output_quantization[0], "zero_point": self.output_quantization[1]},
             "training": self.training,
@@ -115,9 +126,10 @@ class ModelMetadata:
         missing = [k for k in required if k not in data]
         if missing:
             raise ValueError(f"metadata lacks field(s): {', '.join(missing)}")
-        if data["format_version"] != FORMAT_VERSION:
+        if data["format_version"] not in READABLE_VERSIONS:
             raise ValueError(
-                f"metadata format_version {data['format_version']!r}; this moodstream reads {FORMAT_VERSION}"
+                f"metadata format_version {data['format_version']!r}; this moodstream reads "
+                + " and ".join(map(str, READABLE_VERSIONS))
             )
         try:
             return cls(
@@ -132,7 +144,9 @@ class ModelMetadata:
                 std=tuple(float(x) for x in data["std"]),
                 input_quantization=_quantization(data["input_quantization"]),
                 output_quantization=_quantization(data["output_quantization"]),
-                hop_seconds=float(data.get("hop_seconds", 1.0)),
+                # files written before the rename carry it as "hop_seconds" (the shipped ones do)
+                train_step_seconds=float(data.get("train_step_seconds", data.get("hop_seconds", 1.0))),
+                centred_columns=tuple(int(c) for c in data.get("centred_columns", ())),
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
             )
@@ -147,13 +161,25 @@ def _quantization(data: dict[str, Any]) -> tuple[float, int]:
     return float(data["scale"]), int(data["zero_point"])
 
 
+MAX_MODEL_BYTES = 64 * 2**20  # the shipped models are under 1 MiB; a Pi Zero 2 W has 512 MB in all
+
+
 def read_metadata(path: str | Path, expected_sample_rate: int = EXPECTED_SAMPLE_RATE) -> ModelMetadata:
     """The moodstream metadata of a .tflite file, checked; ModelFileError when it cannot be used."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
-    try:
-        data = path.read_bytes()
+    try:  # size and identifier first: a 3 GB file given by mistake is never read whole
+        size = path.stat().st_size
+        if size > MAX_MODEL_BYTES:
+            raise ModelFileError(
+                f"{path}: {size / 2**20:.0f} MiB is too large for a model file (at most {MAX_MODEL_BYTES // 2**20} MiB)"
+            )
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8 or head[4:8] != b"TFL3":
+                raise ModelFileError(f"{path}: not a TFLite model file (no TFL3 identifier)")
+            data = head + f.read(size)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read the model file: {exc.strerror or exc}") from None
     blob = metadata_bytes(data, str(path))

@@ -20,7 +20,10 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+Labels = Sequence[int] | np.ndarray  # label indices, a list or an array
+
+
+def classification_metrics(y_true: Labels, y_pred: Labels, labels: Sequence[str]) -> dict[str, Any]:
     """Accuracy, the paper's weighted accuracy (Eq. 2: total true positives over total support,
     i.e. per-class recall weighted by support), balanced accuracy (unweighted mean recall),
     per-class precision/recall/F1/support, macro and weighted averages and the confusion matrix."""
@@ -61,8 +64,8 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
 
 
 def bootstrap_intervals(
-    y_true: Sequence[int],
-    y_pred: Sequence[int],
+    y_true: Labels,
+    y_pred: Labels,
     n_labels: int,
     groups: Sequence[str] | None = None,
     resamples: int = 2000,
@@ -73,14 +76,14 @@ def bootstrap_intervals(
     figures could move on another test part of the same size. Without ``groups`` the clips are
     resampled one by one; with them, whole groups (artists) are, because clips of one artist
     stand or fall together and resampling them alone understates the spread."""
-    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    true_ix, pred_ix = np.asarray(y_true, int), np.asarray(y_pred, int)
     units, unit_of = np.unique(
-        np.asarray(groups if groups is not None else np.arange(y_true.size)), return_inverse=True
+        np.asarray(groups if groups is not None else np.arange(true_ix.size)), return_inverse=True
     )
-    if y_true.size == 0:
+    if true_ix.size == 0:
         return {"level": level, "resamples": 0, "units": 0, "accuracy": [0.0, 0.0], "macro_f1": [0.0, 0.0]}
     per_unit = np.zeros((units.size, n_labels, n_labels))
-    np.add.at(per_unit, (unit_of, y_true, y_pred), 1)
+    np.add.at(per_unit, (unit_of, true_ix, pred_ix), 1)
     weights = np.random.default_rng(seed).multinomial(units.size, np.full(units.size, 1 / units.size), size=resamples)
     draws = np.einsum("ru,uij->rij", weights, per_unit)
     tp = np.diagonal(draws, axis1=1, axis2=2)

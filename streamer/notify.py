@@ -8,10 +8,13 @@ notifications must never take the daemon down.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 from collections.abc import Mapping
+
+from streamer.events import EmotionEvent, EventBus
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,33 @@ class Notifier:
         self._failed = False
         self.sent += 1
         return True
+
+
+class NotifySink:
+    """systemd's view of the bus: READY when it starts (the source is open by then), a watchdog ping
+    per hop (so a wedged pipeline stops the pings), STATUS per status event, STOPPING at the end."""
+
+    name = "notify"
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def stats(self) -> dict[str, int]:
+        return {"notifications_sent": self.notifier.sent}
+
+    async def run(self, bus: EventBus, stop: asyncio.Event) -> None:
+        """Until the bus closes; ``stop`` alone does not end it, so the last STATUS goes out."""
+        subscription = bus.subscribe(256)
+        self.notifier.ready()
+        try:
+            async for event in subscription:
+                if isinstance(event, EmotionEvent):
+                    self.notifier.watchdog()
+                else:
+                    self.notifier.status(event.message)
+        finally:
+            subscription.close()
+            self.notifier.stopping()
 
 
 def _address(value: str) -> bytes | None:

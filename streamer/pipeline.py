@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from streamer.config import Settings
-from streamer.events import EmotionEvent, Level
+from streamer.events import EmotionEvent, Level, State
 from streamer.frontends import AnyConfig, extractor_for
 from streamer.ring import feature_ring, sample_ring
 from streamer.smoothing import Smoother
@@ -29,16 +29,21 @@ CLIP_LEVEL = 32767 / 32768  # a sample at int16 full scale or beyond counts as c
 
 
 class _Metadata(Protocol):
-    feature_config: AnyConfig
+    @property
+    def feature_config(self) -> AnyConfig: ...
 
 
 class Runner(Protocol):
-    """What the pipeline needs from streamer.runner.ModelRunner."""
+    """What the pipeline needs from streamer.runner.ModelRunner (read-only)."""
 
-    metadata: _Metadata
-    labels: tuple[str, ...]
-    name: str
-    window_frames: int
+    @property
+    def metadata(self) -> _Metadata: ...
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def window_frames(self) -> int: ...
 
     def predict(self, window: np.ndarray) -> np.ndarray: ...
 
@@ -125,17 +130,21 @@ class Pipeline:
         raw: dict[str, float] = {}
         smoothed: dict[str, float] = {}
         label, confidence = None, 0.0
+        state: State
         if len(self.features) < window_frames:
             state = "warming_up"
         elif level.rms_dbfs < self.settings.gate.silence_dbfs:
             state = "silence"
         else:
-            state = "emotion"
             probs = self.runner.predict(self.features.latest(window_frames))
             smooth, index = self._smoother.update(probs)
             raw = _as_dict(self.labels, probs)
             smoothed = _as_dict(self.labels, smooth)
-            label, confidence = self.labels[index], float(smooth[index])
+            if index is None:
+                state = "uncertain"
+            else:
+                state = "emotion"
+                label, confidence = self.labels[index], float(smooth[index])
         cpu = self._hop_cpu + time.perf_counter() - t0
         event = EmotionEvent(
             seq=self.seq,
@@ -157,12 +166,13 @@ class Pipeline:
 
 
 def _as_dict(labels: Sequence[str], values: np.ndarray) -> dict[str, float]:
-    return {label: float(v) for label, v in zip(labels, values)}
+    return {label: float(v) for label, v in zip(labels, values, strict=True)}
 
 
 def clip_decision(events: Sequence[EmotionEvent]) -> np.ndarray | None:
-    """A clip's verdict: mean raw probabilities over its "emotion" hops (None when there is none)."""
-    rows = [list(e.raw.values()) for e in events if e.state == "emotion"]
+    """A clip's verdict: mean raw probabilities over its classified hops, labelled or uncertain
+    (None when there is none)."""
+    rows = [list(e.raw.values()) for e in events if e.raw]
     if not rows:
         return None
     return np.asarray(rows, dtype=np.float64).mean(axis=0)

@@ -2,8 +2,10 @@
 
 Server -> client messages are JSON objects with a ``type``: ``hello`` (first, once), ``emotion`` and
 ``status`` (the events themselves, ``streamer.events.to_dict``), ``state`` (reply to get_state),
-``pong`` and ``error``. Client -> server: ``{"type": "ping"}`` and ``{"type": "get_state"}``, each
-optionally with an ``id`` that the reply echoes. The server, ``watch`` and the tests all go through
+``pong`` and ``error``, ``marked`` and ``history``. Client -> server: ``{"type": "ping"}``,
+``{"type": "get_state"}``, ``{"type": "mark", "text": ...}`` (a session mark) and
+``{"type": "get_history", "from": ..., "to": ..., "bins": ...}``, each optionally with an ``id``
+that the reply echoes. The server, ``watch`` and the tests all go through
 this module so that there is one definition of the wire format.
 """
 
@@ -26,7 +28,8 @@ PROTOCOL_VERSION = 1
 CLOSE_GOING_AWAY = 1001  # the daemon is stopping
 CLOSE_UNSUPPORTED_DATA = 1003  # a binary frame
 CLOSE_TRY_AGAIN_LATER = 1013  # too many clients (when the HTTP 503 check was raced)
-CLOSE_TOO_SLOW = 4000  # the client fell behind by more than server.client_queue messages
+CLOSE_TOO_SLOW = 4000  # the client fell behind by more than server.client_queue messages, or sent
+# requests faster than server.requests_per_second (after an error message "rate_limited")
 
 # Colours of the labels the shipped models use; other labels get a stable hue of their own.
 # One palette for the dashboard, the web page and the lighting example (sent in hello).
@@ -42,6 +45,7 @@ PALETTE = {
 }
 
 Message = dict[str, Any]
+MARK_MAX_CHARS = 200
 
 
 class ProtocolError(ValueError):
@@ -79,14 +83,14 @@ def event_message(event: Event) -> Message:
 
 
 def pong(request_id: Any = None) -> Message:
-    return _with_id({"type": "pong", "timestamp": time.time()}, request_id)
+    return with_id({"type": "pong", "timestamp": time.time()}, request_id)
 
 
 def error(code: str, message: str, request_id: Any = None) -> Message:
-    return _with_id({"type": "error", "code": code, "message": message}, request_id)
+    return with_id({"type": "error", "code": code, "message": message}, request_id)
 
 
-def _with_id(message: Message, request_id: Any) -> Message:
+def with_id(message: Message, request_id: Any) -> Message:
     if request_id is not None:
         message["id"] = request_id
     return message
@@ -94,6 +98,29 @@ def _with_id(message: Message, request_id: Any) -> Message:
 
 def reply(text: str, state: Callable[[], Message]) -> Message:
     """The answer to one client text frame: pong, state, or an error (never an exception)."""
+    request = _request(text)
+    if request["type"] == "error":
+        return request
+    if request["type"] == "get_state":
+        return with_id(state(), request.get("id"))
+    return _answer(request)
+
+
+def reply_text(text: str, state: Callable[[], str]) -> str:
+    """``reply`` encoded, with the state given already encoded: the server encodes its state once
+    and reuses it, so that a get_state costs the same small amount however large the state is."""
+    request = _request(text)
+    if request["type"] == "get_state":
+        request_id = request.get("id")
+        encoded = state()
+        if request_id is None:
+            return encoded
+        return f"{encoded[:-1]},{json.dumps('id')}:{encode(request_id)}}}"
+    return encode(request if request["type"] == "error" else _answer(request))
+
+
+def _request(text: str) -> Message:
+    """The decoded request, or the error message that answers it."""
     try:
         request = decode(text)
     except ProtocolError as exc:
@@ -101,12 +128,44 @@ def reply(text: str, state: Callable[[], Message]) -> Message:
     request_id = request.get("id")
     if not isinstance(request_id, (str, int, float, type(None))) or isinstance(request_id, bool):
         return error("bad_id", "id must be a string or a number")
+    if request["type"] == "error":  # not a request a client may send
+        return error(
+            "unknown_type", "unknown message type 'error' (expected ping, get_state, mark or get_history)", request_id
+        )
+    return request
+
+
+def _answer(request: Message) -> Message:
+    request_id = request.get("id")
     kind = request["type"]
     if kind == "ping":
         return pong(request_id)
-    if kind == "get_state":
-        return _with_id(state(), request_id)
-    return error("unknown_type", f"unknown message type {kind!r} (expected ping or get_state)", request_id)
+    return error(
+        "unknown_type", f"unknown message type {kind!r} (expected ping, get_state, mark or get_history)", request_id
+    )
+
+
+def request_of(text: str | bytes) -> Message | None:
+    """A well-formed request (JSON object, string type, valid id), or None (``reply`` says why)."""
+    try:
+        request = decode(text)
+    except ProtocolError:
+        return None
+    request_id = request.get("id")
+    if not isinstance(request_id, (str, int, float, type(None))) or isinstance(request_id, bool):
+        return None
+    return request
+
+
+def mark_text(request: Message) -> str:
+    """The text of a ``mark`` request: one line of 1 to 200 characters."""
+    text = request.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ProtocolError("bad_request", 'a mark needs a non-empty string "text"')
+    text = " ".join(text.split())
+    if len(text) > MARK_MAX_CHARS:
+        raise ProtocolError("bad_request", f"a mark's text is at most {MARK_MAX_CHARS} characters")
+    return text
 
 
 def decode(text: str | bytes) -> Message:

@@ -20,7 +20,7 @@ class Ring:
         if capacity <= 0:
             raise ValueError(f"ring capacity must be > 0, got {capacity}")
         self.capacity = capacity
-        self._buf = np.zeros((2 * capacity, *row_shape), dtype=dtype)
+        self._buf: np.ndarray = np.zeros((2 * capacity, *row_shape), dtype=dtype)
         self.clear()
 
     def clear(self) -> None:

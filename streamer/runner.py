@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from streamer.features import centre_columns
 from streamer.frontends import window_input
 from streamer.metadata import ModelFileError, ModelMetadata, read_metadata
 
@@ -32,17 +33,6 @@ def shipped_models_dir() -> Path:
 def default_model_path() -> Path:
     """The shipped 3-class model."""
     return shipped_models_dir() / "moodstream-3class.tflite"
-
-
-def resolve_model(spec: str | Path) -> Path:
-    """A model file path, or the short name of a shipped model ("3class", "4class-musicnn":
-    models/moodstream-NAME.tflite) when no such file exists."""
-    path = Path(spec)
-    if not path.exists() and path.name == str(spec):
-        shipped = shipped_models_dir() / f"moodstream-{spec}.tflite"
-        if shipped.is_file():
-            return shipped
-    return path
 
 
 def _interpreter(path: Path, threads: int) -> tuple[Any, str]:
@@ -67,7 +57,7 @@ class ModelRunner:
     """One loaded model: ``predict(window)`` -> probabilities over ``labels``."""
 
     def __init__(self, path: str | Path, threads: int = 1) -> None:
-        self.path = resolve_model(path)
+        self.path = Path(path)
         self.metadata: ModelMetadata = read_metadata(self.path)
         try:
             self._interp, self.backend = _interpreter(self.path, threads)
@@ -130,7 +120,11 @@ class ModelRunner:
         expected = (self.window_frames, self.metadata.feature_config.n_features)
         if x.shape != expected:
             raise ValueError(f"window must have shape {expected}, got {x.shape}")
-        x = (window_input(self.metadata.feature_config, x) - self._mean) * self._inv_std
+        # the front-end's own window step (log-mel: level normalisation and log), then the
+        # metadata's centring (MFCC log energy), then the standardisation
+        x = window_input(self.metadata.feature_config, x)
+        x = centre_columns(x, self.metadata.centred_columns)
+        x = (x - self._mean) * self._inv_std
         scale, zero = self.metadata.input_quantization
         if scale:
             x = np.clip(np.round(x / scale) + zero, -128, 127).astype(self._input["dtype"])

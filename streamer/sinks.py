@@ -10,8 +10,11 @@ from streamer.events import EventBus
 
 
 class Sink(Protocol):
-    """Subscribes itself with a bounded queue in ``run`` and consumes until the bus closes or ``stop``
-    is set; a slow or failing sink loses its own events (counted), never a hop."""
+    """Subscribes itself with a bounded queue in ``run``, before its first ``await`` (the daemon starts
+    every sink, yields once, then publishes), and consumes until the bus closes or ``stop`` is set (the
+    daemon sets it only after closing the bus, so a sink may drain what is queued). A slow or failing
+    sink loses its own events (counted in ``stats``), never a hop. Examples: streamer.jsonl.JsonlSink,
+    streamer.notify.NotifySink, streamer.dashboard.LocalDashboard, streamer.server.Server."""
 
     name: str
 

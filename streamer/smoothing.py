@@ -1,9 +1,11 @@
-"""Smoothing of per-hop probabilities: an EMA with a time constant, then a hysteretic label.
+"""Smoothing of per-hop probabilities: an EMA with a time constant, then an honest label.
 
 Music moves slowly compared with a 1 s hop; without this the label flickers between close
-classes. The EMA sets how fast probabilities follow the music; the hysteresis decides when the
-*label* may change: only after a challenger leads the current label by ``switch_margin`` for
-``switch_hops`` consecutive hops.
+classes. The EMA sets how fast probabilities follow the music. A label is claimed only while it
+leads *clearly*: it is the most probable, by at least ``switch_margin`` over the next one, and its
+smoothed probability is at least ``min_confidence``. A new label must lead clearly for
+``switch_hops`` consecutive hops before it is claimed. Otherwise the answer is None ("uncertain"):
+a label that is not the most probable one is never claimed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def ema_alpha(time_constant_s: float, hop_seconds: float) -> float:
 
 
 class Smoother:
-    """Feed raw probabilities once per hop; get the smoothed ones and the current label index."""
+    """Feed raw probabilities once per hop; get the smoothed ones and the claimed label index
+    (None: uncertain)."""
 
     def __init__(self, settings: SmoothingSettings, hop_seconds: float) -> None:
         self.settings = settings
@@ -34,10 +37,10 @@ class Smoother:
         """Forget the past (a new stream after a gap starts from its own first hop)."""
         self.smoothed: np.ndarray | None = None
         self.label: int | None = None
-        self._challenger: int | None = None
+        self._candidate: int | None = None
         self._streak = 0
 
-    def update(self, raw: np.ndarray) -> tuple[np.ndarray, int]:
+    def update(self, raw: np.ndarray) -> tuple[np.ndarray, int | None]:
         raw = np.asarray(raw, dtype=np.float64)
         if self.smoothed is None:
             self.smoothed = raw.copy()
@@ -46,17 +49,16 @@ class Smoother:
         self.label = self._decide(self.smoothed)
         return self.smoothed.copy(), self.label
 
-    def _decide(self, p: np.ndarray) -> int:
+    def _decide(self, p: np.ndarray) -> int | None:
         leader = int(np.argmax(p))
-        if self.label is None:
+        runner_up = float(np.partition(p, -2)[-2]) if p.size > 1 else 0.0
+        s = self.settings
+        if p[leader] < s.min_confidence or p[leader] - runner_up < s.switch_margin:
+            self._candidate, self._streak = None, 0
+            return None
+        if leader == self.label:
             return leader
-        if leader == self.label or p[leader] - p[self.label] < self.settings.switch_margin:
-            self._challenger, self._streak = None, 0
-            return self.label
-        if leader != self._challenger:
-            self._challenger, self._streak = leader, 0
+        if leader != self._candidate:
+            self._candidate, self._streak = leader, 0
         self._streak += 1
-        if self._streak >= self.settings.switch_hops:
-            self._challenger, self._streak = None, 0
-            return leader
-        return self.label
+        return leader if self._streak >= s.switch_hops else None

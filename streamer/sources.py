@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import concurrent.futures
+import contextlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import ModuleType
 from typing import Any, BinaryIO, TypeVar
 
@@ -36,7 +38,12 @@ T = TypeVar("T")
 
 RATE = 16000  # what the features (and so every model) expect
 PROBE_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
-QUEUE_BLOCKS = 100  # blocks between the audio thread and the loop: 25 s of audio at the default 0.25 s
+MAX_STDIN_BLOCK_BYTES = 4 * 2**20  # one stdin read at most (an absurd --rate asks for more)
+QUEUE_BLOCKS = 32  # blocks between the audio thread and the loop: 32 s of audio at the default 1 s block
+# PortAudio blocks while its sound server is frozen (SIGSTOP, a hung PulseAudio); every call into it
+# runs in a daemon thread and is abandoned after this long (opening lists and probes devices: slow)
+PORTAUDIO_OPEN_TIMEOUT_S = 10.0
+PORTAUDIO_WEDGED_S = 60.0  # a call stuck this long will not return: only a fresh process helps
 
 
 class SourceError(RuntimeError):
@@ -53,6 +60,11 @@ class DeviceNotFound(SourceError):
 
 class SourceLost(SourceError):
     """A live input stopped delivering (unplugged, server gone); the daemon reopens it."""
+
+
+class PortAudioWedged(RuntimeError):
+    """A call into PortAudio has not returned for PORTAUDIO_WEDGED_S: this process cannot use
+    PortAudio again, so the daemon exits 1 and systemd (Restart=on-failure) starts a fresh one."""
 
 
 class Source:
@@ -87,20 +99,46 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
         if error is not None:
             future.set_exception(error)
         else:
-            future.set_result(result)  # type: ignore[arg-type]
+            future.set_result(result)  # type: ignore[arg-type]  # no error: result is fn's T
 
     def work() -> None:
         try:
             result, error = fn(*args), None
         except BaseException as exc:  # handed to the awaiting task, not lost in the thread
             result, error = None, exc
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting any more
             loop.call_soon_threadsafe(settle, result, error)
-        except RuntimeError:  # the loop is gone: nobody is waiting any more
-            pass
 
     threading.Thread(target=work, name=getattr(fn, "__name__", "call"), daemon=True).start()
     return await future
+
+
+_in_flight: dict[object, tuple[str, float]] = {}  # PortAudio calls not yet returned: what, since
+_in_flight_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _portaudio(what: str) -> Iterator[None]:
+    """Mark a call into PortAudio as in flight, so that no other starts while it has not returned
+    (PortAudio is not re-entrant: terminating it while an abandoned close still runs hangs)."""
+    key = object()
+    with _in_flight_lock:
+        _in_flight[key] = (what, time.monotonic())
+    try:
+        yield
+    finally:
+        with _in_flight_lock:
+            _in_flight.pop(key, None)
+
+
+def portaudio_stuck() -> tuple[str, float] | None:
+    """The oldest PortAudio call still in flight and its age in seconds, or None."""
+    with _in_flight_lock:
+        calls = sorted(_in_flight.values(), key=lambda call: call[1])
+    if not calls:
+        return None
+    what, since = calls[0]
+    return what, time.monotonic() - since
 
 
 class _Paced:
@@ -220,17 +258,13 @@ class _Handoff:
         self.queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_BLOCKS)
 
     def put_threadsafe(self, item: Any) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
             self._loop.call_soon_threadsafe(self._put, item)
-        except RuntimeError:  # the loop has closed: we are shutting down
-            pass
 
     def put_waiting(self, item: Any) -> None:
         """Backpressure: block the calling thread until the queue has room."""
-        try:
+        with contextlib.suppress(RuntimeError, concurrent.futures.CancelledError):  # the loop is gone
             asyncio.run_coroutine_threadsafe(self.queue.put(item), self._loop).result()
-        except (RuntimeError, concurrent.futures.CancelledError):  # the loop is gone
-            pass
 
     def _put(self, item: Any) -> None:
         if self.queue.full():
@@ -243,6 +277,13 @@ _END = object()  # the thread saw the end of its input
 _STOPPED = object()  # PortAudio finished the stream without being asked to
 
 
+class _Failed:
+    """A reader thread's exception, handed to ``read()`` so that it is reported, not lost."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 class StdinSource(Source):
     """Raw signed 16-bit little-endian PCM on stdin (``arecord -f S16_LE ... | moodstream run``)."""
 
@@ -253,9 +294,12 @@ class StdinSource(Source):
         self.settings = settings
         # Unbuffered: a thread blocked in a buffered read holds its lock, and at exit Python then
         # aborts ("could not acquire lock for <stdin> at interpreter shutdown").
-        self._stream = stream if stream is not None else open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+        if stream is None:  # kept open for the source's life, as stdin itself is (closefd=False)
+            stream = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115 (see above)
+        self._stream = stream
         self._frame = 2 * settings.channels
-        self._block = max(1, round(settings.block_seconds * settings.rate)) * self._frame
+        frames = max(1, round(settings.block_seconds * settings.rate))
+        self._block = min(frames, max(1, MAX_STDIN_BLOCK_BYTES // self._frame)) * self._frame
         self._handoff: _Handoff | None = None
         self._mixer = _Mixer(settings.rate, settings.channel)
         self._ended = False
@@ -268,12 +312,24 @@ class StdinSource(Source):
             # a daemon thread: a blocked read() on a pipe must never hold up the exit
             threading.Thread(target=self._reader, name="stdin-reader", daemon=True).start()
         item = await self._handoff.queue.get()
+        if isinstance(item, _Failed):
+            self._ended = True
+            raise SourceError(f"{self.name}: reading failed: {item.error or type(item.error).__name__}")
         if item is _END:
             self._ended = True
             return self._mixer(np.zeros((0, self.settings.channels), np.float32), last=True)
         return self._mixer(item)
 
     def _reader(self) -> None:
+        """The thread: any exception (a reset socket, a block too large to allocate) ends the
+        stream with its reason, never the thread alone."""
+        assert self._handoff is not None
+        try:
+            self._read_all()
+        except BaseException as exc:  # reported through read(), see above
+            self._handoff.put_waiting(_Failed(exc))
+
+    def _read_all(self) -> None:
         assert self._handoff is not None
         rest = b""
         while True:
@@ -305,6 +361,9 @@ def sounddevice_module() -> ModuleType:
         import sounddevice
     except OSError as exc:  # sounddevice raises OSError when libportaudio cannot be loaded
         raise NoInputDevice(f"PortAudio is not available ({exc}); install libportaudio2") from None
+    # its exit handler terminates PortAudio, which hangs for good while the sound server is frozen:
+    # the process's exit releases the device anyway
+    atexit.unregister(sounddevice._exit_handler)
     return sounddevice
 
 
@@ -366,20 +425,51 @@ class DeviceSource(Source):
         self._found_name: str | None = None  # the device's full name once found: reopen by it
         self._opened_before = False
         self._closing = False
+        self._attempt = 0  # which open() a late-returning, abandoned _open belongs to
         self.rate = 0
         self.channels = 0
 
     async def open(self) -> None:
-        """Find and start the device off the loop (PortAudio may block while a server is down)."""
+        """Find and start the device off the loop, in a daemon thread abandoned after
+        PORTAUDIO_OPEN_TIMEOUT_S (PortAudio blocks while its server is frozen); SourceError, and so
+        another try later, while an earlier call into PortAudio has still not returned, and
+        PortAudioWedged once that call is PORTAUDIO_WEDGED_S old."""
+        stuck = portaudio_stuck()
+        if stuck is not None:
+            what, age = stuck
+            if age >= PORTAUDIO_WEDGED_S:
+                raise PortAudioWedged(
+                    f"PortAudio has not returned from {what} for {age:.0f} s; "
+                    "exiting so that a fresh process can open the input"
+                )
+            raise SourceError(f"PortAudio has not returned from {what} for {age:.0f} s: is the sound server frozen?")
+        self._attempt += 1
         try:
-            await in_daemon_thread(self._open, asyncio.get_running_loop())
+            await asyncio.wait_for(
+                in_daemon_thread(self._open, asyncio.get_running_loop(), self._attempt), PORTAUDIO_OPEN_TIMEOUT_S
+            )
+        except asyncio.CancelledError:  # stopping: the abandoned call closes what it opens
+            self._attempt += 1
+            raise
+        except TimeoutError:
+            self._attempt += 1  # the abandoned call closes what it opens, if it ever returns
+            raise SourceError(
+                f"opening input {self.name!r} took over {PORTAUDIO_OPEN_TIMEOUT_S:g} s: is the sound server frozen?"
+            ) from None
         except SourceError:
             raise
         except Exception as exc:  # PortAudio itself failing (re-initialising, listing): retry later
             self.close()
             raise SourceError(f"cannot open input {self.name!r}: {exc}") from None
 
-    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _open(self, loop: asyncio.AbstractEventLoop, attempt: int) -> None:
+        with _portaudio("opening the input"):
+            self._open_device(loop)
+            if attempt != self._attempt:  # open() gave up on this call: release what it opened
+                log.warning("input %r opened after open() gave up on it; closing it", self.name)
+                self.close()
+
+    def _open_device(self, loop: asyncio.AbstractEventLoop) -> None:
         backend = self._backend if self._backend is not None else sounddevice_module()
         # PortAudio lists devices once per initialisation, so look again by re-initialising it:
         # the way sounddevice's maintainer gives (spatialaudio/python-sounddevice#125; PortAudio
@@ -446,8 +536,9 @@ class DeviceSource(Source):
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
-                stream.abort(ignore_errors=True)
-                stream.close(ignore_errors=True)
+                with _portaudio("closing the input"):
+                    stream.abort(ignore_errors=True)
+                    stream.close(ignore_errors=True)
             except Exception as exc:  # the device is gone already; nothing left to release
                 log.debug("closing %r: %s", self.name, exc)
 

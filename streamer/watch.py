@@ -1,4 +1,5 @@
 """`moodstream watch [ws://HOST:PORT] [--token T]`: the dashboard of a running daemon.
+`moodstream watch mqtt://BROKER`: every device on a broker instead, one row each (streamer/fleet.py).
 
 Fed only by the WebSocket protocol, so it attaches to the systemd service over SSH; it keeps
 reconnecting with backoff while the daemon restarts, and gives up only when it is refused for
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
@@ -21,6 +23,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from streamer import protocol
+from streamer.backoff import Backoff
+from streamer.config import MQTT_PASSWORD_ENV, MqttSettings
 from streamer.dashboard import REFRESH_S, Dashboard, Screen
 
 DEFAULT_URL = "ws://127.0.0.1:8765/"
@@ -39,7 +43,10 @@ class WatchError(RuntimeError):
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "url", nargs="?", default=DEFAULT_URL, help=f"the daemon's WebSocket (default {DEFAULT_URL}; HOST:PORT is fine)"
+        "url",
+        nargs="?",
+        default=DEFAULT_URL,
+        help=f"the daemon's WebSocket (default {DEFAULT_URL}; HOST:PORT is fine), or mqtt(s)://BROKER for the fleet",
     )
     parser.add_argument(
         "--token",
@@ -47,14 +54,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"the daemon's token, if it requires one (default: ${TOKEN_ENV}; "
         "a flag shows in ps, the variable does not)",
     )
+    parser.add_argument(
+        "--mqtt-username",
+        metavar="NAME",
+        help=f"broker user for mqtt:// URLs (the password: ${MQTT_PASSWORD_ENV})",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.url.startswith(("mqtt://", "mqtts://")):
+        return _main_fleet(args)
     try:
         return asyncio.run(_main(normalise_url(args.url), args.token))
     except WatchError as exc:
         print(f"moodstream watch: {exc}", file=sys.stderr)
         return 2
+
+
+def _main_fleet(args: argparse.Namespace) -> int:
+    from streamer import fleet  # imports aiomqtt: only for mqtt:// URLs
+
+    async def run(settings: MqttSettings) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await fleet.watch_fleet(settings, Console(), stop, lambda line: print(line, flush=True))
+
+    try:
+        asyncio.run(run(fleet.settings_for(args.url, args.mqtt_username, os.environ.get(MQTT_PASSWORD_ENV))))
+    except fleet.FleetError as exc:
+        print(f"moodstream watch: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 async def _main(url: str, token: str | None) -> int:
@@ -89,28 +121,35 @@ async def watch(
 ) -> None:
     """Show the daemon at ``url`` until ``stop`` is set; reconnect whenever the connection ends."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    delay = BACKOFF_INITIAL_S
     dashboard = dashboard or Dashboard()
     dashboard.source_label = url
     with Screen(dashboard, console, emit) as screen:
-        while not stop.is_set():
-            session = asyncio.create_task(_session(url, headers, screen))
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not session.done():
-                session.cancel()
-                await asyncio.gather(session, return_exceptions=True)
-                return
-            reason, connected = session.result()
-            if connected:
-                delay = BACKOFF_INITIAL_S
-            screen.connection(f"{url}: {reason}; retrying in {delay:.1f} s", ok=False)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass
-            delay = min(2 * delay, BACKOFF_MAX_S)
+        await reconnecting(lambda: _session(url, headers, screen), screen, stop, f"{url}: ")
+
+
+async def reconnecting(
+    session: Callable[[], Awaitable[tuple[str, bool]]], screen: Screen, stop: asyncio.Event, label: str
+) -> None:
+    """Run ``session`` again and again until ``stop`` is set, with backoff between attempts (reset by
+    a session that connected), showing why each ended; the daemon's view and the fleet's (streamer/
+    fleet.py) share it. ``session`` returns (why it ended, whether it connected), or raises to give up."""
+    backoff = Backoff(BACKOFF_INITIAL_S, BACKOFF_MAX_S)
+    while not stop.is_set():
+        attempt = asyncio.ensure_future(session())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({attempt, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not attempt.done():
+            attempt.cancel()
+            await asyncio.gather(attempt, return_exceptions=True)
+            return
+        reason, connected = attempt.result()
+        if connected:
+            backoff.reset()
+        screen.connection(f"{label}{reason}; retrying in {backoff.delay:.1f} s", ok=False)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backoff.delay)
+        backoff.failed()
 
 
 async def _session(url: str, headers: dict[str, str], screen: Screen) -> tuple[str, bool]:

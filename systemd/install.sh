@@ -12,6 +12,17 @@
 #   /etc/moodstream/config.toml   the commented default config, never overwritten
 #   /etc/systemd/system/moodstream.service, enabled; system user "moodstream" (group audio)
 #
+# Options:
+#   --lan             let the network in: [server] host = "0.0.0.0" and a random token in the
+#                     config (a token already there is kept), then print the page's address,
+#                     http://<hostname>.local:8765/?token=...; the daemon advertises itself over mDNS
+#   --device NAME     the capture device for [source] device (part of its name, see
+#                     `moodstream devices`); without it, an interactive install offers the list
+#
+# Before writing anything it checks that systemd runs here and that the service user can run the
+# chosen Python (a pyenv under /root cannot be). It changes an existing config only for --lan
+# and --device.
+#
 # Options for packaging and tests:
 #   --root DIR        install into DIR instead of / (like DESTDIR); systemctl runs as
 #                     `systemctl --root=DIR enable`, nothing is started
@@ -32,6 +43,9 @@ USER_ADD=1
 UNINSTALL=0
 PURGE=0
 PYTHON=python3
+LAN=0
+DEVICE=""
+DEVICE_GIVEN=0
 
 die() { echo "install.sh: error: $*" >&2; exit 1; }
 say() { echo "install.sh: $*"; }
@@ -44,6 +58,9 @@ while [ $# -gt 0 ]; do
         --no-pip) PIP=0 ;;
         --no-user) USER_ADD=0 ;;
         --python) [ $# -ge 2 ] || die "--python needs a path"; PYTHON=$2; shift ;;
+        --lan) LAN=1 ;;
+        --device) [ $# -ge 2 ] || die "--device needs a name (see: moodstream devices)"; DEVICE=$2; DEVICE_GIVEN=1; shift ;;
+        --device=*) DEVICE=${1#--device=}; DEVICE_GIVEN=1 ;;
         --uninstall) UNINSTALL=1 ;;
         --purge) PURGE=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -70,6 +87,92 @@ UNIT=$ROOT/etc/systemd/system/$NAME.service
 STATE_DIR=$ROOT/var/lib/$NAME
 # What the service needs from the checkout (setuptools builds streamer and trainer; models ship).
 SNAPSHOT=(pyproject.toml README.md streamer trainer models systemd)
+
+CONFIGEDIT=$CHECKOUT/systemd/configedit.py
+CONFIG_CHANGED=0
+
+# Before anything is written: this installer makes a systemd service.
+require_systemd() {
+    [ "$SYSTEMCTL" -eq 1 ] || return 0
+    command -v systemctl >/dev/null 2>&1 \
+        || die "systemctl not found: this installs a systemd service; nothing was written (--no-systemctl: files only)"
+    if [ -z "$ROOT" ] && [ ! -d /run/systemd/system ]; then
+        die "systemd is not running here (a container? WSL?); nothing was written (--no-systemctl: files only)"
+    fi
+}
+
+# The venv's python is a link to $PYTHON, so the service user must be able to run it: a pyenv
+# under /root (mode 0700) passes every check as root and fails only when the service starts.
+check_python() {
+    [ "$PIP" -eq 1 ] || return 0
+    local path uid=65534 gid=65534  # nobody, until the service user exists
+    path=$(command -v "$PYTHON") || die "--python $PYTHON: not found"
+    path=$(readlink -f "$path")
+    if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null 2>&1; then return 0; fi
+    if [ -z "$ROOT" ] && id "$NAME" >/dev/null 2>&1; then uid=$(id -u "$NAME"); gid=$(id -g "$NAME"); fi
+    # through sh: setpriv itself still holds root's capabilities when it executes its command
+    setpriv --reuid="$uid" --regid="$gid" --clear-groups /bin/sh -c 'exec "$0" -c ""' "$path" >/dev/null 2>&1 \
+        || die "the service user cannot run $path (a folder on its way is closed to other users: a pyenv under /root?); nothing was written; use --python with a system-wide Python >= 3.11, e.g. --python /usr/bin/python3"
+    PYTHON=$path
+}
+
+config_get() { "$PYTHON" "$CONFIGEDIT" get "$CONF" "$@"; }
+
+config_set() {
+    local section=$1 out
+    shift
+    out=$("$PYTHON" "$CONFIGEDIT" set "$CONF" "$section" "$@") || die "could not update $CONF"
+    local keys=("${@%%=*}")
+    if [ "$out" = changed ]; then
+        CONFIG_CHANGED=1
+        say "set [$section] ${keys[*]} in $CONF"
+    else
+        say "unchanged [$section] ${keys[*]} in $CONF"
+    fi
+}
+
+# --lan: listen on every address with a token (an existing token is kept: clients know it).
+configure_lan() {
+    [ "$LAN" -eq 1 ] || return 0
+    local token
+    token=$(config_get server token "")
+    [ -n "$token" ] || token=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(24))')
+    config_set server host=0.0.0.0 "token=$token"
+}
+
+lan_url() {
+    local host port token
+    host=$(cat "$ROOT/etc/hostname" 2>/dev/null || hostname)
+    port=$(config_get server port 8765)
+    token=$(config_get server token "")
+    echo "http://$host.local:$port/?token=$token"
+}
+
+# [source] device: --device NAME, or on a terminal a choice among the inputs `moodstream devices`
+# lists. An index is stored as the device's name: indexes change when USB devices come and go.
+choose_device() {
+    if [ "$DEVICE_GIVEN" -eq 0 ]; then
+        [ -t 0 ] && [ -t 1 ] || return 0
+        local current listing
+        current=$(config_get source device "")
+        if [ -n "$current" ]; then say "unchanged [source] device in $CONF: $current"; return 0; fi
+        [ -x "$VENV/bin/$NAME" ] || return 0
+        if ! listing=$("$VENV/bin/$NAME" devices 2>&1); then
+            say "no capture device to choose from ($listing); the service uses the default input"
+            return 0
+        fi
+        printf '%s\n' "$listing"
+        read -r -p "install.sh: capture device for the service (index or part of its name; Enter: the default input): " DEVICE || DEVICE=""
+        [ -n "$DEVICE" ] || return 0
+        if [[ "$DEVICE" =~ ^[0-9]+$ ]]; then
+            local name
+            name=$(printf '%s\n' "$listing" | sed -n "s/^[ *] *$DEVICE  \(.*\)  ([0-9]* ch, .*/\1/p" | head -n 1)
+            [ -n "$name" ] || die "no input $DEVICE in that list; rerun, or use --device NAME"
+            DEVICE=$name
+        fi
+    fi
+    config_set source "device=$DEVICE"
+}
 
 systemctl_() {
     [ "$SYSTEMCTL" -eq 1 ] || return 0
@@ -194,18 +297,22 @@ if [ "$UNINSTALL" -eq 1 ]; then
     exit 0
 fi
 
+require_systemd
+check_python
 ensure_user
 install -d -m 0755 "$PREFIX"
 CODE_CHANGED=0
 install_snapshot
 install_venv
 install_config
+configure_lan
+choose_device
 unit_changed=0
 install_unit && unit_changed=1
 if [ -z "$ROOT" ]; then
     [ "$unit_changed" -eq 0 ] || systemctl_ daemon-reload
     systemctl_ enable --quiet "$NAME.service"
-    if [ "$unit_changed" -eq 1 ] || [ "$CODE_CHANGED" -eq 1 ]; then
+    if [ "$unit_changed" -eq 1 ] || [ "$CODE_CHANGED" -eq 1 ] || [ "$CONFIG_CHANGED" -eq 1 ]; then
         systemctl_ restart "$NAME.service" || die "installed and enabled, but it did not start: journalctl -u $NAME"
     else
         systemctl_ start "$NAME.service" || die "installed and enabled, but it did not start: journalctl -u $NAME"
@@ -213,4 +320,7 @@ if [ -z "$ROOT" ]; then
     [ "$SYSTEMCTL" -eq 0 ] || say "enabled and running: systemctl status $NAME; journalctl -fu $NAME"
 else
     systemctl_ enable --quiet "$NAME.service"
+fi
+if [ "$LAN" -eq 1 ]; then
+    say "on the network (advertised over mDNS as _moodstream._tcp): $(lan_url)"
 fi

@@ -13,6 +13,8 @@ import pytest
 
 from tests.audio import chords, drums, noise
 
+pytest_plugins = ["tests.pulse"]  # the ``pulse`` fixture: a private PulseAudio server
+
 TINY_LABELS = ("angry", "happy", "sad")
 TINY_WINDOW_S = 2.0
 
@@ -81,7 +83,7 @@ def train_tiny_model(out_dir: Path, seed: int = 0) -> Path:
         std=tuple(map(float, std)),
         input_quantization=(0.0, 0),
         output_quantization=(0.0, 0),
-        hop_seconds=hop / config.frames_per_second,
+        train_step_seconds=hop / config.frames_per_second,
         training={"data": "synthetic moods (tests/conftest.py)", "epochs": summary["epochs_run"]},
     )
     path = out_dir / "tiny-int8.tflite"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import syspkgs
+
 TOOLS = ("pulseaudio", "pactl", "paplay")
 
 
@@ -123,7 +125,11 @@ class PulseServer:
 
 @pytest.fixture
 def pulse(tmp_path: Path):
-    """A running private PulseAudio server; skips (saying why) where PulseAudio cannot start."""
+    """A running private PulseAudio server; skips (saying why) where PulseAudio cannot start or
+    PortAudio cannot capture from it."""
+    missing = syspkgs.pulse_capture()
+    if missing:
+        pytest.skip(missing)
     try:
         server = PulseServer(tmp_path / "pulse")
         server.start()

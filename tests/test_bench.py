@@ -22,7 +22,7 @@ from bench.aarch64 import requirements
 from bench.common import interleaved, percentile, stats
 
 ROOT = Path(__file__).resolve().parent.parent
-OFFLINE = ["features", "trainer", "inference", "streaming", "daemon", "latency", "fanout"]
+OFFLINE = ["features", "trainer", "inference", "streaming", "daemon", "latency", "fanout", "fleet"]
 
 
 def _numbers(obj):
@@ -70,6 +70,8 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
         assert len(run["slowest_client_per_hop_ms"]) == run["hops"]
         assert max(run["slowest_client_per_hop_ms"]) == run["max_ms"]
     assert all(r["missed_hops"] == 0 for r in report["benchmarks"]["fanout"]["runs"])
+    for run in report["benchmarks"]["fleet"]["runs"]:  # a local Mosquitto (.ci/run installs it)
+        assert run["connected"] == run["devices"] and run["received_hops"] + run["lost"] == run["published_hops"]
     daemon = report["benchmarks"]["daemon"]
     assert daemon["peak_rss_mib"]["median"] > 10 and daemon["ready_seconds"]["median"] > 0
     assert 0 <= daemon["paced"]["percent_steady"]["median"] <= 100 * os.cpu_count()  # (a quick run: ticks are coarse)

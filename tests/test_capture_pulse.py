@@ -19,7 +19,7 @@ import soundfile as sf
 
 from streamer.pipeline import level_of
 from tests.conftest import mood_audio
-from tests.pulse import PulseServer, pulse  # noqa: F401 (the fixture)
+from tests.pulse import PulseServer
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def read_event(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return json.loads(line)
 
 
-def test_daemon_hears_what_pulseaudio_plays(pulse: PulseServer, tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_daemon_hears_what_pulseaudio_plays(pulse: PulseServer, tiny_model: Path, tmp_path: Path) -> None:
     audio = mood_audio("happy", 6.0)
     wav = tmp_path / "happy.wav"
     sf.write(wav, audio, 16000, subtype="PCM_16")
@@ -90,14 +90,14 @@ def test_daemon_hears_what_pulseaudio_plays(pulse: PulseServer, tiny_model: Path
     assert [e["seq"] for e in hops] == list(range(hops[0]["seq"], hops[0]["seq"] + len(hops)))
 
 
-def test_a_device_name_that_matches_nothing_lists_the_devices(pulse: PulseServer, tiny_model: Path) -> None:  # noqa: F811
+def test_a_device_name_that_matches_nothing_lists_the_devices(pulse: PulseServer, tiny_model: Path) -> None:
     proc = command(pulse, "run", "--device", "Blue Yeti", "--model", str(tiny_model), "--no-server")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1  # retryable: the device may be plugged in later
     assert "no input device matches 'Blue Yeti'" in err and "'pulse'" in err and "Traceback" not in err
 
 
-def test_devices_command_lists_the_pulse_device_and_its_rates(pulse: PulseServer) -> None:  # noqa: F811
+def test_devices_command_lists_the_pulse_device_and_its_rates(pulse: PulseServer) -> None:
     proc = command(pulse, "devices")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -105,7 +105,7 @@ def test_devices_command_lists_the_pulse_device_and_its_rates(pulse: PulseServer
     assert "16000" in line and "48000" in line
 
 
-def test_pulse_helper_env_is_private(pulse: PulseServer) -> None:  # noqa: F811
+def test_pulse_helper_env_is_private(pulse: PulseServer) -> None:
     runtime = Path(pulse.env["XDG_RUNTIME_DIR"])
     assert runtime.stat().st_mode & 0o777 == 0o700
     assert runtime != Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent"))

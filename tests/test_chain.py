@@ -203,3 +203,40 @@ def test_evaluate_without_a_chain_imports_no_chain_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow  # uses the session's tiny model
+def test_bench_reports_the_chain_table_of_the_shipped_files_only(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
+    import hashlib
+    import shutil
+
+    from bench import chains as bench_chains
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(tiny_model, tmp_path / "models" / "a.tflite")
+    shutil.copy(tiny_model, tmp_path / "models" / "b.tflite")
+    ev = {
+        "macro_f1": 0.5,
+        "accuracy": 0.5,
+        "n_clips": 3,
+        "intervals": {"macro_f1": [0.1, 0.9]},
+        "group_intervals": None,
+    }
+    figures = {
+        "a.tflite": {
+            "sha256": hashlib.sha256(tiny_model.read_bytes()).hexdigest(),
+            "candidate": "chain-mix",
+            "chains": {c: {**ev, "macro_f1": 0.5 - 0.01 * i} for i, c in enumerate(CHAINS)},
+        },
+        "b.tflite": {"sha256": "0" * 64, "candidate": "clean", "chains": {"clean": ev}},
+    }
+    (tmp_path / "models" / "chains.json").write_text(json.dumps(figures))
+    monkeypatch.setattr(bench_chains, "ROOT", tmp_path)
+    monkeypatch.setattr(bench_chains, "CHAINS_JSON", tmp_path / "models" / "chains.json")
+    section = bench_chains.run(quick=True)
+    assert list(section.data["models"]) == ["a.tflite"] and "stale rows left out: b.tflite" in section.markdown
+    assert "0.450 (0.10-0.90)" in section.markdown  # the codec column (sixth chain)
+    hop = section.data["models"]["a.tflite"]["per_hop_ms"]["median"]
+    assert 0 < hop < 1000
+    by_name = {t["target"]: t for t in section.targets}
+    assert by_name["worst single-link chain minus clean, a.tflite"]["value"] == pytest.approx(-0.05)

@@ -11,7 +11,7 @@ import re
 from rich.console import Console
 
 from streamer import protocol
-from streamer.dashboard import Dashboard, plain_line, run_local
+from streamer.dashboard import Dashboard, LocalDashboard, plain_line
 from streamer.events import EventBus, to_dict
 from tests.wire import describe_for, emotion, status
 
@@ -19,7 +19,7 @@ SERVER = {"clients": 3, "dropped_clients": 2, "max_clients": 64, "missed_events"
 
 
 def _text(dashboard: Dashboard) -> str:
-    console = Console(width=100, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console = Console(width=100, record=True, file=open(os.devnull, "w"))  # noqa: SIM115 (devnull, closed at exit)
     console.print(dashboard.render())
     return console.export_text()
 
@@ -38,24 +38,26 @@ def test_dashboard_shows_label_bars_timeline_level_and_counters() -> None:
     clipped = emotion(5, "angry")
     clipped = dataclasses.replace(clipped, level=dataclasses.replace(clipped.level, clipped=True), processing_ms=4.5)
     dash.apply(to_dict(clipped))
-    dash.apply(to_dict(emotion(6, state="silence")))
+    dash.apply(to_dict(emotion(6, state="uncertain")))
+    assert "U  N  C  E  R  T  A  I  N" in _text(dash) and "no mood leads clearly" in _text(dash)
+    dash.apply(to_dict(emotion(7, state="silence")))
     dash.apply(to_dict(status("source_recovered")))
     text = _text(dash)
-    assert "S  I  L  E  N  C  E" in text and "hop 6" in text
-    assert "█████·" in text  # five sad hops and a silent one... coloured per label
+    assert "S  I  L  E  N  C  E" in text and "hop 7" in text
+    assert "██████▒·" in text  # five sad hops, an angry one, an uncertain and a silent one
     assert "CLIP" in text and "rms -20.0  peak -3.0 dBFS" in text
     assert "clients    3" in text and "dropped clients  2" in text
     assert "tiny (cnn, ai-edge-litert)" in text and "file x.wav [connected]" in text
     assert "source_recovered: test source_recovered" in text
     assert "80%" in text and "raw" in text
-    assert "hops seen  7" in text
+    assert "hops seen  8" in text
 
 
 def test_dashboard_colours_the_label_with_the_palette() -> None:
     dash = Dashboard()
     dash.apply(_hello(EventBus()))
     dash.apply(to_dict(emotion(0, "happy")))
-    console = Console(width=100, record=True, force_terminal=True, color_system="truecolor", file=open(os.devnull, "w"))  # noqa: SIM115
+    console = Console(width=100, record=True, force_terminal=True, color_system="truecolor", file=open(os.devnull, "w"))  # noqa: SIM115 (devnull, closed at exit)
     console.print(dash.render())
     html = console.export_html(inline_styles=True)
     assert protocol.PALETTE["happy"] in html and "H  A  P  P  Y" in html
@@ -65,7 +67,7 @@ def test_a_snapshot_shows_the_last_hop_before_the_next_one_comes() -> None:
     bus = EventBus()
     bus.publish(emotion(3, "angry"))
     dash = Dashboard()
-    dash.apply({"type": "state", **describe_for(bus)()})  # what run_local starts with
+    dash.apply({"type": "state", **describe_for(bus)()})  # what LocalDashboard starts with
     assert "A  N  G  R  Y" in _text(dash)
 
 
@@ -86,15 +88,16 @@ def test_plain_lines() -> None:
         "hop 3 happy 0.80 (angry 0.10 happy 0.80 sad 0.10) rms -20.0 dBFS 1.5 ms"
     )
     assert plain_line(to_dict(emotion(4, state="warming_up"))) == "hop 4 warming_up"
+    assert plain_line(to_dict(emotion(5, state="uncertain"))) == "hop 5 uncertain (angry 0.32 happy 0.38 sad 0.30)"
     assert plain_line(to_dict(status("source_lost"))) == "status source_lost: test source_lost"
     assert plain_line(protocol.pong()) is None
 
 
-def test_run_local_without_a_terminal_logs_plain_lines(caplog) -> None:
+def test_local_dashboard_without_a_terminal_logs_plain_lines(caplog) -> None:
     async def main() -> None:
         bus = EventBus()
         console = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - not a terminal
-        task = asyncio.create_task(run_local(bus, describe_for(bus), asyncio.Event(), console))
+        task = asyncio.create_task(LocalDashboard(describe_for(bus), console).run(bus, asyncio.Event()))
         await asyncio.sleep(0.05)
         bus.publish(emotion(1, "angry"))
         bus.close()
@@ -106,12 +109,12 @@ def test_run_local_without_a_terminal_logs_plain_lines(caplog) -> None:
     assert "hop 1 angry 0.80" in caplog.text
 
 
-def test_run_local_on_a_terminal_renders_until_stopped() -> None:
+def test_local_dashboard_on_a_terminal_renders_until_stopped() -> None:
     async def main() -> str:
         bus = EventBus()
         stop = asyncio.Event()
-        console = Console(width=100, height=60, record=True, force_terminal=True, file=open(os.devnull, "w"))  # noqa: SIM115
-        task = asyncio.create_task(run_local(bus, describe_for(bus), stop, console))
+        console = Console(width=100, height=60, record=True, force_terminal=True, file=open(os.devnull, "w"))  # noqa: SIM115 (devnull, closed at exit)
+        task = asyncio.create_task(LocalDashboard(describe_for(bus), console).run(bus, stop))
         await asyncio.sleep(0.05)
         bus.publish(emotion(1, "happy"))
         await asyncio.sleep(0.05)

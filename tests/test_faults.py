@@ -23,12 +23,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer import daemon as daemon_mod
+from streamer import liveness as liveness_mod
 from streamer.runner import ModelRunner
 from streamer.sources import SourceError
 from tests.conftest import mood_audio
 from tests.fakesd import FakeSoundDevice
-from tests.pulse import pulse  # noqa: F401  (fixture)
 from tests.test_liveness import SPEED, Harness
 
 pytestmark = pytest.mark.slow  # real time passes while things fail
@@ -87,7 +86,7 @@ def systemd_env(monkeypatch: pytest.MonkeyPatch, listener: NotifyListener) -> No
     monkeypatch.setenv("NOTIFY_SOCKET", str(listener.path))
     monkeypatch.setenv("WATCHDOG_USEC", str(WATCHDOG_USEC))
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    monkeypatch.setattr(daemon_mod, "FIRST_AUDIO_GRACE_S", 0.2)
+    monkeypatch.setattr(liveness_mod, "FIRST_AUDIO_GRACE_S", 0.2)
 
 
 @pytest.fixture(scope="module")
@@ -119,21 +118,30 @@ def test_watchdog_pings_stop_while_the_pipeline_stalls_and_resume(
     async def scenario() -> None:
         h = Harness(runner, fake)
         stall = StallableRunner(runner)
-        h.daemon.pipeline.runner = stall  # type: ignore[assignment]
+        h.daemon.pipeline.runner = stall  # type: ignore[assignment]  # a wrapper that can hang
         async with h:
             await h.until(lambda: len(h.emotions()) >= 2)
             lines = listener.lines()
             assert lines.index("READY=1") < lines.index("WATCHDOG=1")  # watchdog runs after READY
             assert len(listener.lines("WATCHDOG=1")) >= 2
+            window: dict[str, float] = {}
+
+            def watch() -> None:  # on a thread: the model runs on the loop, so the loop hangs with it
+                time.sleep(0.5)  # a hop already past the gate may still ping once
+                window["from"] = time.monotonic()
+                time.sleep(1.5)  # 15 watchdog intervals
+                window["to"] = time.monotonic()
+                stall.running.set()
+
             stall.running.clear()
-            await asyncio.sleep(0.5)  # a hop already past the gate may still ping once
-            quiet_from = time.monotonic()
-            await asyncio.sleep(1.5)  # 15 watchdog intervals
-            assert listener.lines("WATCHDOG=1", since=quiet_from) == []
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            await h.until(lambda: "to" in window)
+            watcher.join(5)
+            pings = [t for t, m in listener.messages[:] if m == "WATCHDOG=1" and window["from"] <= t <= window["to"]]
+            assert pings == []
             assert not h.task.done()  # hung, not dead: exactly what the watchdog is for
-            stall.running.set()
-            resumed = time.monotonic()
-            await h.until(lambda: len(listener.lines("WATCHDOG=1", since=resumed)) >= 3)
+            await h.until(lambda: len(listener.lines("WATCHDOG=1", since=window["to"])) >= 3)
         listener.wait_for(lambda: "STOPPING=1" in listener.lines(), 5, "STOPPING=1")
         assert listener.lines()[-1] == "STOPPING=1"  # and nothing after it
 
@@ -150,7 +158,7 @@ def test_waiting_for_a_lost_device_is_not_a_stall(
         async with Harness(runner, fake, backoff_initial_s=0.3, backoff_max_s=1.0) as h:
             await h.until(lambda: len(h.emotions()) >= 1)
             fake.present, fake.mode = False, "finish"  # unplugged
-            await h.until(lambda: h.daemon.source_state == "reconnecting")
+            await h.until(lambda: h.daemon.liveness.state == "reconnecting")
             gone = time.monotonic()
             await asyncio.sleep(2.5)  # several backoff waits and failed reopenings
             ended = time.monotonic()

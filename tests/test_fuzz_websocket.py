@@ -25,7 +25,7 @@ from tests.wire import emotion, serving, status, url, valid
 pytestmark = pytest.mark.slow
 
 MAX_BYTES = 1024  # server.max_message_bytes for the fuzz: small, so oversized frames are cheap
-REPLIES = {"pong", "state", "error"}
+REPLIES = {"pong", "state", "error", "marked"}
 # No shrinking: a failure prints its example at once instead of minutes later.
 FUZZ = settings(
     max_examples=250,
@@ -140,7 +140,7 @@ async def talk(server: Any, frames: list[tuple[str, Any]]) -> int:
             if message["type"] == "error":
                 assert message["code"] and message["message"]
             else:
-                assert request_obj is not None and request_obj.get("type") in ("ping", "get_state")
+                assert request_obj is not None and request_obj.get("type") in ("ping", "get_state", "mark")
             # a valid id (a string or a number) of a request with a string type comes back; no other
             rid = request_obj.get("id") if request_obj is not None else None
             if (
@@ -193,7 +193,15 @@ def run_fuzz(body: Callable[[Harness, Any, int], None]) -> Harness:
 
         async def start() -> tuple[Any, Any, asyncio.Event]:
             bus = EventBus()
-            context = serving(bus, max_message_bytes=MAX_BYTES, ping_interval=60.0)
+            # one fuzzer makes thousands of connections and frames from 127.0.0.1: the per-address
+            # and per-client rate limits (tests/test_adversarial.py) would refuse most of them
+            context = serving(
+                bus,
+                max_message_bytes=MAX_BYTES,
+                ping_interval=60.0,
+                max_clients_per_address=100_000,
+                requests_per_second=1e6,
+            )
             server = await context.__aenter__()
             stop = asyncio.Event()
 

@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import select
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.buildenv import SYSTEM_PYTHON, system_python_builds
+from streamer import config
+from streamer.config import Settings
+from tests import syspkgs
+from tests.buildenv import MIN_SETUPTOOLS, SYSTEM_PYTHON, setuptools_dir, setuptools_only_path
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOT = ("pyproject.toml", "README.md", "streamer", "trainer", "models", "systemd")
 IS_ROOT = os.geteuid() == 0
 CAN_ADD_USERS = IS_ROOT and shutil.which("useradd") is not None
+NO_SYSTEM_VENV = syspkgs.system_venv(SYSTEM_PYTHON)  # why the venv step cannot be tried here, if so
 
 
 @pytest.fixture
@@ -172,15 +180,19 @@ def test_bad_options_and_a_missing_root_say_what_to_do(checkout: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(NO_SYSTEM_VENV is not None, reason=str(NO_SYSTEM_VENV))
 @pytest.mark.skipif(
-    not system_python_builds(64), reason="needs /usr/bin/python3 with setuptools>=64 and wheel to build offline"
+    setuptools_dir() is None, reason=f"needs setuptools>={MIN_SETUPTOOLS} in this venv to build offline"
 )
 def test_the_venv_step_installs_the_snapshot_and_runs_pip_only_once(tmp_path: Path, checkout: Path) -> None:
     root = fake_root(tmp_path)
     venv = root / "opt/moodstream/venv"
-    # The one offline concession: the venv sees Debian's setuptools/wheel, and pip gets --no-deps.
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", venv], check=True)
-    env = {"MOODSTREAM_PIP_ARGS": "--no-deps --no-build-isolation --no-index"}
+    # The one offline concession: the build sees this venv's setuptools, and pip gets --no-deps.
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", venv], check=True)
+    env = {
+        "MOODSTREAM_PIP_ARGS": "--no-deps --no-build-isolation --no-index",
+        "PYTHONPATH": str(setuptools_only_path(tmp_path / "build-path")),
+    }
     args = ["--python", str(SYSTEM_PYTHON)]
 
     def run() -> subprocess.CompletedProcess[str]:
@@ -248,7 +260,9 @@ def test_on_a_live_system_it_enables_starts_and_restarts_only_on_change(tmp_path
             "private",
             "sh",
             "-euc",
-            f"mount -t tmpfs opt /opt; mount --bind {etc} /etc; " + "; ".join(steps),
+            # /run/systemd/system: systemd runs (the installer checks it before writing anything)
+            f"mount -t tmpfs opt /opt; mount --bind {etc} /etc; mount -t tmpfs run /run; "
+            "mkdir -p /run/systemd/system; " + "; ".join(steps),
         ],
         capture_output=True,
         text=True,
@@ -270,3 +284,173 @@ def test_on_a_live_system_it_enables_starts_and_restarts_only_on_change(tmp_path
     listing = result.stdout.split("==listing==")[-1]
     assert "moodstream.service" not in listing and "config.toml" in listing  # config kept
     assert not Path("/opt/moodstream").exists() and not Path("/etc/moodstream").exists()
+
+
+# --lan, --device, and the checks made before anything is written
+
+
+def config_of(root: Path) -> Settings:
+    """The installed config as the daemon reads it."""
+    return config.load(root / "etc/moodstream/config.toml")
+
+
+def test_lan_lets_the_network_in_with_a_fresh_token_and_prints_the_address(tmp_path: Path, checkout: Path) -> None:
+    root = fake_root(tmp_path)
+    (root / "etc/hostname").write_text("moodpi\n")
+    out = install(checkout, root, "--lan")
+    settings = config_of(root)
+    assert settings.server.host == "0.0.0.0" and settings.server.mdns
+    token = settings.server.token
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32}", token)  # 24 random bytes, URL-safe
+    assert f"http://moodpi.local:8765/?token={token}" in out
+    conf = root / "etc/moodstream/config.toml"
+    assert conf.stat().st_mode & 0o777 == 0o640
+    # every other line is the shipped one: only the two keys changed
+    shipped = (checkout / "systemd/config.toml").read_text().splitlines()
+    changed = [(a, b) for a, b in zip(shipped, conf.read_text().splitlines(), strict=True) if a != b]
+    assert changed == [('# host = "127.0.0.1"', 'host = "0.0.0.0"'), ('# token = ""', f'token = "{token}"')]
+
+    again = install(checkout, root, "--lan")  # the token clients know is kept
+    assert config_of(root).server.token == token
+    assert "unchanged [server] host token" in again and f"?token={token}" in again
+
+
+def test_lan_keeps_a_token_and_port_the_user_chose(tmp_path: Path, checkout: Path) -> None:
+    root = fake_root(tmp_path)
+    conf = root / "etc/moodstream/config.toml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text('[source]\ndevice = "USB"\n\n[server]\nport = 9000\ntoken = "mine"\n')
+    out = install(checkout, root, "--lan")
+    settings = config_of(root)
+    assert (settings.server.host, settings.server.port, settings.server.token) == ("0.0.0.0", 9000, "mine")
+    assert settings.source.device == "USB"
+    assert ".local:9000/?token=mine" in out
+
+
+def test_device_flag_sets_the_capture_device_and_nothing_else(tmp_path: Path, checkout: Path) -> None:
+    root = fake_root(tmp_path)
+    install(checkout, root)
+    before = (root / "etc/moodstream/config.toml").read_text()
+    out = install(checkout, root, "--device", 'USB "Mic"')
+    assert config_of(root).source.device == 'USB "Mic"'
+    assert "set [source] device" in out
+    after = (root / "etc/moodstream/config.toml").read_text()
+    assert len(after.splitlines()) == len(before.splitlines())
+    assert "unchanged [source] device" in install(checkout, root, "--device", 'USB "Mic"')
+
+
+def devices_listing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
+    """What `moodstream devices` prints, from the real command over a stand-in PortAudio."""
+    from streamer import sources
+    from tests.fakesd import FakeSoundDevice
+
+    devices = [
+        {"name": "Built-in Output", "max_input_channels": 0, "default_samplerate": 48000.0},
+        {"name": "USB Mic, USB Audio (hw:1,0)", "max_input_channels": 2, "default_samplerate": 48000.0},
+        {"name": "pulse", "max_input_channels": 32, "default_samplerate": 44100.0},
+    ]
+    monkeypatch.setattr(sources, "sounddevice_module", lambda: FakeSoundDevice(devices, rates=(16000, 48000)))
+    assert sources.main(None) == 0  # type: ignore[arg-type]
+    return capsys.readouterr().out
+
+
+def on_a_terminal(command: list[str], answer: str, prompt: str = "capture device") -> str:
+    """Run ``command`` with a pseudo-terminal as stdin and stdout; answer the prompt; return the output."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and prompt.encode() in seen:
+            os.write(master, answer.encode() + b"\n")
+            answered = True
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
+    return seen.decode(errors="replace")
+
+
+def test_an_interactive_install_offers_the_inputs_and_stores_the_chosen_name(
+    tmp_path: Path, checkout: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = fake_root(tmp_path)
+    listing = tmp_path / "devices.txt"
+    listing.write_text(devices_listing(monkeypatch, capsys))
+    fake = root / "opt/moodstream/venv/bin/moodstream"  # --no-pip: the venv is not built here
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f'#!/bin/sh\n[ "$1" = devices ] && exec cat {listing}\nexit 64\n')
+    fake.chmod(0o755)
+    user = () if CAN_ADD_USERS else ("--no-user",)
+    command = [str(checkout / "systemd/install.sh"), "--root", str(root), "--no-pip", "--no-systemctl", *user]
+    out = on_a_terminal(command, "1")
+    assert "USB Mic, USB Audio (hw:1,0)" in out and "pulse" in out  # the list was shown
+    assert config_of(root).source.device == "USB Mic, USB Audio (hw:1,0)"  # the name, not the index
+    # a device already set is not asked for again
+    again = on_a_terminal(command, "2")
+    assert "unchanged [source] device" in again and config_of(root).source.device.startswith("USB Mic")
+
+
+@pytest.mark.skipif(not _can_unshare_mounts(), reason="needs root and mount namespaces (unshare -m)")
+def test_without_systemd_it_stops_before_writing_anything(tmp_path: Path, checkout: Path) -> None:
+    etc = tmp_path / "etc"
+    shutil.copytree("/etc", etc, symlinks=True, ignore_dangling_symlinks=True)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "systemctl").write_text("#!/bin/sh\nexit 0\n")  # the command is there, systemd does not run
+    (fake / "systemctl").chmod(0o755)
+    result = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-uc",
+            f"mount -t tmpfs opt /opt; mount --bind {etc} /etc; mount -t tmpfs run /run; "
+            f"{checkout}/systemd/install.sh --no-pip; echo rc=$?; ls -A /opt /etc/systemd/system",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
+    )
+    assert "rc=1" in result.stdout, result.stdout + result.stderr
+    assert "systemd is not running here" in result.stderr and "nothing was written" in result.stderr
+    assert "moodstream" not in result.stdout.split("rc=1")[-1]  # no /opt/moodstream, no unit
+    assert not (etc / "moodstream").exists()
+    assert (etc / "passwd").read_bytes() == Path("/etc/passwd").read_bytes()  # no user either
+
+
+@pytest.mark.skipif(
+    not (IS_ROOT and shutil.which("setpriv")), reason="needs root and setpriv to act as the service user"
+)
+def test_a_python_the_service_user_cannot_run_is_refused_before_writing(tmp_path: Path, checkout: Path) -> None:
+    """Like a pyenv under /root: fine for root, closed to the service user."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    python = private / "python3"
+    shutil.copy2(os.path.realpath(SYSTEM_PYTHON if SYSTEM_PYTHON.exists() else sys.executable), python)
+    root = fake_root(tmp_path)
+    before = snapshot(root)
+    result = subprocess.run(
+        [str(checkout / "systemd/install.sh"), "--root", str(root), "--no-systemctl", "--python", str(python)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"the service user cannot run {python}" in result.stderr and "--python /usr/bin/python3" in result.stderr
+    assert snapshot(root) == before

@@ -1,27 +1,30 @@
-"""Self-healing audio: an input that stalls, stops, raises, disappears and comes back (a test
-double of the sounddevice stream), through the real daemon, pipeline and tiny model."""
+"""Self-healing audio. Every transition of :class:`Liveness` on a fake clock (milliseconds of real
+time), and one end to end: an input that disappears and comes back (a test double of the
+sounddevice stream), through the real daemon, pipeline and tiny model, in real time."""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from streamer import daemon as daemon_mod
+from streamer import liveness as liveness_mod
 from streamer.config import LivenessSettings, ModelSettings, ServerSettings, Settings, SourceSettings
 from streamer.daemon import Daemon
 from streamer.events import EmotionEvent, Event, StatusEvent
+from streamer.liveness import Liveness
 from streamer.runner import ModelRunner
-from streamer.sources import DeviceSource
+from streamer.sources import DeviceSource, Source, SourceError, SourceLost
 from tests.conftest import mood_audio
 from tests.fakesd import FakeSoundDevice
-
-pytestmark = pytest.mark.slow  # real time passes while inputs fail and come back
 
 SPEED = 4.0  # the double delivers audio 4x faster than real time
 
@@ -31,9 +34,9 @@ def runner(tiny_model: Path) -> ModelRunner:
     return ModelRunner(tiny_model)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(daemon_mod, "FIRST_AUDIO_GRACE_S", 0.2)
+    monkeypatch.setattr(liveness_mod, "FIRST_AUDIO_GRACE_S", 0.2)
 
 
 class Harness:
@@ -85,29 +88,323 @@ class Harness:
             await asyncio.sleep(0.02)
 
 
-def test_a_stalled_input_is_reopened_and_events_resume(runner: ModelRunner) -> None:
-    fake = FakeSoundDevice(speed=SPEED)
+# --- on a fake clock ---------------------------------------------------------------------------
 
-    async def scenario() -> None:
-        async with Harness(runner, fake) as h:
-            await h.until(lambda: len(h.emotions()) >= 2)
-            fake.mode = "stall"
-            await h.until(lambda: h.statuses("source_lost"))
-            assert "no audio for" in h.statuses("source_lost")[0].message
-            fake.mode = "play"
-            await h.until(lambda: h.statuses("source_recovered"))
-            before = len(h.emotions())
-            await h.until(lambda: len(h.emotions()) >= before + 2)
-            info = h.daemon.describe()
-            assert info["source"]["state"] == "connected"
-            assert info["source"]["reconnects"] >= 1
-            assert info["counters"]["source_lost"] >= 1 and info["counters"]["stalls"] >= 1
-            assert h.emotions()[-1].label == "happy"
-            assert fake.streams[0].closed and len(fake.streams) >= 2
-
-    asyncio.run(scenario())
+BLOCK_S = 0.25
+STALL_S = 1.0
+GRACE_S = 2.0
+KEEPALIVE_S = 0.25
 
 
+class FakeClock:
+    """Virtual time: ``sleep`` waits for it, and :meth:`drive` jumps it to the next deadline
+    whenever every task is idle, so a scenario of minutes runs in milliseconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self.now + seconds, next(self._order), future))
+        await future
+
+    async def drive(self) -> None:
+        while True:
+            await asyncio.sleep(0.0005)  # real time for a source closed in a thread
+            for _ in range(20):  # let every ready task run until all wait for the clock
+                await asyncio.sleep(0)
+            while self._timers and self._timers[0][2].done():  # cancelled sleeps
+                heapq.heappop(self._timers)
+            if self._timers:
+                deadline, _, future = heapq.heappop(self._timers)
+                self.now = max(self.now, deadline)
+                future.set_result(None)
+
+
+class ScriptedSource(Source):
+    """A source whose behaviour follows a timeline of (from_time, mode) on the fake clock:
+    play (a block of sound per BLOCK_S), zeros, stall (read never returns), raise (the stream
+    stopped), gone (reads raise and so does opening), hang (reads raise and opening never returns:
+    a frozen sound server), end (a finite source ran out)."""
+
+    kind = "scripted"
+
+    def __init__(self, clock: FakeClock, timeline: list[tuple[float, str]], live: bool = True) -> None:
+        super().__init__("Scripted Mic")
+        self.clock = clock
+        self.timeline = timeline
+        self.live = live
+        self.opens = self.closes = self.opens_cancelled = 0
+        self.overflow_per_read = 0
+
+    def mode(self) -> str:
+        return [mode for start, mode in self.timeline if start <= self.clock.now][-1]
+
+    async def open(self) -> None:
+        if self.mode() == "gone":
+            raise SourceError("Device unavailable")
+        if self.mode() == "hang":
+            try:
+                await asyncio.get_running_loop().create_future()  # never
+            except asyncio.CancelledError:
+                self.opens_cancelled += 1
+                raise
+        self.opens += 1
+
+    async def read(self) -> np.ndarray | None:
+        await self.clock.sleep(BLOCK_S)
+        mode = self.mode()
+        self.overflows += self.overflow_per_read
+        if mode == "stall":
+            await asyncio.get_running_loop().create_future()  # never
+        if mode in ("raise", "gone", "hang"):
+            raise SourceLost("the stream stopped")
+        if mode == "end":
+            return None
+        return np.zeros(4000, np.float32) if mode == "zeros" else np.full(4000, 0.1, np.float32)
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+@dataclass
+class Run:
+    """What a scenario produced: status events and chunks, each with its fake time."""
+
+    statuses: list[tuple[float, str, str, dict[str, Any]]]
+    chunks: list[float]
+    pings: list[float]
+    liveness: Liveness
+    source: ScriptedSource
+    ended_at: float
+
+    def kinds(self) -> list[str]:
+        return [kind for _, kind, _, _ in self.statuses]
+
+    def first(self, kind: str) -> tuple[float, str, dict[str, Any]]:
+        return next((t, m, d) for t, k, m, d in self.statuses if k == kind)
+
+
+def scenario(
+    timeline: list[tuple[float, str]], until: float, live: bool = True, overflow_per_read: int = 0, **settings: Any
+) -> Run:
+    """Run a Liveness over a ScriptedSource until fake time ``until`` (or the source ends)."""
+
+    async def main() -> Run:
+        clock = FakeClock()
+        source = ScriptedSource(clock, timeline, live)
+        source.overflow_per_read = overflow_per_read
+        statuses: list[tuple[float, str, str, dict[str, Any]]] = []
+        pings: list[float] = []
+        live_settings = dict(stall_seconds=STALL_S, backoff_initial_s=0.5, backoff_max_s=4.0) | settings
+        liveness = Liveness(
+            source,
+            LivenessSettings(**live_settings),
+            lambda kind, message, details: statuses.append((clock.now, kind, message, details)),
+            clock=clock,
+            sleep=clock.sleep,
+            keepalive=lambda: pings.append(clock.now),
+            keepalive_s=KEEPALIVE_S,
+            grace_s=GRACE_S,
+        )
+        await liveness.open()
+        stop = asyncio.Event()
+
+        async def stopper() -> None:
+            await clock.sleep(until)
+            stop.set()
+
+        helpers = [asyncio.create_task(clock.drive()), asyncio.create_task(stopper())]
+        chunks = []
+        try:
+            async with asyncio.timeout(20):  # real seconds: a scenario that hangs fails
+                async for _ in liveness.chunks(stop):
+                    chunks.append(clock.now)
+        finally:
+            for task in helpers:
+                task.cancel()
+        return Run(statuses, chunks, pings, liveness, source, clock.now)
+
+    return asyncio.run(main())
+
+
+def test_a_steady_input_is_connected_once_and_read_block_by_block() -> None:
+    run = scenario([(0, "play")], until=10.0)
+    assert run.kinds() == ["source_connected"]
+    assert run.chunks == pytest.approx([BLOCK_S * i for i in range(1, 40)])
+    assert run.liveness.state == "connected" and not run.liveness.counters
+
+
+def test_a_stall_is_a_loss_after_stall_seconds_since_the_last_block() -> None:
+    run = scenario([(0, "play"), (3.0, "stall"), (3.5, "play")], until=10.0)
+    t, message, details = run.first("source_lost")
+    # the read started at 2.75 and delivered nothing within stall_seconds
+    assert t == pytest.approx(2.75 + STALL_S) and message.endswith("no audio for 1 s")
+    assert details == {"reason": "no audio for 1 s"}
+    assert run.liveness.counters["stalls"] == 1 and run.source.closes == 1
+    t_back, message, details = run.first("source_recovered")
+    assert t_back == pytest.approx(t + 0.5) and details == {"attempts": 1, "downtime_s": 0.5}
+    assert run.kinds() == ["source_connected", "source_lost", "source_recovered"]
+    assert run.chunks[-1] == pytest.approx(9.75) and run.liveness.state == "connected"
+
+
+def test_the_first_block_after_opening_gets_the_grace() -> None:
+    run = scenario([(0, "stall")], until=10.0)
+    t, message, _ = run.first("source_lost")
+    assert t == pytest.approx(STALL_S + GRACE_S) and "no audio for 3 s" in message
+    # reopened at 3.5, and the first block after that gets the grace again: lost at 6.5
+    assert [t for t, k, _, _ in run.statuses if k == "source_lost"] == pytest.approx([3.0, 6.5])
+
+
+def test_a_raising_input_is_lost_at_once_and_reopened_with_capped_backoff() -> None:
+    run = scenario([(0, "play"), (1.0, "gone"), (20.0, "play")], until=30.0)
+    lost_at, message, _ = run.first("source_lost")
+    assert lost_at == pytest.approx(1.0) and "the stream stopped" in message
+    retries = [(t, d) for t, k, _, d in run.statuses if k == "source_retry"]
+    assert [d["retry_in_s"] for _, d in retries] == [1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    assert [d["attempt"] for _, d in retries] == [1, 2, 3, 4, 5, 6]
+    # tried 0.5 s after the loss, then 1, 2, 4, 4, 4 s after each failure
+    assert [t for t, _ in retries] == pytest.approx([1.5, 2.5, 4.5, 8.5, 12.5, 16.5])
+    t_back, message, details = run.first("source_recovered")
+    assert t_back == pytest.approx(20.5) and details == {"attempts": 7, "downtime_s": 19.5}
+    assert "is back after 19.5 s" in message
+    counters = run.liveness.counters
+    assert counters["reconnect_attempts"] == 7 and counters["reconnects"] == 1 and counters["source_lost"] == 1
+    assert run.source.opens == 2  # the first and the one that worked
+
+
+def test_backoff_starts_short_again_after_a_recovery() -> None:
+    timeline = [(0, "play"), (1.0, "gone"), (3.0, "play"), (5.0, "gone"), (8.0, "play")]
+    run = scenario(timeline, until=12.0)
+    retries = [d["retry_in_s"] for _, k, _, d in run.statuses if k == "source_retry"]
+    assert retries == [1.0, 2.0, 1.0, 2.0]
+
+
+def test_waiting_to_reopen_keeps_the_watchdog_fed() -> None:
+    run = scenario([(0, "play"), (1.0, "gone")], until=20.0)
+    gaps = np.diff([p for p in run.pings if p >= 1.25])
+    assert len(gaps) > 50 and gaps.max() <= KEEPALIVE_S + 1e-9
+
+
+def test_stopping_during_a_backoff_wait_ends_at_once() -> None:
+    run = scenario([(0, "play"), (1.0, "gone")], until=5.0, backoff_initial_s=30.0, backoff_max_s=30.0)
+    assert run.ended_at == pytest.approx(5.0) and run.liveness.state == "reconnecting"
+    assert "source_retry" not in run.kinds()
+
+
+@pytest.mark.parametrize("is_loss", [True, False])
+def test_digital_silence_is_a_loss_only_when_configured(is_loss: bool) -> None:
+    run = scenario([(0, "play"), (2.0, "zeros")], until=6.0, digital_silence_is_loss=is_loss)
+    if is_loss:  # the first block of zeros came at 2.0; the one at 3.0 is stall_seconds later
+        t, message, _ = run.first("source_lost")
+        assert t == pytest.approx(3.0) and "only digital silence for 1 s" in message
+        assert run.liveness.counters["digital_silence"] >= 1
+    else:
+        assert run.kinds() == ["source_connected"] and run.chunks[-1] == pytest.approx(5.75)
+
+
+def test_zeros_shorter_than_stall_seconds_are_not_a_loss() -> None:
+    timeline = [(0, "play"), (2.0, "zeros"), (2.9, "play"), (3.1, "zeros"), (4.0, "play")]
+    run = scenario(timeline, until=6.0, digital_silence_is_loss=True)
+    assert run.kinds() == ["source_connected"]
+
+
+def test_overflows_are_reported_at_most_every_ten_seconds() -> None:
+    run = scenario([(0, "play")], until=25.0, overflow_per_read=1)
+    reports = [(t, d["overflows"]) for t, k, _, d in run.statuses if k == "overflow"]
+    assert reports == [(0.25, 1), (10.25, 41), (20.25, 81)]
+
+
+def test_a_finite_source_ends_and_says_so() -> None:
+    run = scenario([(0, "play"), (1.0, "end")], until=10.0, live=False)
+    assert run.kinds() == ["source_connected", "source_ended"]
+    assert run.liveness.state == "ended" and run.ended_at == pytest.approx(1.0)
+
+
+def test_a_finite_source_is_never_timed_out_and_its_errors_propagate() -> None:
+    run = scenario([(0, "play"), (1.0, "stall")], until=60.0, live=False)
+    assert run.kinds() == ["source_connected"] and run.ended_at == pytest.approx(60.0)
+    with pytest.raises(SourceLost, match="the stream stopped"):
+        scenario([(0, "play"), (1.0, "raise")], until=10.0, live=False)
+
+
+def test_a_source_that_cannot_open_at_first_is_an_error_not_a_retry() -> None:
+    with pytest.raises(SourceError, match="Device unavailable"):
+        scenario([(0, "gone")], until=10.0)
+
+
+def test_a_failing_finite_source_ends_with_its_reason() -> None:
+    """A stdin whose reader failed (a reset socket): source_ended says why, then the error goes on."""
+
+    async def main() -> tuple[list[tuple[str, str, dict[str, Any]]], Liveness]:
+        clock = FakeClock()
+        statuses: list[tuple[str, str, dict[str, Any]]] = []
+        source = ScriptedSource(clock, [(0, "play"), (1.0, "raise")], live=False)
+        liveness = Liveness(
+            source, LivenessSettings(), lambda *status: statuses.append(status), clock=clock, sleep=clock.sleep
+        )
+        await liveness.open()
+        driver = asyncio.create_task(clock.drive())
+        try:
+            async with asyncio.timeout(20):
+                with pytest.raises(SourceLost, match="the stream stopped"):
+                    async for _ in liveness.chunks(asyncio.Event()):
+                        pass
+        finally:
+            driver.cancel()
+        return statuses, liveness
+
+    statuses, liveness = asyncio.run(main())
+    assert [kind for kind, _, _ in statuses] == ["source_connected", "source_ended"]
+    _, message, details = statuses[-1]
+    assert message == "Scripted Mic: the stream stopped" and details == {"reason": "the stream stopped"}
+    assert liveness.state == "ended"
+
+
+def test_stopping_during_a_hanging_first_open_cancels_it() -> None:
+    """SIGTERM while the first open hangs (PortAudio and a frozen sound server): open() gives up."""
+
+    async def main() -> tuple[bool, float, ScriptedSource, Liveness]:
+        clock = FakeClock()
+        source = ScriptedSource(clock, [(0, "hang")])
+        liveness = Liveness(source, LivenessSettings(), lambda *_: None, clock=clock, sleep=clock.sleep)
+        stop = asyncio.Event()
+
+        async def stopper() -> None:
+            await clock.sleep(7.0)
+            stop.set()
+
+        helpers = [asyncio.create_task(clock.drive()), asyncio.create_task(stopper())]
+        try:
+            async with asyncio.timeout(20):
+                opened = await liveness.open(stop)
+        finally:
+            for task in helpers:
+                task.cancel()
+        return opened, clock.now, source, liveness
+
+    opened, stopped_at, source, liveness = asyncio.run(main())
+    assert opened is False and stopped_at == pytest.approx(7.0)
+    assert source.opens_cancelled == 1 and source.opens == 0 and liveness.state == "closed"
+
+
+def test_stopping_during_a_hanging_reopen_ends_at_once() -> None:
+    run = scenario([(0, "play"), (1.0, "hang")], until=5.0)
+    # lost at 1.0, the reopen at 1.5 hangs; the stop at 5.0 cancels it
+    assert run.kinds() == ["source_connected", "source_lost"] and run.ended_at == pytest.approx(5.0)
+    assert run.source.opens_cancelled == 1 and run.liveness.state == "reconnecting"
+
+
+# --- end to end, in real time --------------------------------------------------------------------
+
+
+@pytest.mark.slow  # real time passes while the input fails and comes back
+@pytest.mark.usefixtures("short_grace")
 def test_an_unplugged_device_is_found_again_by_name_at_a_new_index(runner: ModelRunner) -> None:
     fake = FakeSoundDevice(speed=SPEED)
 
@@ -135,96 +432,3 @@ def test_an_unplugged_device_is_found_again_by_name_at_a_new_index(runner: Model
             assert h.daemon.describe()["counters"]["reconnect_attempts"] >= 5
 
     asyncio.run(scenario())
-
-
-@pytest.mark.parametrize(
-    ("failure", "message"),
-    [
-        ("fail_start", "Device unavailable"),
-        ("fail_initialize", "Error initializing PortAudio"),
-    ],
-)
-def test_an_input_that_raises_when_reopened_is_retried(runner: ModelRunner, failure: str, message: str) -> None:
-    fake = FakeSoundDevice(speed=SPEED)
-
-    async def scenario() -> None:
-        async with Harness(runner, fake) as h:
-            await h.until(lambda: len(h.emotions()) >= 1)
-            setattr(fake, failure, True)
-            fake.mode = "finish"
-            await h.until(lambda: len(h.statuses("source_retry")) >= 2)
-            assert message in h.statuses("source_retry")[0].message
-            setattr(fake, failure, False)
-            fake.mode = "play"
-            await h.until(lambda: h.statuses("source_recovered"))
-            # every failed stream was closed again: nothing leaks while retrying
-            if failure == "fail_start":  # the first, at least two that failed to start, the working one
-                assert len(fake.streams) >= 4
-            else:  # PortAudio failed before any stream was made
-                assert len(fake.streams) == 2
-            assert all(s.closed for s in fake.streams[:-1]) and not fake.streams[-1].closed
-
-    asyncio.run(scenario())
-
-
-def test_digital_silence_counts_as_lost_only_when_configured(runner: ModelRunner) -> None:
-    async def scenario(is_loss: bool) -> Harness:
-        fake = FakeSoundDevice(speed=SPEED)
-        async with Harness(runner, fake, digital_silence_is_loss=is_loss) as h:
-            await h.until(lambda: len(h.emotions()) >= 1)
-            fake.silent = True
-            await asyncio.sleep(1.5)
-            heard = len(h.emotions())
-            fake.silent = False
-            await h.until(lambda: len(h.emotions()) > heard)
-        return h
-
-    strict = asyncio.run(scenario(True))
-    assert strict.statuses("source_lost")
-    assert "digital silence" in strict.statuses("source_lost")[0].message
-    assert strict.daemon.describe()["counters"]["digital_silence"] >= 1
-    lenient = asyncio.run(scenario(False))
-    assert not lenient.statuses("source_lost")
-    assert any(isinstance(e, EmotionEvent) and e.state == "silence" for e in lenient.events)
-
-
-def test_stopping_while_the_device_is_gone_is_prompt_and_clean(runner: ModelRunner) -> None:
-    fake = FakeSoundDevice(speed=SPEED)
-
-    async def scenario() -> float:
-        async with Harness(runner, fake, backoff_initial_s=30.0, backoff_max_s=30.0) as h:
-            await h.until(lambda: len(h.emotions()) >= 1)
-            fake.present, fake.mode = False, "finish"
-            await h.until(lambda: h.daemon.source_state == "reconnecting")
-            t0 = time.monotonic()
-        assert h.events[-1].kind == "stopped"  # type: ignore[union-attr]
-        return time.monotonic() - t0
-
-    assert asyncio.run(scenario()) < 10.0  # far from the 30 s wait: stopping cuts the backoff short
-
-
-def test_overflows_are_counted_in_describe(runner: ModelRunner) -> None:
-    fake = FakeSoundDevice(speed=SPEED)
-    fake.overflow_every = 4
-
-    async def scenario() -> dict[str, Any]:
-        async with Harness(runner, fake) as h:
-            await h.until(lambda: h.daemon.source.overflows >= 3)
-            return h.daemon.describe()
-
-    info = asyncio.run(scenario())
-    assert info["source"]["overflows"] >= 3 and info["source"]["kind"] == "device"
-
-
-def test_overflows_are_reported_without_flooding(runner: ModelRunner) -> None:
-    fake = FakeSoundDevice(speed=SPEED)
-    fake.overflow_every = 2
-
-    async def scenario() -> list[StatusEvent]:
-        async with Harness(runner, fake) as h:
-            await h.until(lambda: len(h.emotions()) >= 6)
-            return h.statuses("overflow")
-
-    reports = asyncio.run(scenario())
-    assert len(reports) == 1  # many overflows in those hops, one report per 10 s
-    assert reports[0].details["overflows"] >= 1

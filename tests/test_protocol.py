@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import typing
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -11,10 +14,11 @@ import pytest
 import soxr
 
 from streamer import protocol
-from streamer.events import EventBus
+from streamer.events import EventBus, StatusKind
 from streamer.pipeline import FLOOR_DBFS, level_of
 from tests.wire import VALIDATOR, describe_for, emotion, status, valid
 
+ROOT = Path(__file__).resolve().parent.parent
 SERVER = {"clients": 0, "dropped_clients": 0, "max_clients": 64, "missed_events": 0}
 
 
@@ -111,3 +115,14 @@ def test_label_colours_are_stable_hex_for_any_label() -> None:
     # version (Python's hash() would not be), so a client can rely on these exact values.
     expected = {"euphoric": "#e65078", "tense": "#50e6e3", "x": "#5850e6"}
     assert {label: protocol.label_color(label) for label in expected} == expected
+
+
+def test_status_kinds_are_the_ones_the_schema_and_the_docs_list() -> None:
+    """events.StatusKind is the one list; the schema and docs/protocol.md name exactly those kinds."""
+    kinds = list(typing.get_args(StatusKind))
+    schema = json.loads((ROOT / "streamer/schema/protocol.schema.json").read_text())
+    described = schema["$defs"]["status"]["properties"]["kind"]["description"]
+    assert described == " | ".join([*kinds, "..."])
+    docs = (ROOT / "docs/protocol.md").read_text()
+    paragraph = docs.split("`kind` is one of", 1)[1].split("\n\n", 1)[0]
+    assert re.findall(r"`([a-z_]+)`", paragraph) == kinds

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,16 @@ def test_metadata_round_trip(tiny_model: Path) -> None:
     assert meta.quantized and meta.output_quantization == (1 / 256, -128)
     again = ModelMetadata.from_dict(json.loads(json.dumps(meta.to_dict())))
     assert again == meta
+
+
+def test_the_training_step_is_read_from_the_key_the_shipped_files_carry(tiny_model: Path) -> None:
+    """Files exported before the rename call the step between training windows "hop_seconds"."""
+    shipped = json.loads(metadata_bytes(default_model_path().read_bytes(), "shipped"))
+    assert "hop_seconds" in shipped and "train_step_seconds" not in shipped
+    assert ModelMetadata.from_dict(shipped).train_step_seconds == shipped["hop_seconds"]
+    legacy = read_metadata(tiny_model).to_dict()
+    legacy["hop_seconds"] = legacy.pop("train_step_seconds") + 0.5
+    assert ModelMetadata.from_dict(legacy).train_step_seconds == legacy["hop_seconds"]
 
 
 def test_int8_file_runs_in_litert_and_recognises_moods(tiny_model: Path, tiny_model_audio) -> None:
@@ -91,7 +102,7 @@ def test_default_model_path_is_the_shipped_three_class() -> None:
 def test_corrupt_or_truncated_file(tiny_model: Path, tmp_path: Path, mangle) -> None:
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(mangle(tiny_model.read_bytes()))
-    with pytest.raises(ModelFileError, match="bad.tflite"):
+    with pytest.raises(ModelFileError, match=r"bad\.tflite"):
         ModelRunner(bad)
 
 
@@ -160,13 +171,13 @@ def test_an_unreadable_model_file_is_a_model_file_error(
     raised by hand; the daemon turns ModelFileError into one line and exit status 2."""
     copy = tmp_path / "model.tflite"
     copy.write_bytes(tiny_model.read_bytes())
-    real = Path.read_bytes
+    real = Path.open
 
-    def denied(self: Path) -> bytes:
+    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
         if self == copy:
             raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(Path, "open", denied)
     with pytest.raises(ModelFileError, match="cannot read the model file: Permission denied"):
         read_metadata(copy)

@@ -258,9 +258,9 @@ def test_port_in_use_is_a_clear_error() -> None:
             taken.listen()
             port = taken.getsockname()[1]
             bus = EventBus()
-            server = Server(ServerSettings(port=port), bus, describe_for(bus))
+            server = Server(ServerSettings(port=port), describe_for(bus))
             with pytest.raises(ServerError, match=f"cannot listen on 127.0.0.1:{port}"):
-                await server.run(asyncio.Event())
+                await server.run(bus, asyncio.Event())
             assert bus.subscriber_count == 0
 
     asyncio.run(main())
@@ -319,5 +319,35 @@ def test_run_flags_set_the_server_section(tmp_path) -> None:
     )
     default = config.load(tmp_path / "empty.toml", config.overrides_from_args(cli.build_parser().parse_args(["run"])))
     assert default.server.host == "127.0.0.1" and default.server.enabled
-    with pytest.raises(config.ConfigError, match="server.port"):
+    with pytest.raises(config.ConfigError, match=r"server\.port"):
         config.load(tmp_path / "empty.toml", {"server": {"port": 70000}})
+
+
+def test_a_mark_is_published_to_every_client_and_acknowledged() -> None:
+    async def main() -> None:
+        bus = EventBus()
+        async with serving(bus) as server, connect(url(server)) as marker, connect(url(server)) as other:
+            await _recv(marker), await _recv(other)
+            await marker.send(json.dumps({"type": "mark", "text": "  session 12\n start ", "id": 4}))
+            got = [await _recv(marker), await _recv(marker)]
+            reply = next(m for m in got if m["type"] == "marked")
+            assert reply["id"] == 4 and reply["text"] == "session 12 start"
+            event = await _recv(other)  # the other client sees it as a status event
+            assert (event["type"], event["kind"], event["message"]) == ("status", "mark", "session 12 start")
+            for bad in ({"type": "mark"}, {"type": "mark", "text": " "}, {"type": "mark", "text": "x" * 201}):
+                await marker.send(json.dumps(bad))
+                error = await _recv(marker)
+                assert error["type"] == "error" and error["code"] == "bad_request"
+
+    asyncio.run(main())
+
+
+def test_get_history_without_a_handler_is_an_unknown_type() -> None:
+    async def main() -> None:
+        async with serving(EventBus()) as server, connect(url(server)) as ws:
+            await _recv(ws)
+            await ws.send('{"type": "get_history"}')
+            error = await _recv(ws)
+            assert error["code"] == "unknown_type" and "get_history" in error["message"]
+
+    asyncio.run(main())

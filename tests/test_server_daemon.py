@@ -146,7 +146,7 @@ def test_the_page_shows_the_label_the_daemon_sends(live_daemon: int) -> None:
     async def main() -> None:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with connect(f"ws://127.0.0.1:{live_daemon}/", additional_headers=headers) as ws:
-            while (message := await _json(ws)).get("label") != "happy":
+            while (await _json(ws)).get("label") != "happy":
                 pass
         async with browser_page() as page:
             await page.goto(f"http://127.0.0.1:{live_daemon}/?token={TOKEN}")
@@ -159,7 +159,7 @@ def test_the_page_shows_the_label_the_daemon_sends(live_daemon: int) -> None:
 
 def test_watch_renders_the_live_daemon(live_daemon: int) -> None:
     async def main() -> str:
-        console = Console(width=100, height=60, record=True, force_terminal=True, file=open(os.devnull, "w"))  # noqa: SIM115
+        console = Console(width=100, height=60, record=True, force_terminal=True, file=open(os.devnull, "w"))  # noqa: SIM115 (devnull, closed at exit)
         dashboard, stop = Dashboard(), asyncio.Event()
         task = asyncio.create_task(watch(f"ws://127.0.0.1:{live_daemon}/", TOKEN, console, stop, print, dashboard))
         async with asyncio.timeout(30):

@@ -10,6 +10,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_colour_is_the_probability_weighted_mix_and_silence_dims() -> None:
     half = {"state": "emotion", "probabilities": {"angry": 0.5, "happy": 0.0, "sad": 0.5}}
     mixed = lighting.target_color(half, COLORS, lighting.OFF)
     a, s = lighting.hex_to_rgb(COLORS["angry"]), lighting.hex_to_rgb(COLORS["sad"])
-    assert mixed == pytest.approx([(x + y) / 2 for x, y in zip(a, s)])
+    assert mixed == pytest.approx([(x + y) / 2 for x, y in zip(a, s, strict=True)])
     quiet = lighting.target_color({**event, "state": "silence"}, COLORS, lighting.OFF)
     assert max(quiet) < 0.1 * 255
     assert lighting.target_color({"state": "warming_up"}, COLORS, (1.0, 2.0, 3.0)) == (1.0, 2.0, 3.0)
@@ -54,7 +55,7 @@ def test_fader_gets_95_percent_of_the_way_in_the_fade_time() -> None:
 
 
 class _Wled(BaseHTTPRequestHandler):
-    posts: list[tuple[str, dict]] = []
+    posts: ClassVar[list[tuple[str, dict]]] = []
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

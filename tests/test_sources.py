@@ -288,7 +288,7 @@ def test_auto_uses_the_device_when_there_is_one_else_the_demo(caplog: pytest.Log
 
 def test_devices_command_lists_inputs_with_rates(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setattr(sources, "sounddevice_module", lambda: FakeSoundDevice(rates=(16000, 48000)))
-    assert sources.main(None) == 0  # type: ignore[arg-type]
+    assert sources.main(None) == 0  # type: ignore[arg-type]  # `devices` takes no arguments
     out = capsys.readouterr().out
     assert "USB Mic" in out and "16000, 48000" in out and "Built-in Output" not in out
 

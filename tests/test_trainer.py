@@ -42,7 +42,7 @@ def test_split_by_group_never_puts_a_group_in_two_parts(seed: int) -> None:
         for i in ix:
             assert owner.setdefault(groups[i], part) == part, f"group {groups[i]} in two parts"
     for label, n in Counter(labels).items():  # stratified: each part near its share of each label
-        for part, share in zip(("train", "val", "test"), (0.7, 0.15, 0.15)):
+        for part, share in zip(("train", "val", "test"), (0.7, 0.15, 0.15), strict=True):
             got = sum(labels[i] == label for i in split[part])
             assert abs(got - share * n) <= 0.06 * n + 3, (label, part, got, share * n)
 
@@ -107,7 +107,9 @@ def test_metrics_with_absent_labels_and_no_data() -> None:
 
 
 def _clips(confusion: list[list[int]]) -> tuple[list[int], list[int]]:
-    y_true, y_pred = zip(*[(t, p) for t, row in enumerate(confusion) for p, n in enumerate(row) for _ in range(n)])
+    y_true, y_pred = zip(
+        *[(t, p) for t, row in enumerate(confusion) for p, n in enumerate(row) for _ in range(n)], strict=True
+    )
     return list(y_true), list(y_pred)
 
 
@@ -157,10 +159,13 @@ def test_bootstrap_intervals_match_resampling_clips_one_by_one(confusion: list[l
 def test_bootstrap_by_group_is_wider_when_an_artist_stands_or_falls_together() -> None:
     y_true = [0, 1, 2] * 20
     groups = [i // 6 for i in range(60)]  # ten artists of six clips
-    y_pred = [t if g % 3 else (t + 1) % 3 for t, g in zip(y_true, groups)]  # every 3rd artist all wrong
+    y_pred = [t if g % 3 else (t + 1) % 3 for t, g in zip(y_true, groups, strict=True)]  # every 3rd artist all wrong
     clips = bootstrap_intervals(y_true, y_pred, 3)
     artists = bootstrap_intervals(y_true, y_pred, 3, groups)
-    width = lambda i: i["accuracy"][1] - i["accuracy"][0]  # noqa: E731
+
+    def width(i: dict) -> float:
+        return i["accuracy"][1] - i["accuracy"][0]
+
     assert width(artists) > 1.5 * width(clips)
 
 
@@ -334,7 +339,9 @@ def test_shipped_model_is_chosen_on_validation_not_test() -> None:
     from trainer.make_models import best_model
 
     def result(val: float, test: float) -> dict:
-        part = lambda f: {"int8": {"clip": {"macro_f1": f}, "window": {"macro_f1": f}}}  # noqa: E731
+        def part(f: float) -> dict:
+            return {"int8": {"clip": {"macro_f1": f}, "window": {"macro_f1": f}}}
+
         return {"val": part(val), "test": part(test)}
 
     candidates = {

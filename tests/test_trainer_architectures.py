@@ -29,7 +29,7 @@ def test_architecture_converts_to_int8(architecture: str) -> None:
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     assert tuple(inp["shape"]) == (1, frames, 20) and inp["dtype"] == np.int8
     reference = model.predict(x[:8], verbose=0)
-    for window, expected in zip(x[:8], reference):
+    for window, expected in zip(x[:8], reference, strict=True):
         q = np.clip(np.round(window / in_scale) + in_zero, -128, 127).astype(np.int8)
         interp.set_tensor(inp["index"], q[np.newaxis])
         interp.invoke()

@@ -78,7 +78,7 @@ def test_run_writes_models_report_and_metrics(trained: Path) -> None:
 def test_exported_file_is_complete(trained: Path) -> None:
     meta = read_metadata(trained / "cnn" / "model-int8.tflite")
     assert meta.labels == ("angry", "happy", "sad") and meta.quantized
-    assert meta.window_seconds == 2.0 and meta.hop_seconds == 1.0
+    assert meta.window_seconds == 2.0 and meta.train_step_seconds == 1.0
     assert meta.metrics["test"]["int8"]["clip"]["n"] > 0  # test figures travel inside the file
     assert meta.training["split"]["train"]["clips"] > 0
     assert (trained / "cnn" / "model-int8.tflite").stat().st_size <= 1_000_000

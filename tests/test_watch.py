@@ -48,9 +48,10 @@ def test_watch_renders_the_dashboard_and_reconnects_when_the_daemon_restarts() -
         await _until(lambda: not dashboard.connected)
         assert "retrying" in dashboard.connection
         # The daemon comes back on the same port: watch finds it again, hops numbered afresh.
-        async with serving(EventBus(), port=port) as again:
+        bus_again = EventBus()
+        async with serving(bus_again, port=port) as again:
             await _until(lambda: again.client_count == 1 and dashboard.connected)
-            again._bus.publish(emotion(0, "angry"))
+            bus_again.publish(emotion(0, "angry"))
             await _until(lambda: dashboard.events == 2)
         assert dashboard.gaps == 0
         stop.set()

@@ -30,11 +30,13 @@ def valid(message: dict[str, Any]) -> dict[str, Any]:
 
 def emotion(seq: int, label: str = "happy", state: str = "emotion") -> EmotionEvent:
     probs = {name: (0.8 if name == label else 0.1) for name in LABELS}
+    if state == "uncertain":  # near-uniform: no label leads by the margin
+        probs = {"angry": 0.32, "happy": 0.38, "sad": 0.30}
     return EmotionEvent(
         seq=seq,
         timestamp=time.time(),
         stream_time=seq * 1.0,
-        state=state,  # type: ignore[arg-type]
+        state=state,  # type: ignore[arg-type]  # any state string, to test how the wire carries it
         label=label if state == "emotion" else None,
         confidence=0.8 if state == "emotion" else 0.0,
         probabilities=probs,
@@ -75,9 +77,9 @@ def describe_for(bus: EventBus) -> Callable[[], dict[str, Any]]:
 @asynccontextmanager
 async def serving(bus: EventBus, **settings: Any) -> AsyncIterator[Server]:
     """A real Server on a free loopback port, stopped on exit."""
-    server = Server(ServerSettings(**{"port": 0, **settings}), bus, describe_for(bus))
+    server = Server(ServerSettings(**{"port": 0, **settings}), describe_for(bus))
     stop = asyncio.Event()
-    task = asyncio.create_task(server.run(stop))
+    task = asyncio.create_task(server.run(bus, stop))
     waiter = asyncio.create_task(server.listening.wait())
     await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
     if task.done():

@@ -39,16 +39,19 @@ def build(
     batch_size: int | None = None,
     dropout: float = 0.3,
     seed: int = 0,
+    weight_decay: float = 0.0,
 ) -> keras.Model:
-    """A fresh, uncompiled model; ``batch_size=1`` gives the copy that converts to int8."""
+    """A fresh, uncompiled model; ``batch_size=1`` gives the copy that converts to int8.
+    ``weight_decay``: L2 penalty on the output layer's weights."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(window_frames, n_features), batch_size=batch_size, name="features")
+    regulariser = keras.regularizers.L2(weight_decay) if weight_decay else None
     if architecture == "linear":
-        return _linear(inputs, n_labels, dropout)
+        return _linear(inputs, n_labels, dropout, regulariser)
     x = inputs
-    for filters, pool in zip(FILTERS, pool_sizes(window_frames)):
+    for filters, pool in zip(FILTERS, pool_sizes(window_frames), strict=True):
         x = layers.Conv1D(filters, 5, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
@@ -62,21 +65,26 @@ def build(
     else:
         x = layers.GRU(RECURRENT_UNITS, unroll=True)(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(n_labels, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(n_labels, activation="softmax", name="probabilities", kernel_regularizer=regulariser)(x)
     return keras.Model(inputs, outputs, name=architecture)
 
 
-def _linear(inputs: keras.KerasTensor, n_labels: int, dropout: float) -> keras.Model:
+def _linear(inputs: keras.KerasTensor, n_labels: int, dropout: float, regulariser=None) -> keras.Model:
     """The baseline's model (softmax regression on each feature's mean and mean absolute deviation
     over the window) as a Keras graph, so that it trains, quantises and ships like the deep ones."""
     mean = layers.GlobalAveragePooling1D()(inputs)
     centred = layers.Subtract()([inputs, layers.Reshape((1, -1))(mean)])
     # mean absolute deviation: unlike E[x^2] - E[x]^2 it survives int8 arithmetic
     deviation = layers.GlobalAveragePooling1D(name="deviation")(layers.Lambda(ops.abs, name="abs")(centred))
-    x = layers.BatchNormalization()(layers.Concatenate()([mean, deviation]))
+    return keras.Model(inputs, statistics_head(layers.Concatenate()([mean, deviation]), n_labels, dropout, regulariser))
+
+
+def statistics_head(x: keras.KerasTensor, n_labels: int, dropout: float = 0.3, regulariser=None) -> keras.KerasTensor:
+    """The linear model's trainable part on its (mean, deviation) statistics (trainer.crossval fits
+    the same function on precomputed statistics)."""
+    x = layers.BatchNormalization()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(n_labels, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="linear")
+    return layers.Dense(n_labels, activation="softmax", name="probabilities", kernel_regularizer=regulariser)(x)
 
 
 def batch_one_copy(model: keras.Model, architecture: str) -> keras.Model:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -18,8 +20,8 @@ class Baseline:
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self.model = None
-        self.c = None
+        self.model: Any = None  # a fitted scikit-learn pipeline
+        self.c: float | None = None
 
     def fit(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Baseline:
         train, val = summarise(x_train), summarise(x_val)

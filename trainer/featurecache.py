@@ -19,7 +19,7 @@ from tqdm import tqdm
 from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
 from streamer.features import FeatureConfig, extract
-from trainer.augment import apply
+from trainer.augment import apply, chain_seed, is_chain
 
 CACHE_VERSION = 2
 SILENCE_DBFS = -60.0
@@ -34,8 +34,19 @@ class Job:
 
 
 def _key(content: str, variant: str, config: FeatureConfig) -> str:
-    ident = json.dumps([CACHE_VERSION, content, variant, config.to_dict()], sort_keys=True)
+    ident = json.dumps(
+        [CACHE_VERSION, content, variant, config.to_dict(), _chain_params(content, variant)], sort_keys=True
+    )
     return hashlib.sha1(ident.encode()).hexdigest()
+
+
+def _chain_params(content: str, variant: str) -> dict | None:
+    """A capture-chain variant's drawn parameters (they key the cache with its seed), else None."""
+    if not is_chain(variant):
+        return None
+    from streamer.chain import draw_random
+
+    return draw_random(chain_seed(content, variant))
 
 
 def _content(path: Path) -> str:
@@ -65,11 +76,17 @@ def _compute(args: tuple[Job, FeatureConfig, Path]) -> tuple[Path, dict[str, np.
             if audio is None:
                 audio = load_audio(job.path, config.sample_rate)
                 check_audio(audio, job.path)
-            frames = extract(apply(audio, variant, config.sample_rate), config)
+            if is_chain(variant):
+                from streamer.chain import random_chain
+
+                variant_audio = random_chain(audio, config.sample_rate, chain_seed(content, variant))
+            else:
+                variant_audio = apply(audio, variant, config.sample_rate)
+            frames = extract(variant_audio, config)
             _save(file, frames)
             out[variant] = frames
         return job.path, out
-    except (AudioError, ValueError, OSError) as exc:
+    except (AudioError, ValueError, OSError) as exc:  # ChainError (missing libraries) is a ValueError
         return job.path, str(exc)
 
 

@@ -41,15 +41,16 @@ def fit(
     x_val: np.ndarray,
     y_val: np.ndarray,
     *,
-    epochs: int = 150,
-    patience: int = 12,
+    epochs: int,
+    patience: int,
     batch_size: int = 64,
     learning_rate: float = 1e-3,
     time_budget_s: float | None = None,
     verbose: int = 0,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Train in place on standardised windows and integer labels; returns the history summary."""
+    """Train in place on standardised windows and integer labels (or rows of soft labels);
+    returns the history summary."""
     n_labels = model.output_shape[-1]
     keras.utils.set_random_seed(seed)
     model.compile(
@@ -63,13 +64,15 @@ def fit(
     if budget:
         callbacks.append(budget)
     started = time.monotonic()
+    soft = y_train.ndim == 2  # mixed-up rows carry soft labels already
+    hard = y_train.argmax(axis=1) if soft else y_train
     history = model.fit(
         x_train,
-        keras.utils.to_categorical(y_train, n_labels),
+        y_train if soft else keras.utils.to_categorical(y_train, n_labels),
         validation_data=(x_val, keras.utils.to_categorical(y_val, n_labels)),
         epochs=epochs,
         batch_size=batch_size,
-        class_weight=class_weights(y_train, n_labels),
+        class_weight=class_weights(hard, n_labels),
         callbacks=callbacks,
         shuffle=True,
         verbose=verbose,

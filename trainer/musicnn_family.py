@@ -193,7 +193,8 @@ def train(
 
     rng = np.random.default_rng(0)
     pick = rng.permutation(train_ix)[:86]
-    rep = np.concatenate([patches(load_audio(split.clips[i].path, 16000), cfg) for i in pick])
+    reps = (patches(load_audio(split.clips[i].path, 16000), cfg) for i in pick)
+    rep = np.concatenate([r for r in reps if r is not None])  # a clip shorter than a patch gives none
     arch = f"musicnn_msd+logreg({best['training']})"
     meta = ModelMetadata(
         format_version=FORMAT_VERSION,
@@ -207,7 +208,7 @@ def train(
         std=(1.0,) * cfg.n_mels,
         input_quantization=(0.0, 0),
         output_quantization=(0.0, 0),
-        hop_seconds=STRIDE_S,
+        train_step_seconds=STRIDE_S,
         training={
             "data": data_dir.name,
             "protocol": "honest",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from streamer.features import FeatureConfig
-from trainer.augment import AUGMENTATIONS, ORIGINAL
+from trainer.augment import AUGMENTATIONS, ORIGINAL, chain_variants
 from trainer.dataset import Clip, scan
 from trainer.featurecache import Job, features
 from trainer.segments import segment, window_geometry
@@ -70,24 +70,28 @@ def prepare(
     group_column: str | None = None,
     config: FeatureConfig | None = None,
     workers: int | None = None,
+    chain_copies: int = 0,
+    clean_copies: bool = True,
 ) -> Prepared:
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     config = config or FeatureConfig()
     clips, labels = scan(data_dir, labels, group_column)
     frames, hop = window_geometry(config, window_seconds, overlap)
-    variants = (ORIGINAL, *AUGMENTATIONS) if augment else (ORIGINAL,)
+    variants = (ORIGINAL, *(AUGMENTATIONS if augment else ()), *chain_variants(chain_copies))
     if protocol == "honest":
         split = split_by_group([c.label for c in clips], [c.group for c in clips], seed)
         part_of = {i: p for p, ix in split.items() for i in ix}
         wanted = [variants if part_of[i] == "train" else (ORIGINAL,) for i in range(len(clips))]
     else:
         wanted = [variants] * len(clips)
-    feats, failed = features([Job(c.path, v) for c, v in zip(clips, wanted)], config, cache, workers)
+    feats, failed = features([Job(c.path, v) for c, v in zip(clips, wanted, strict=True)], config, cache, workers)
+    if not clean_copies and chain_copies:  # training on chained copies only (ORIGINAL still checks the length)
+        wanted = [tuple(v for v in vs if v != ORIGINAL) if len(vs) > 1 else vs for vs in wanted]
     skipped = {str(path): reason.removeprefix(f"{path}: ") for path, reason in failed.items()}
     # every usable window: (clip index, variant, windows)
     units: list[tuple[int, np.ndarray]] = []
-    for i, (clip, vs) in enumerate(zip(clips, wanted)):
+    for i, (clip, vs) in enumerate(zip(clips, wanted, strict=True)):
         if str(clip.path) in skipped:
             continue
         if feats[(clip.path, ORIGINAL)].shape[0] < frames:

@@ -17,7 +17,7 @@ from streamer.atomic import write_atomic
 def curves(history: dict[str, list[float]], title: str, path: Path) -> None:
     """Training and validation accuracy and loss per epoch, side by side."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, metric in zip(axes, ("accuracy", "loss")):
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
         epochs = range(1, len(history[metric]) + 1)
         ax.plot(epochs, history[metric], label="training")
         ax.plot(epochs, history[f"val_{metric}"], label="validation")
@@ -57,7 +57,10 @@ def markdown(run: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
         f"# moodstream training run: {', '.join(labels)} ({run['protocol']} protocol)",
         "",
         f"Data: `{run['data_dir']}`; window {run['window_seconds']:g} s, overlap {run['overlap']:g}; "
-        f"augmentation of the training part: {'on' if run['augment'] else 'off'}; seed {run['seed']}.",
+        f"augmentation of the training part: {'on' if run['augment'] else 'off'}; "
+        f"capture-chain copies per training clip: {run.get('chain_copies', 0)}"
+        f"{'' if run.get('clean_copies', True) else ' (clean clips left out)'}; "
+        f"window log energy centred: {'yes' if run.get('centre_energy') else 'no'}; seed {run['seed']}.",
         "",
         "Split ("
         + (

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from streamer.atomic import write_atomic
-from streamer.features import FeatureConfig
+from streamer.features import FeatureConfig, centre_columns
 from streamer.metadata import FORMAT_VERSION, ModelMetadata, read_metadata
 from streamer.runner import ModelRunner
 from trainer.architectures import DEEP
@@ -24,6 +24,7 @@ from trainer.scoring import runner_probabilities, score, timed
 from trainer.segments import standardisation, standardise
 
 log = logging.getLogger(__name__)
+CENTRED = (0,)  # the log-energy column: the only feature a gain moves
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class RunConfig:
     baseline: bool = True
     protocol: str = "honest"
     augment: bool = True
+    chain_copies: int = 0  # capture-chain copies of each training clip (streamer.chain random draws)
+    clean_copies: bool = True  # keep the clean training clips beside their chained copies
+    centre_energy: bool = False  # subtract each window's mean log energy (a level-free input)
+    weight_decay: float = 0.0
     epochs: int = 150
     patience: int = 12
     batch_size: int = 64
@@ -73,7 +78,12 @@ def run(config: RunConfig, cache: Path, workers: int | None = None) -> dict[str,
         seed=config.seed,
         group_column=config.group_column,
         workers=workers,
+        chain_copies=config.chain_copies,
+        clean_copies=config.clean_copies,
     )
+    if config.centre_energy:  # every part, once: the model file's runner does the same per window
+        for part in data.parts.values():
+            part.x = centre_columns(part.x, CENTRED)
     mean, std = standardisation(data.parts["train"].x)
     run_info = {
         **dataclasses.asdict(config),
@@ -163,7 +173,9 @@ def _deep(
     train_x = standardise(p["train"].x, mean, std)
     val_x = standardise(p["val"].x, mean, std)
     cfg = FeatureConfig()
-    model = build(arch, data.window_frames, cfg.n_features, len(data.labels), seed=config.seed)
+    model = build(
+        arch, data.window_frames, cfg.n_features, len(data.labels), seed=config.seed, weight_decay=config.weight_decay
+    )
     log.info("%s: %d parameters, %d training windows", arch, model.count_params(), len(train_x))
     fitted = fit(
         model,
@@ -193,7 +205,8 @@ def _deep(
         std=tuple(float(v) for v in std),
         input_quantization=(0.0, 0),
         output_quantization=(0.0, 0),
-        hop_seconds=data.hop_frames / cfg.frames_per_second,
+        train_step_seconds=data.hop_frames / cfg.frames_per_second,
+        centred_columns=CENTRED if config.centre_energy else (),
         training=_training_summary(data, config, fitted),
     )
     files = {"int8": folder / "model-int8.tflite", "float": folder / "model-float.tflite"}
@@ -234,6 +247,11 @@ def _training_summary(data: Prepared, config: RunConfig, fitted: dict[str, Any])
         "split": data.summary(),
         "overlap": config.overlap,
         "augment": config.augment,
+        "chain_copies": config.chain_copies,
+        "clean_copies": config.clean_copies,
+        "centre_energy": config.centre_energy,
+        "weight_decay": config.weight_decay,
+        "learning_rate": config.learning_rate,
         "seed": config.seed,
         "epochs_run": fitted["epochs_run"],
         "best_epoch": fitted["best_epoch"],

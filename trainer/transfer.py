@@ -82,7 +82,7 @@ def condition_audio(audio: np.ndarray, condition: str, name: str) -> np.ndarray:
     raise ValueError(f"unknown condition {condition!r} (clean, room, augment-K)")
 
 
-def patches(audio: np.ndarray, config: LogMelConfig, stride_s: float = STRIDE_S) -> np.ndarray:
+def patches(audio: np.ndarray, config: LogMelConfig, stride_s: float = STRIDE_S) -> np.ndarray | None:
     """(n, 187, 96) network inputs: every ``stride_s`` seconds one patch, as the runner prepares it."""
     power = mel_power(audio, config)
     step = round(stride_s * config.frames_per_second)
