@@ -36,16 +36,21 @@ lint: $(VENV)/.all
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: system-packages lint
+# musicnn's pinned wheel (weights only, never installed), by version and sha256: trainer/musicnn.py
+MUSICNN := cache/musicnn/MSD_musicnn/.index
+$(MUSICNN): | $(VENV)/.all
+	$(PY) -m trainer.musicnn fetch
+
+test: system-packages lint $(MUSICNN)
 	$(PY) -m pytest
 
-test-fast: system-packages lint
+test-fast: system-packages lint $(MUSICNN)
 	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.all
 	$(PY) -m bench
 
-models: $(VENV)/.all
+models: $(VENV)/.all $(MUSICNN)
 	$(PY) -m trainer.make_models
 
 # The Pi service (as root: `sudo make install-service`); see systemd/README.md.

@@ -38,6 +38,7 @@ BENCHMARKS = {
     "fleet": "bench.fleet",
     "aarch64": "bench.aarch64",
     "chains": "bench.chains",  # reads models/chains.json (make models); measures the per-hop cost
+    "musicnn": "bench.musicnn_cost",
 }
 
 

@@ -27,11 +27,12 @@ def per_hop_ms(path, hops: int, repeats: int) -> dict[str, float]:
     from threadpoolctl import threadpool_limits
 
     from streamer.features import FeatureExtractor
+    from streamer.frontends import mfcc_config
     from streamer.runner import ModelRunner
     from tests.audio import music
 
     runner = ModelRunner(path)
-    cfg = runner.metadata.feature_config
+    cfg = mfcc_config(runner.metadata.feature_config)
     audio = music(runner.metadata.window_seconds + hops, cfg.sample_rate).astype(np.float32)
     warm = round(runner.metadata.window_seconds * cfg.sample_rate)
     step = cfg.sample_rate

@@ -14,6 +14,7 @@ from bench.features_speed import librosa_features
 from bench.models import BenchModel, default_model, models_under_test
 from streamer.config import SourceSettings, from_dict
 from streamer.features import FeatureExtractor, extract
+from streamer.frontends import mfcc_config
 from streamer.pipeline import Pipeline
 from streamer.ring import sample_ring
 from streamer.runner import ModelRunner
@@ -34,7 +35,7 @@ class Naive:
     ``extra`` samples are added to the window for librosa, whose frames span n_fft samples."""
 
     def __init__(self, runner: ModelRunner, hop_seconds: float, features, extra: int = 0) -> None:
-        cfg = runner.metadata.feature_config
+        cfg = mfcc_config(runner.metadata.feature_config)
         self.runner, self.features = runner, features
         self.window_samples = cfg.frame_length + (runner.window_frames - 1) * cfg.hop_length + extra
         self.ring = sample_ring(cfg.sample_rate, seconds=self.window_samples / cfg.sample_rate + 1)
@@ -58,7 +59,7 @@ class Naive:
 
 def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict:
     runner = ModelRunner(model.path)
-    cfg = runner.metadata.feature_config
+    cfg = mfcc_config(runner.metadata.feature_config)
     settings = from_dict({"model": {"hop_seconds": hop, "path": str(model.path)}}).validate()
     pipeline = Pipeline(runner, settings)
     naive = Naive(runner, hop, lambda s: extract(s, cfg))

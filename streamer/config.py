@@ -161,10 +161,12 @@ class SourceSettings:
 class ModelSettings:
     path: str = setting(
         "",
-        "model file (.tflite with moodstream metadata), or a shipped one: 3class, 4class; none = 3class",
+        "model file (.tflite with moodstream metadata), or a shipped one: "
+        "3class, 4class, 3class-musicnn, 4class-musicnn; none = 3class",
         flag="--model",
         doc="The .tflite model file (its labels, features and window ride inside it), or a shipped model by "
-        'its short name: "3class" (angry, happy, sad) or "4class" (angry, happy, sad, calm); an empty '
+        'its short name: "3class" (angry, happy, sad) or "4class" (angry, happy, sad, calm), or the musicnn family\'s '
+        '"3class-musicnn" and "4class-musicnn" (a log-mel front-end, several times the CPU); an empty '
         'string means "3class". `moodstream models` lists the shipped ones.',
     )
     # the hop's level is read from the 30 s sample ring, and a hop needs at least a feature frame

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from streamer.features import FeatureConfig
+from streamer.frontends import MFCC_CONTRAST, AnyConfig, config_from_dict, kind_of
 
-FORMAT_VERSION = 2  # 2 added centred_columns; an older reader must refuse such a file, not ignore the field
-READABLE_VERSIONS = (1, 2)
+# 2 added centred_columns, 3 the features kind (front-end): an older reader must refuse such a file,
+# not ignore the field. Files without "features" (any version) are MFCC + contrast.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 METADATA_NAME = "moodstream"
 EXPECTED_SAMPLE_RATE = FeatureConfig().sample_rate
 
@@ -40,7 +43,7 @@ class ModelMetadata:
     name: str
     architecture: str
     labels: tuple[str, ...]
-    feature_config: FeatureConfig
+    feature_config: AnyConfig
     window_seconds: float
     window_frames: int
     mean: tuple[float, ...]
@@ -53,6 +56,11 @@ class ModelMetadata:
     centred_columns: tuple[int, ...] = ()
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def features(self) -> str:
+        """The feature kind (front-end) the model was trained on; files without the field are MFCC + contrast."""
+        return kind_of(self.feature_config)
 
     def __post_init__(self) -> None:
         if not self.labels or len(set(self.labels)) != len(self.labels):
@@ -85,6 +93,7 @@ class ModelMetadata:
             "name": self.name,
             "architecture": self.architecture,
             "labels": list(self.labels),
+            "features": self.features,
             "feature_config": self.feature_config.to_dict(),
             "window_seconds": self.window_seconds,
             "window_frames": self.window_frames,
@@ -128,7 +137,7 @@ class ModelMetadata:
                 name=str(data["name"]),
                 architecture=str(data["architecture"]),
                 labels=tuple(str(x) for x in data["labels"]),
-                feature_config=FeatureConfig.from_dict(dict(data["feature_config"])),
+                feature_config=config_from_dict(str(data.get("features", MFCC_CONTRAST)), dict(data["feature_config"])),
                 window_seconds=float(data["window_seconds"]),
                 window_frames=int(data["window_frames"]),
                 mean=tuple(float(x) for x in data["mean"]),

@@ -2,7 +2,8 @@
 
 The daemon feeds it live audio and `moodstream evaluate` feeds it files, so the two cannot
 disagree. Synchronous and free of I/O: the caller decides where audio comes from and where events
-go. Features are computed incrementally through ``FeatureExtractor.push``, once per hop on the
+go. Features (the front-end the model's metadata names: MFCC + contrast, or musicnn's log-mel) are
+computed incrementally through the extractor's ``push``, once per hop on the
 audio that the hop brought (only the new frames, never the whole window again; one push per hop
 rather than per capture block, because each push has a fixed cost), and the model runs once per hop
 on the newest ``window_frames`` feature frames.
@@ -19,7 +20,7 @@ import numpy as np
 
 from streamer.config import Settings
 from streamer.events import EmotionEvent, Level, State
-from streamer.features import FeatureConfig, FeatureExtractor
+from streamer.frontends import AnyConfig, extractor_for
 from streamer.ring import feature_ring, sample_ring
 from streamer.smoothing import Smoother
 
@@ -29,7 +30,7 @@ CLIP_LEVEL = 32767 / 32768  # a sample at int16 full scale or beyond counts as c
 
 class _Metadata(Protocol):
     @property
-    def feature_config(self) -> FeatureConfig: ...
+    def feature_config(self) -> AnyConfig: ...
 
 
 class Runner(Protocol):
@@ -76,7 +77,7 @@ class Pipeline:
                 f"the model's window ({runner.window_frames} frames) is longer than the "
                 f"{self.features.capacity}-frame feature ring"
             )
-        self._extractor = FeatureExtractor(feature_config)
+        self._extractor = extractor_for(feature_config)  # the front-end the model's metadata names
         self._smoother = Smoother(settings.smoothing, settings.model.hop_seconds)
         self.seq = 0
         self.consumed = 0  # samples since the stream started (across resets: stream time goes on)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from streamer.features import centre_columns
+from streamer.frontends import window_input
 from streamer.metadata import ModelFileError, ModelMetadata, read_metadata
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,10 @@ class ModelRunner:
         self._mean = np.asarray(meta.mean, dtype=np.float32)
         self._inv_std = (1.0 / np.asarray(meta.std, dtype=np.float64)).astype(np.float32)
         log.info(
-            "model %s (%s, %s) labels=%s window=%.1fs backend=%s",
+            "model %s (%s on %s, %s) labels=%s window=%.1fs backend=%s",
             self.name,
             meta.architecture,
+            meta.features,
             "int8" if meta.quantized else "float32",
             ",".join(self.labels),
             meta.window_seconds,
@@ -113,11 +115,14 @@ class ModelRunner:
                 )
 
     def predict(self, window: np.ndarray) -> np.ndarray:
-        """(window_frames, n_features) raw features -> (n_labels,) float32 probabilities."""
+        """(window_frames, n_features) raw feature-ring rows -> (n_labels,) float32 probabilities."""
         x = np.asarray(window, dtype=np.float32)
         expected = (self.window_frames, self.metadata.feature_config.n_features)
         if x.shape != expected:
             raise ValueError(f"window must have shape {expected}, got {x.shape}")
+        # the front-end's own window step (log-mel: level normalisation and log), then the
+        # metadata's centring (MFCC log energy), then the standardisation
+        x = window_input(self.metadata.feature_config, x)
         x = centre_columns(x, self.metadata.centred_columns)
         x = (x - self._mean) * self._inv_std
         scale, zero = self.metadata.input_quantization

@@ -2,7 +2,7 @@
 
 Everything listed is read from the metadata inside each file (labels, architecture, window and the
 trainer's test figures), so the list cannot drift from the files; the model card
-(models/README.md) tells how they were chosen.
+(models/README.md, and models/README-musicnn.md for the musicnn family) tells how they were chosen.
 """
 
 from __future__ import annotations
@@ -19,9 +19,14 @@ PREFIX = "moodstream-"
 
 
 def shipped() -> dict[str, Path]:
-    """Short name ("3class") -> file of each shipped model, sorted by name."""
-    files = sorted(shipped_models_dir().glob(f"{PREFIX}*.tflite"))
-    return {f.stem.removeprefix(PREFIX): f for f in files}
+    """Short name ("3class", "3class-musicnn") -> file of each shipped model, sorted by short name."""
+    files = shipped_models_dir().glob(f"{PREFIX}*.tflite")
+    return dict(sorted((f.stem.removeprefix(PREFIX), f) for f in files))
+
+
+def card_of(short: str) -> Path:
+    """The model card that tells how a shipped model was chosen: the musicnn family has its own."""
+    return shipped_models_dir() / ("README-musicnn.md" if short.endswith("-musicnn") else "README.md")
 
 
 def resolve(spec: str) -> Path:
@@ -82,6 +87,6 @@ def main(args: argparse.Namespace) -> int:
             f"    {meta.architecture}, {meta.window_seconds:g} s window, {size_kb:.0f} KB, "
             f"{'int8' if meta.quantized else 'float32'}; trained on {data}"
         )
-        print(f"    {card_figures(meta)}")
+        print(f"    {card_figures(meta)}; card: {card_of(short).name}")
         print(f"    {path}")
     return status

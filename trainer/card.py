@@ -173,6 +173,13 @@ def _training_words(run: dict[str, Any]) -> str:
     return f"augmented ({'; '.join(words)})" if words else "not augmented"
 
 
+# the second family's own card (trainer/musicnn_card.py writes it beside this one)
+MUSICNN_LINE = (
+    "These files are the default (paper) family. The musicnn family (`moodstream-3class-musicnn.tflite`, "
+    "`moodstream-4class-musicnn.tflite`) has its own card: [README-musicnn.md](README-musicnn.md)."
+)
+
+
 def model_card(
     runs: dict[str, dict[str, Any]],
     shipped: dict[str, dict[str, Any]],
@@ -217,6 +224,8 @@ def model_card(
         '(TFLite metadata entry "moodstream": labels, feature settings, window, standardisation, '
         "quantisation, training summary and test metrics); `streamer.metadata.read_metadata` reads it "
         "without TensorFlow. " + chosen,
+        "",
+        MUSICNN_LINE,
         "",
     ]
     if chains:

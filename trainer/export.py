@@ -18,15 +18,18 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from streamer.atomic import write_atomic
 from streamer.metadata import METADATA_NAME, ModelMetadata
-from trainer.architectures import batch_one_copy
+from trainer.architectures import ARCHITECTURES, batch_one_copy
 
 REPRESENTATIVE_WINDOWS = 256
 
 
 def convert(model: tf.keras.Model, architecture: str, representative: np.ndarray | None) -> bytes:
     """TFLite flatbuffer: full-integer int8 when ``representative`` (standardised training
-    windows) is given, else float32. Converts a batch-1 copy (recurrent layers need it)."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(batch_one_copy(model, architecture))
+    windows) is given, else float32. Converts a batch-1 copy of the trainer's architectures
+    (recurrent layers need it); other models (the musicnn family) as they are."""
+    if architecture in ARCHITECTURES:
+        model = batch_one_copy(model, architecture)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if representative is not None:
         rng = np.random.default_rng(0)
         pick = rng.permutation(len(representative))[:REPRESENTATIVE_WINDOWS]

@@ -6,8 +6,9 @@ input, weight decay, mixup), the winner is trained on the honest split (honest p
 shippable linear model and the baseline floor), copied to models/, scored the daemon's way with
 ``streamer.evaluate.evaluate`` (default settings, never a config file) on the test part, clean and
 through every capture chain (trainer.robustness), and models/README.md is written with the
-figures; an evaluation that scores no clip stops it. Everything is resumable: rerunning skips what
-is finished."""
+figures; an evaluation that scores no clip stops it. ``--only musicnn-3class,musicnn-4class``
+trains, ships and scores the musicnn family instead (trainer.musicnn_family; its own card,
+models/README-musicnn.md). Everything is resumable: rerunning skips what is finished."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,9 @@ THREE = ("angry", "happy", "sad")
 FOUR = ("angry", "happy", "sad", "calm")
 TARGETS = {"3class": THREE, "4class": FOUR}  # shipped file -> labels
 FOLDS = 5
+# the musicnn family (trainer/musicnn_family.py): run name -> labels; shipped as moodstream-Nclass-musicnn
+MUSICNN = {"musicnn-3class": THREE, "musicnn-4class": FOUR}
+EVALUATE_HOP_S = 3.0  # the musicnn network costs ~0.1 s per run here: one run per 3 s keeps evaluate affordable
 
 
 def best_model(candidates: dict[str, dict[str, Any]]) -> tuple[str, str]:
@@ -107,20 +112,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=Path(os.environ.get("MOODSTREAM_DATA", DEFAULT_DATA)))
     p.add_argument("--runs", type=Path, default=REPO / "runs" / "models")
     p.add_argument("--cache", type=Path, default=REPO / "runs" / "cache")
-    p.add_argument("--only", help="comma-separated subset of: " + ", ".join(TARGETS))
+    p.add_argument("--only", help="comma-separated subset of: " + ", ".join([*TARGETS, *MUSICNN]))
     p.add_argument("--ship-only", action="store_true", help="train nothing; ship what the runs hold")
     p.add_argument("--models", type=Path, default=MODELS, help="where the shipped files and the card go")
+    p.add_argument(
+        "--musicnn-cached-room",
+        action="store_true",
+        help="musicnn family: room figures of the CV only over clips whose room embeddings are cached",
+    )
     p.add_argument("--time-budget", type=float, default=TIME_BUDGET_MIN, help="minutes per model")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.data.is_dir():
         print(f"make models: no data at {args.data} (set MOODSTREAM_DATA or --data)", file=sys.stderr)
         return 2
-    names = [] if args.ship_only else args.only.split(",") if args.only else list(TARGETS)
+    names = [] if args.ship_only else args.only.split(",") if args.only else [*TARGETS, *MUSICNN]
+    unknown = [n for n in names if n not in TARGETS and n not in MUSICNN]
+    if unknown:
+        print(f"make models: unknown --only name(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
     for name in names:
+        if name in MUSICNN:
+            from trainer.musicnn_family import train
+
+            cache = args.cache / "musicnn-embeddings"
+            train(list(MUSICNN[name]), args.data, args.runs / name, cache, cached_room=args.musicnn_cached_room)
+            continue
         state = run_cv(args.data, list(TARGETS[name]), args.runs / f"{name}-cv", args.cache, FOLDS)
         run(winner_config(name, state["ranking"][0], args.data, args.runs, args.time_budget), args.cache)
-    ship(args.data, args.runs, args.models)
+    if args.ship_only or any(n in TARGETS for n in names):  # else it would rewrite the card from nothing new
+        ship(args.data, args.runs, args.models)
+    if args.ship_only or any(n in MUSICNN for n in names):
+        ship_musicnn(args.data, args.runs, args.models, [n for n in names if n in MUSICNN] or None)
     return 0
 
 
@@ -203,6 +226,86 @@ def _chain_summary(models: Path, shipped: dict[str, Any]) -> dict[str, Any]:
         }
         for s in shipped.values()
     }
+
+
+def _evaluate_all(jobs: dict[str, tuple[Path, Path, Path, str | None]]) -> dict[str, dict[str, Any]]:
+    """``streamer.evaluate.evaluate`` (the daemon's path) for each (folder, model, json out, chain), in
+    concurrent processes (each is single-threaded and the room chain is slow)."""
+    with ProcessPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {key: pool.submit(_evaluate_one, *job) for key, job in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def _evaluate_one(folder: Path, model: Path, out: Path, chain: str | None) -> dict[str, Any]:
+    """One evaluation at the family's hop, default settings otherwise (never a config file)."""
+    from streamer.config import ModelSettings, Settings
+    from streamer.evaluate import evaluate
+    from streamer.runner import ModelRunner
+
+    settings = Settings(model=ModelSettings(hop_seconds=EVALUATE_HOP_S))
+    result = evaluate(folder, ModelRunner(model), settings, chain, 0)
+    if not result["n_clips"]:
+        raise RuntimeError(f"evaluating {model} ({chain or 'clean'}) on {folder} scored no clip")
+    write_atomic(out, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def ship_musicnn(data: Path, runs: Path, models: Path = MODELS, names: list[str] | None = None) -> None:
+    """Ship each musicnn run's int8 file as models/moodstream-Nclass-musicnn.tflite, evaluate it
+    (int8 clean and room, float clean) and the paper family's shipped file on the same test part,
+    clean and in the room, and write models/README-musicnn.md from every metrics-*-musicnn.json.
+    The paper family's file stays the default: this writes figures, it does not choose."""
+    from trainer.musicnn_card import card
+
+    for name in names or list(MUSICNN):
+        result_file = runs / name / "result.json"
+        if not result_file.is_file():
+            continue
+        key = name.removeprefix("musicnn-")
+        result = json.loads(result_file.read_text())
+        target = models / f"moodstream-{key}-musicnn.tflite"
+        write_atomic(target, (runs / name / "model-int8.tflite").read_bytes())
+        # the same split as the paper family's run of these labels (same scan, grouping and seed)
+        folder = test_folder(data, runs / name / "split.json", runs / name / "test-data")
+        paper_file = models / f"moodstream-{key}.tflite"
+        jobs = {
+            "clean/int8": (folder, target, runs / name / "evaluate-clean-int8.json", None),
+            "clean/float": (
+                folder,
+                runs / name / "model-float.tflite",
+                runs / name / "evaluate-clean-float.json",
+                None,
+            ),
+            "room/int8": (folder, target, runs / name / "evaluate-room-int8.json", "room"),
+            "clean/paper": (folder, paper_file, runs / name / "evaluate-clean-paper.json", None),
+            "room/paper": (folder, paper_file, runs / name / "evaluate-room-paper.json", "room"),
+        }
+        done = _evaluate_all(jobs)
+        evaluations: dict[str, dict[str, Any]] = {"clean": {}, "room": {}}
+        for job, ev in done.items():
+            chain, kind = job.split("/")
+            evaluations[chain][kind] = ev
+        metrics = {
+            **result,
+            "file": target.name,
+            "size": target.stat().st_size,
+            "evaluate": evaluations,
+            "evaluate_hop_s": EVALUATE_HOP_S,
+        }
+        write_atomic(models / f"metrics-{key}-musicnn.json", json.dumps(metrics, indent=2) + "\n")
+    family = {
+        f.name.removeprefix("metrics-").removesuffix("-musicnn.json"): json.loads(f.read_text())
+        for f in sorted(models.glob("metrics-*-musicnn.json"))
+    }
+    if family:
+        write_atomic(models / "README-musicnn.md", card(family, _bench_figures(models, runs)))
+
+
+def _bench_figures(models: Path, runs: Path) -> dict[str, Any]:
+    """The family's cost per hop, measured now by `make bench`'s own module (bench/musicnn_cost.py)."""
+    from bench.musicnn_cost import run as measure
+
+    return measure(models=models, runs=runs).data
 
 
 def _small(metrics: dict[str, Any]) -> dict[str, Any]:
