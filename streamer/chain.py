@@ -152,6 +152,12 @@ def fingerprint(params: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------- applying
 
 
+def clip_seed(seed: int, name: str) -> int:
+    """Each clip its own draw of a chain, the same whatever folder or order it is found in (evaluate
+    and the trainer's room embeddings draw the same rooms)."""
+    return int.from_bytes(hashlib.sha1(f"{seed}:{name}".encode()).digest()[:4], "little")
+
+
 def apply_chain(name: str, audio: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
     """Chain ``name`` drawn with ``seed`` applied to mono ``audio`` at ``sample_rate``: float32
     mono at 16 kHz, ready for the daemon's pipeline."""

@@ -12,7 +12,6 @@ the ``train`` extra and are imported only then.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -26,7 +25,7 @@ from streamer import config as config_mod
 from streamer import shipped
 from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
-from streamer.chain import CHAINS, ChainError, apply_chain, check_available, check_name
+from streamer.chain import CHAINS, ChainError, apply_chain, check_available, check_name, clip_seed
 from streamer.config import ConfigError, Settings
 from streamer.labelled import MetadataError, audio_files, file_groups, label_folders
 from streamer.metadata import ModelFileError
@@ -42,13 +41,8 @@ def clip_probabilities(
     rate = runner.metadata.feature_config.sample_rate
     audio = load_audio(path, rate, settings.source.channel)
     if chain is not None:
-        audio = apply_chain(chain, audio, rate, _clip_seed(chain_seed, path.name))
+        audio = apply_chain(chain, audio, rate, clip_seed(chain_seed, path.name))
     return clip_decision(Pipeline(runner, settings).process(audio))
-
-
-def _clip_seed(seed: int, name: str) -> int:
-    """Each clip its own draw of the chain, the same whatever folder or order it is found in."""
-    return int.from_bytes(hashlib.sha1(f"{seed}:{name}".encode()).digest()[:4], "little")
 
 
 def evaluate(

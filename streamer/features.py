@@ -185,7 +185,7 @@ class FeatureExtractor:
 
     def _frames(self, chunk: np.ndarray) -> np.ndarray:
         """Windowless pre-emphasised frames that this chunk completed: (k, frame_length)."""
-        x = _as_mono_float(chunk)
+        x = as_mono_float(chunk)
         cfg = self.config
         if x.size:
             emphasised = np.empty_like(x)
@@ -293,7 +293,8 @@ def _tables_for(config: FeatureConfig) -> _Tables:
     return tables
 
 
-def _as_mono_float(chunk: np.ndarray) -> np.ndarray:
+def as_mono_float(chunk: np.ndarray) -> np.ndarray:
+    """A pushed chunk as 1-D float64 samples (both front-ends accept the same chunks)."""
     x = np.asarray(chunk)
     if x.ndim == 2 and 1 in x.shape:
         x = x.reshape(-1)

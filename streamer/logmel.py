@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.features import _as_mono_float
+from streamer.features import as_mono_float
 
 NORMALISATIONS = ("none", "rms", "band_mean")
 KIND = "musicnn_logmel"
@@ -144,7 +144,7 @@ class LogMelExtractor:
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         cfg = self.config
-        self._pending = np.concatenate([self._pending, _as_mono_float(chunk)])
+        self._pending = np.concatenate([self._pending, as_mono_float(chunk)])
         n = n_frames_for(self._pending.size, cfg)
         if n == 0:
             return np.zeros((0, cfg.n_mels), dtype=np.float32)

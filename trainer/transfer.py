@@ -71,10 +71,9 @@ def condition_audio(audio: np.ndarray, condition: str, name: str) -> np.ndarray:
     if condition == "clean":
         return audio
     from streamer import chain
-    from streamer.evaluate import _clip_seed
 
     if condition == "room":
-        return chain.apply_chain("room", audio, 16000, _clip_seed(0, name))
+        return chain.apply_chain("room", audio, 16000, chain.clip_seed(0, name))
     if condition.startswith("augment-"):
         k = int(condition.removeprefix("augment-"))
         seed = int.from_bytes(hashlib.sha1(f"augment:{k}:{name}".encode()).digest()[:4], "little")
