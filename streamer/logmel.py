@@ -15,7 +15,9 @@ Normalisations (chosen by cross-validation on clean and room audio, see models/R
 - ``none``: musicnn's input as it is: depends on the absolute level;
 - ``rms``: the window scaled so that its mean mel power is ``reference_power`` (a gain, so the
   result does not depend on the input level at all; capped at +-``max_gain_db``);
-- ``band_mean``: each band's log value has its window mean replaced by ``band_reference``.
+- ``band_mean``: the ``rms`` gain, then each band's log value has its window mean replaced by
+  ``band_reference`` (a microphone's or loudspeaker's response is a per-band gain, an offset
+  in the log: this takes it out, and the music's own average spectrum with it).
 """
 
 from __future__ import annotations
@@ -168,7 +170,7 @@ def model_input(power: np.ndarray, config: LogMelConfig) -> np.ndarray:
     """A window (or a batch of windows, frames on the second-last axis) of mel power -> the
     network's input: level-normalised ``log10(10000 * mel + 1)`` in float32."""
     x = np.asarray(power, dtype=np.float32)
-    if config.normalisation == "rms":
+    if config.normalisation in ("rms", "band_mean"):
         mean = x.mean(axis=(-2, -1), keepdims=True, dtype=np.float64)
         limit = 10.0 ** (config.max_gain_db / 10.0)
         gain = np.clip(config.reference_power / np.maximum(mean, 1e-30), 1.0 / limit, limit)

@@ -106,6 +106,21 @@ def test_band_mean_replaces_each_band_mean() -> None:
     np.testing.assert_allclose(x.mean(axis=0), ref, atol=1e-5)
 
 
+def test_band_mean_removes_a_microphone_response_and_the_level() -> None:
+    """A microphone's response is a gain per band; after the rms gain the log is nearly linear in
+    the power where music has energy, so band_mean takes most of the response out; rms cannot."""
+    power = mel_power(music(4.0))[:187]
+    response = np.geomspace(4.0, 0.25, 96, dtype=np.float32)  # a 24 dB downward tilt
+    coloured = 0.05 * power * response  # and 26 dB quieter
+    band = LogMelConfig(normalisation="band_mean", reference_power=0.33, band_reference=tuple(np.linspace(2, 3, 96)))
+    rms = LogMelConfig(normalisation="rms", reference_power=0.33)
+    has_energy = power.mean(axis=0) > 1e-4
+    band_err = np.abs(model_input(coloured, band) - model_input(power, band))[:, has_energy]
+    rms_err = np.abs(model_input(coloured, rms) - model_input(power, rms))[:, has_energy]
+    assert np.median(rms_err) > 0.3  # a tilt of +-12 dB is +-1.2 in log10
+    assert np.median(band_err) < 0.05 * np.median(rms_err)  # not exact: the log's +1 floor in quiet bands
+
+
 def test_config_round_trips_and_rejects_bad_settings() -> None:
     cfg = LogMelConfig(normalisation="band_mean", band_reference=tuple(range(96)))
     assert LogMelConfig.from_dict(cfg.to_dict()) == cfg

@@ -86,6 +86,8 @@ TARGETS = {"3class": THREE, "4class": FOUR}  # shipped file -> labels
 FOLDS = 5
 # the musicnn family (trainer/musicnn_family.py): run name -> labels; shipped as moodstream-Nclass-musicnn
 MUSICNN = {"musicnn-3class": THREE, "musicnn-4class": FOUR}
+# its distilled student (trainer/student.py): shipped as moodstream-Nclass-musicnn-student
+STUDENT = {"student-3class": THREE, "student-4class": FOUR}
 EVALUATE_HOP_S = 3.0  # the musicnn network costs ~0.1 s per run here: one run per 3 s keeps evaluate affordable
 
 
@@ -112,22 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=Path(os.environ.get("MOODSTREAM_DATA", DEFAULT_DATA)))
     p.add_argument("--runs", type=Path, default=REPO / "runs" / "models")
     p.add_argument("--cache", type=Path, default=REPO / "runs" / "cache")
-    p.add_argument("--only", help="comma-separated subset of: " + ", ".join([*TARGETS, *MUSICNN]))
+    p.add_argument("--only", help="comma-separated subset of: " + ", ".join([*TARGETS, *MUSICNN, *STUDENT]))
     p.add_argument("--ship-only", action="store_true", help="train nothing; ship what the runs hold")
     p.add_argument("--models", type=Path, default=MODELS, help="where the shipped files and the card go")
-    p.add_argument(
-        "--musicnn-cached-room",
-        action="store_true",
-        help="musicnn family: room figures of the CV only over clips whose room embeddings are cached",
-    )
     p.add_argument("--time-budget", type=float, default=TIME_BUDGET_MIN, help="minutes per model")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.data.is_dir():
         print(f"make models: no data at {args.data} (set MOODSTREAM_DATA or --data)", file=sys.stderr)
         return 2
-    names = [] if args.ship_only else args.only.split(",") if args.only else [*TARGETS, *MUSICNN]
-    unknown = [n for n in names if n not in TARGETS and n not in MUSICNN]
+    names = [] if args.ship_only else args.only.split(",") if args.only else [*TARGETS, *MUSICNN, *STUDENT]
+    unknown = [n for n in names if n not in TARGETS and n not in MUSICNN and n not in STUDENT]
     if unknown:
         print(f"make models: unknown --only name(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -136,14 +133,21 @@ def main(argv: list[str] | None = None) -> int:
             from trainer.musicnn_family import train
 
             cache = args.cache / "musicnn-embeddings"
-            train(list(MUSICNN[name]), args.data, args.runs / name, cache, cached_room=args.musicnn_cached_room)
+            train(list(MUSICNN[name]), args.data, args.runs / name, cache)
+            continue
+        if name in STUDENT:
+            from trainer.student import main as student
+
+            labels = ",".join(STUDENT[name])
+            if student(["--labels", labels, "--data", str(args.data), "--out", str(args.runs / name)]):
+                raise RuntimeError(f"make models: the {name} run failed")
             continue
         state = run_cv(args.data, list(TARGETS[name]), args.runs / f"{name}-cv", args.cache, FOLDS)
         run(winner_config(name, state["ranking"][0], args.data, args.runs, args.time_budget), args.cache)
     if args.ship_only or any(n in TARGETS for n in names):  # else it would rewrite the card from nothing new
         ship(args.data, args.runs, args.models)
-    if args.ship_only or any(n in MUSICNN for n in names):
-        ship_musicnn(args.data, args.runs, args.models, [n for n in names if n in MUSICNN] or None)
+    if args.ship_only or any(n in MUSICNN or n in STUDENT for n in names):
+        ship_musicnn(args.data, args.runs, args.models)
     return 0
 
 
@@ -250,14 +254,14 @@ def _evaluate_one(folder: Path, model: Path, out: Path, chain: str | None) -> di
     return result
 
 
-def ship_musicnn(data: Path, runs: Path, models: Path = MODELS, names: list[str] | None = None) -> None:
+def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
     """Ship each musicnn run's int8 file as models/moodstream-Nclass-musicnn.tflite, evaluate it
     (int8 clean and room, float clean) and the paper family's shipped file on the same test part,
     clean and in the room, and write models/README-musicnn.md from every metrics-*-musicnn.json.
     The paper family's file stays the default: this writes figures, it does not choose."""
     from trainer.musicnn_card import card
 
-    for name in names or list(MUSICNN):
+    for name in MUSICNN:
         result_file = runs / name / "result.json"
         if not result_file.is_file():
             continue
@@ -291,6 +295,7 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS, names: list[str]
             "size": target.stat().st_size,
             "evaluate": evaluations,
             "evaluate_hop_s": EVALUATE_HOP_S,
+            "student": ship_student(runs / f"student-{key}", models / f"moodstream-{key}-musicnn-student.tflite"),
         }
         write_atomic(models / f"metrics-{key}-musicnn.json", json.dumps(metrics, indent=2) + "\n")
     family = {
@@ -299,6 +304,19 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS, names: list[str]
     }
     if family:
         write_atomic(models / "README-musicnn.md", card(family, _bench_figures(models, runs)))
+
+
+def ship_student(run: Path, target: Path) -> dict[str, Any] | None:
+    """Ship a student run's int8 file (trainer.student evaluated it on the same test part, at the
+    same hop, clean and in the room) and return its result for the card; None without a run."""
+    result_file = run / "result.json"
+    if not result_file.is_file():
+        return None
+    result = json.loads(result_file.read_text())
+    if set(result.get("evaluate", {})) != {"clean/int8", "clean/float", "room/int8"}:
+        raise RuntimeError(f"{run}: the student's test evaluation is incomplete (rerun trainer.student)")
+    write_atomic(target, (run / "model-int8.tflite").read_bytes())
+    return {**result, "file": target.name, "size": target.stat().st_size}
 
 
 def _bench_figures(models: Path, runs: Path) -> dict[str, Any]:

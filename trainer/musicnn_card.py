@@ -45,6 +45,33 @@ def _cv_table(rows: list[dict[str, Any]], best: dict[str, Any]) -> list[str]:
     return out
 
 
+def _met(goal: float, network: dict[str, Any] | None, student: dict[str, Any] | None) -> str:
+    parts = [(w, ev) for w, ev in (("network", network), ("student", student)) if ev]
+    return ", ".join(f"{w} {'met' if ev['macro_f1'] >= goal else 'NOT met'}" for w, ev in parts)
+
+
+def _student(st: dict[str, Any] | None) -> list[str]:
+    """The distilled student's paragraph (trainer/student.py), when it ran."""
+    if not st:
+        return []
+    d, hist = st["student"], st["student"]["history"]
+    return [
+        f"Distilled student (`{st['file']}`, {st['size'] / 1e6:.2f} MB): a small separable CNN on the same "
+        f"log-mel patches ({d['macs'] / 1e6:.0f} M multiply-adds per patch against about 1,400 M for the "
+        f"network; {d['params']:,} parameters) trained to output the network's penultimate embedding of "
+        f"the *clean* patch from the clean patch and from {len(d['conditions']) - 1} random capture-chain "
+        f"draws of it (streamer.chain.random_chain), so that it learns the network and the rooms' "
+        f"irrelevance at once. Distilled on {d['train_clips']} clips (the training parts of both splits, "
+        f"no validation or test clip of either), {d['train_patches_per_condition']} patches per condition "
+        f"(one every 3 s); early stopping on the validation clips ({d['val_clips']}): "
+        f"{hist['epochs']} epochs, best {hist['best_epoch']}, {hist['seconds'] / 60:.0f} min on 2 shared cores; "
+        f"cosine to the network's embeddings on held-out clips {d['val_cosine_to_teacher']:.2f}. Its "
+        f"logistic-regression head is trained on the training part's clean and chain patches, C "
+        f"{st['chosen_C']:g} chosen on the validation part.",
+        "",
+    ]
+
+
 def card(family: dict[str, dict[str, Any]], bench: dict[str, Any] | None) -> str:
     """``family``: per class count, the run's result.json plus "file", "size" and "evaluate"
     {chain: {"int8": evaluate JSON, "float": ..., "paper": the paper family's shipped file}};
@@ -72,19 +99,16 @@ def card(family: dict[str, dict[str, Any]], bench: dict[str, Any] | None) -> str
             f"Data: the trainer's artist-disjoint split (streamer.labelled grouping, stratified, 70/15/15, "
             f"seed 0, as `make models` splits for the paper family): train {split['train']}, validation "
             f"{split['val']}, test {split['test']} clips. Patches every {f['patch_stride_s']:g} s of each clip "
-            f"for training and cross-validation (the CPU budget: 3 per 30 s clip). Level reference for the "
-            f"`rms` normalisation: mean mel power {f['reference_power']} (the median over the clean patches of "
-            "the clips in the training part of both splits).",
+            f"for training and cross-validation (3 per 30 s clip). Level references, measured on the clean "
+            "patches of the clips in the training part of both splits: `rms` scales each window to a mean mel "
+            f"power of {f['reference_power']} (their median); `band_mean` does the same and then replaces each "
+            "band's mean log value in the window with theirs (a microphone's response is a per-band offset in "
+            "the log).",
             "",
             "Chosen in 5-fold artist-grouped cross-validation (StratifiedGroupKFold over the training + "
             "validation clips; clip-level macro-F1 on held-out artists, clean and through the `room` chain of "
-            "streamer.chain; mean ± std over folds; the choice maximises the mean of clean and room)"
-            + (
-                ". Room figures over the clips whose room embeddings were computed in time (the count in "
-                "brackets; the capture chain costs 4-10 s per clip on these shared cores):"
-                if f.get("cached_room")
-                else ":"
-            ),
+            "streamer.chain; mean ± std over folds; the choice maximises the mean of clean and room over "
+            "every row but the `clean+room` reference):",
             "",
             *_cv_table(f["cv"]["rows"], best),
             "",
@@ -92,34 +116,48 @@ def card(family: dict[str, dict[str, Any]], bench: dict[str, Any] | None) -> str
             f"{best['C']:g}. The head is then fitted on the training part alone. Float head on float "
             f"embeddings (3 patches per clip), macro-F1: {_head(f['float_head'])}.",
             "",
+            *_student(f.get("student")),
         ]
     lines += [
         "## Both families through `moodstream evaluate` (test part, clip level, accuracy / macro-F1, "
         "95% interval of macro-F1 with artist groups resampled)",
         "",
-        "| classes | chain | paper family (int8) | musicnn family (int8) | musicnn family (float) | target |",
-        "|---|---|---|---|---|---|",
+        "| classes | chain | paper family (int8) | musicnn network (int8) | musicnn network (float) "
+        "| distilled student (int8) | distilled student (float) | target |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, f in family.items():
         for chain, ev in f["evaluate"].items():
             p = ev.get("paper")
             goal = TARGETS.get(key, {}).get(chain)
-            met = "-" if goal is None else f"{goal:.2f}: " + ("met" if ev["int8"]["macro_f1"] >= goal else "NOT met")
-            lines.append(f"| {key} | {chain} | {_f1(p)} | {_f1(ev.get('int8'))} | {_f1(ev.get('float'))} | {met} |")
+            st = (f.get("student") or {}).get("evaluate", {})
+            met = "-" if goal is None else f"{goal:.2f}: " + _met(goal, ev.get("int8"), st.get(f"{chain}/int8"))
+            lines.append(
+                f"| {key} | {chain} | {_f1(p)} | {_f1(ev.get('int8'))} | {_f1(ev.get('float'))} | "
+                f"{_f1(st.get(f'{chain}/int8'))} | {_f1(st.get(f'{chain}/float'))} | {met} |"
+            )
     hop = next(iter(family.values()))["evaluate_hop_s"]
     lines += [""]
     for key, f in family.items():
-        i8, fl = f["evaluate"]["clean"]["int8"]["macro_f1"], f["evaluate"]["clean"].get("float", {}).get("macro_f1")
-        if fl is not None:
-            gap = 100 * (fl - i8)
-            verdict = "within 1 point" if abs(gap) <= 1 else "NOT within 1 point"
-            lines.append(f"- {key}: int8 {i8:.3f} against float {fl:.3f} on clean: {gap:+.1f} points, {verdict}.")
+        st = (f.get("student") or {}).get("evaluate", {})
+        pairs = [("network", f["evaluate"]["clean"].get("int8"), f["evaluate"]["clean"].get("float"))]
+        pairs.append(("student", st.get("clean/int8"), st.get("clean/float")))
+        for what, i8, fl in pairs:
+            if i8 and fl:
+                gap = 100 * (fl["macro_f1"] - i8["macro_f1"])
+                verdict = "within 1 point" if abs(gap) <= 1 else "NOT within 1 point"
+                lines.append(
+                    f"- {key} {what}: int8 {i8['macro_f1']:.3f} against float {fl['macro_f1']:.3f} on clean: "
+                    f"{gap:+.1f} points, {verdict}."
+                )
     lines += [
         "",
-        "`clean+room` in the tables: the head also trained on the `room` chain's copies of its training "
-        "clips (each clip its own draw; held-out and test clips never). That is the evaluation chain's own "
-        "distribution of rooms, so its room figures are optimistic for rooms unlike it; training on "
-        "streamer.chain.random_chain's wider draws (`clean+chain`, implemented) was not run for want of CPU.",
+        "Head training audio: `clean`, the clips as they are; `clean+chain` and `clean+chain2`, also one or two "
+        "draws of streamer.chain.random_chain per training clip (each link present or not, wider than the test "
+        "chains: RT60 up to 1.2 s, SNR 0-40 dB, peak -45 to 0 dBFS); `clean+room`, also the `room` chain's "
+        "copies of the training clips (each clip its own draw; held-out and test clips never). `clean+room` "
+        "trains on the evaluation chain's own distribution of rooms, so its room figures are optimistic for "
+        "rooms unlike it: it is scored as a reference and never chosen.",
         "",
         f"`moodstream evaluate` ran with `--hop {hop:g}` for both families (one model run per {hop:g} s of "
         "audio; the clip decision averages the runs); `room` is `--chain room --chain-seed 0` (each clip "
