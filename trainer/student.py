@@ -55,6 +55,7 @@ BUDGET_S = 1800.0  # distillation's wall-clock limit
 # Keras's default 0.99 lags a few hundred steps per epoch behind weights that move fast: the
 # validation loss (moving statistics) rose while the training loss fell
 BN_MOMENTUM = 0.9
+LOSSES = {"mse": "mse", "cosine": "cosine_similarity"}  # keras's cosine_similarity loss is -cos
 ARCHITECTURE = "musicnn_student+logreg"
 MAC_BOUND = 80_000_000  # multiply-adds per patch the student must stay under (the teacher: ~1.4 G)
 
@@ -248,10 +249,12 @@ def distil(
     patience: int = 4,
     batch: int = 64,
     lr: float = 2e-3,
+    loss: str = "mse",
     budget_s: float = 1800.0,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Adam on MSE against the (already standardised) teacher embeddings ``y``. ``train`` holds the
+    """Adam on ``loss`` (MSE, or cosine distance) against the (already standardised) teacher
+    embeddings ``y``. ``train`` holds the
     patches under each condition, clean first, every one aligned with ``y``: an epoch is the clean
     patches plus one augmented draw of each (draw ``epoch % K``), so K draws cost no more per epoch
     than one. Early stopping on the validation loss (best weights kept), the learning rate cut by
@@ -260,7 +263,7 @@ def distil(
 
     keras.utils.set_random_seed(seed)
     optimizer = keras.optimizers.Adam(lr)
-    model.compile(optimizer=optimizer, loss="mse")
+    model.compile(optimizer=optimizer, loss=LOSSES[loss])
     t0 = time.perf_counter()
     history: dict[str, list[float]] = {"loss": [], "val_loss": []}
     best, best_weights, stale, stopped = np.inf, model.get_weights(), 0, "epochs"
@@ -298,8 +301,9 @@ def distil(
 # ---------------------------------------------------------------- the student, trained once for every label set
 
 
-def _student_key(config: LogMelConfig, train: list[Clip], k: int, width: int) -> str:
-    ident = json.dumps([CACHE_VERSION, config.to_dict(), sorted(c.path.name for c in train), k, width, STRIDE_S])
+def _student_key(config: LogMelConfig, train: list[Clip], k: int, width: int, loss: str = "mse") -> str:
+    parts = [CACHE_VERSION, config.to_dict(), sorted(c.path.name for c in train), k, width, STRIDE_S]
+    ident = json.dumps(parts + ([loss] if loss != "mse" else []))  # the first students were keyed without it
     return hashlib.sha1(ident.encode()).hexdigest()[:16]
 
 
@@ -310,13 +314,14 @@ def trained_student(
     k: int = AUGMENT_K,
     width: int = WIDTH,
     budget_s: float = BUDGET_S,
+    loss: str = "mse",
 ) -> tuple[Any, dict[str, Any]]:
     """The student distilled on every non-held-out clip of both label sets (cached: trained once)."""
     import keras
 
     splits = [load_split(data_dir, list(labels)) for labels in LABEL_SETS]
     train, val = distillation_clips(splits)
-    key = _student_key(config, train, k, width)
+    key = _student_key(config, train, k, width, loss)
     folder = cache / "students" / key
     if (folder / "student.keras").is_file():
         return keras.models.load_model(folder / "student.keras"), json.loads((folder / "report.json").read_text())
@@ -331,7 +336,7 @@ def trained_student(
     mean, std = y.mean(axis=0), y.std(axis=0) + 1e-6
     log.info("distilling on %d clips (%d patches each draw), validating on %d patches", len(full), len(y), len(x_val))
     model = build_student(width)
-    history = distil(model, x, (y - mean) / std, x_val, (y_val - mean) / std, budget_s=budget_s)
+    history = distil(model, x, (y - mean) / std, x_val, (y_val - mean) / std, budget_s=budget_s, loss=loss)
     pred = model.predict(x_val, batch_size=256, verbose=0) * std + mean
     cos = np.sum(pred * y_val, axis=1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(y_val, axis=1) + 1e-9)
     report = {
@@ -345,6 +350,7 @@ def trained_student(
         "width": width,
         "history": history,
         "val_cosine_to_teacher": float(np.mean(cos)),
+        "loss": loss,
     }
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / "student.keras")
@@ -424,11 +430,12 @@ def train(
     k: int = AUGMENT_K,
     name: str = "moodstream",
     budget_s: float = BUDGET_S,
+    loss: str = "mse",
 ) -> dict[str, Any]:
     """Student (cached), head on the train part's student embeddings (C on val), export into ``out``."""
     from trainer.musicnn_family import _fit
 
-    student, report = trained_student(data_dir, config, cache, k, budget_s=budget_s)
+    student, report = trained_student(data_dir, config, cache, k, budget_s=budget_s, loss=loss)
     split = load_split(data_dir, labels)
     conds = conditions(k)
     data = {p: build([split.clips[i] for i in split.parts[p]], conds, config, cache) for p in ("train", "val")}
@@ -464,7 +471,7 @@ def train(
         "seed": 0,
         "teacher": "musicnn 0.1.0 MSD_musicnn (float TFLite), penultimate layer (200)",
         "distillation": {
-            "loss": "mse on the standardised teacher embedding of the clean patch at the same position",
+            "loss": f"{report.get('loss', 'mse')} on the standardised teacher embedding of the clean patch at the same position",
             "inputs": list(conds),
             "clips": report["train_clips"],
             "patches_per_condition": report["train_patches_per_condition"],
@@ -550,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=CACHE)
     p.add_argument("--normalisation", default="rms", choices=("none", "rms"))
     p.add_argument("--augment", type=int, default=AUGMENT_K, help="random capture-chain draws per clip")
+    p.add_argument("--loss", default="mse", choices=sorted(LOSSES), help="distillation loss")
     p.add_argument("--budget", type=float, default=BUDGET_S, help="distillation's wall-clock limit, seconds")
     p.add_argument("--no-evaluate", action="store_true", help="skip the test part's evaluation")
     p.add_argument("--build-only", action="store_true", help="fill the data cache (both label sets) and stop")
@@ -561,7 +569,16 @@ def main(argv: list[str] | None = None) -> int:
         fill(args.data, config, args.cache, args.augment, args.shard)
         return 0
     if not (args.out / "result.json").is_file():
-        train(args.labels.split(","), args.data, args.out, config, args.cache, args.augment, budget_s=args.budget)
+        train(
+            args.labels.split(","),
+            args.data,
+            args.out,
+            config,
+            args.cache,
+            args.augment,
+            budget_s=args.budget,
+            loss=args.loss,
+        )
     if not args.no_evaluate:
         evaluate_test(args.data, args.out)
     return 0
