@@ -471,7 +471,7 @@ def train(
         "seed": 0,
         "teacher": "musicnn 0.1.0 MSD_musicnn (float TFLite), penultimate layer (200)",
         "distillation": {
-            "loss": f"{report.get('loss', 'mse')} on the standardised teacher embedding of the clean patch at the same position",
+            "loss": f"{report.get('loss', 'mse')} on the standardised teacher embedding of the clean patch",
             "inputs": list(conds),
             "clips": report["train_clips"],
             "patches_per_condition": report["train_patches_per_condition"],
