@@ -1,0 +1,151 @@
+"""The distilled musicnn student (trainer/student.py): its size, that distillation learns, that the
+exported student + head is a working musicnn_logmel model file, and that the data never holds a
+validation or test clip. Synthetic audio only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("sklearn")
+
+import soundfile as sf
+
+from streamer.logmel import mel_power
+from streamer.metadata import read_metadata
+from streamer.runner import ModelRunner
+from tests.audio import music
+from trainer.dataset import Clip
+from trainer.musicnn_family import _fit, config_for
+from trainer.student import (
+    MAC_BOUND,
+    ClipData,
+    build,
+    build_student,
+    count_macs,
+    distil,
+    distillation_clips,
+    export_student,
+    stack,
+    with_head,
+)
+from trainer.transfer import PATCH_FRAMES, Split, patches
+
+CONFIG = config_for("rms")
+
+
+def _patches(seconds: float, seed: int) -> np.ndarray:
+    return patches(music(seconds, seed=seed).astype(np.float32), CONFIG, 1.0)
+
+
+def test_student_shapes_and_cost() -> None:
+    model = build_student()
+    assert tuple(model.input.shape) == (None, PATCH_FRAMES, 96)
+    assert tuple(model.output.shape) == (None, 200)
+    macs = count_macs(model)
+    assert 20e6 <= macs <= MAC_BOUND, macs  # the teacher: ~1.4 G
+
+
+def test_count_macs_by_hand() -> None:
+    import keras
+    from keras import layers
+
+    inp = keras.Input((10, 8))
+    x = layers.Reshape((10, 8, 1))(inp)
+    x = layers.Conv2D(4, 3, padding="same")(x)  # 10*8 * 4 * 9 * 1
+    x = layers.DepthwiseConv2D(3, padding="same")(x)  # 10*8 * 4 * 9
+    x = layers.BatchNormalization()(x)  # folded: free
+    out = layers.Dense(5)(layers.Flatten()(x))  # 320 * 5
+    assert count_macs(keras.Model(inp, out)) == 2880 + 2880 + 1600
+    lstm = keras.Model(inp, layers.LSTM(3)(inp))
+    with pytest.raises(ValueError, match="no rule for LSTM"):
+        count_macs(lstm)
+
+
+def test_a_few_distillation_steps_lower_the_loss() -> None:
+    x = _patches(12.0, seed=1)
+    rng = np.random.default_rng(0)
+    y = (x.mean(axis=1) - x.mean()) @ rng.normal(0, 1, (96, 200)).astype(np.float32)  # made up, learnable
+    y = (y - y.mean(axis=0)) / (y.std(axis=0) + 1e-6)
+    model = build_student(width=8, dense=32)
+    history = distil(model, [x], y, x, y, epochs=4, patience=4, batch=4, lr=1e-2, budget_s=120)
+    assert history["epochs"] == 4 and len(history["val_loss"]) == 4
+    # the training loss (batch statistics; a few steps barely move BatchNorm's moving averages,
+    # which the validation loss uses)
+    assert history["loss"][-1] < 0.9 * history["loss"][0], history["loss"]
+
+
+def test_exported_student_and_head_run_in_the_daemon(tmp_path: Path) -> None:
+    student = build_student(width=8, dense=32)
+    x = _patches(10.0, seed=2)
+    emb = student.predict(x, verbose=0)
+    labels = ["angry", "happy", "sad"]
+    head = _fit(np.concatenate([emb] * 3), np.repeat([0, 1, 2], len(emb)), 0.1)
+    files = export_student(with_head(student, head, 3), labels, CONFIG, x, tmp_path, {"teacher": "test"})
+    for kind, path in files.items():
+        meta = read_metadata(path)
+        assert meta.features == "musicnn_logmel"
+        assert meta.window_frames == PATCH_FRAMES and meta.labels == tuple(labels)
+        assert meta.quantized == (kind == "int8")
+        assert meta.training["teacher"] == "test"
+        runner = ModelRunner(path)
+        window = mel_power(music(4.0, seed=3).astype(np.float32), CONFIG)[:PATCH_FRAMES]
+        probs = runner.predict(window)
+        assert probs.shape == (3,)
+        assert probs.sum() == pytest.approx(1.0, abs=0.02)
+
+
+def _clip(name: str, label: str = "happy") -> Clip:
+    return Clip(Path(f"/data/{label}/{name}.ogg"), label, name)
+
+
+def test_distillation_clips_hold_out_every_val_and_test_clip() -> None:
+    clips = [_clip(f"c{i}") for i in range(8)]
+    three = Split(clips, ["happy"], {"train": [0, 1, 2, 3], "val": [4, 5], "test": [6, 7]})
+    # the 4-class split puts some of them elsewhere
+    four = Split(clips, ["happy"], {"train": [0, 1, 4, 6], "val": [2, 7], "test": [3, 5]})
+    train, val = distillation_clips([three, four])
+    assert [c.path.stem for c in train] == ["c0", "c1"]  # c2: val of four; c3: test of four; c4, c6 held
+    assert [c.path.stem for c in val] == ["c2", "c4"]  # c5, c7: test of the other split
+    held = {clips[i].path for s in (three, four) for p in ("val", "test") for i in s.parts[p]}
+    assert not held & {c.path for c in train}
+    tests = {clips[i].path for s in (three, four) for i in s.parts["test"]}
+    assert not tests & {c.path for c in val}
+
+
+def test_build_caches_clean_and_chain_patches_with_clean_targets(tmp_path: Path) -> None:
+    clips = []
+    for i, label in enumerate(["happy", "sad"]):
+        path = tmp_path / "data" / label / f"{label}.wav"
+        path.parent.mkdir(parents=True)
+        sf.write(path, music(7.0, seed=10 + i), 16000)
+        clips.append(Clip(path, label, label))
+    calls = []
+
+    def teacher(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return np.repeat(x.mean(axis=1), 3, axis=1)[:, :200]
+
+    conds = ("clean", "augment-0")
+    data = build(clips, conds, CONFIG, tmp_path / "cache", teacher)
+    assert calls == [2, 2]  # the teacher sees the clean patches only, once per clip
+    for d in data.values():
+        assert set(d.inputs) == set(conds)
+        assert d.inputs["clean"].shape == (2, PATCH_FRAMES, 96) and d.inputs["clean"].dtype == np.float16
+        assert d.target.shape == (2, 200)
+        assert not np.allclose(d.inputs["clean"], d.inputs["augment-0"], atol=0.05)  # the chain changed it
+    again = build(clips, conds, CONFIG, tmp_path / "cache", teacher)  # resumed from the cache
+    assert calls == [2, 2]
+    for path, d in again.items():
+        np.testing.assert_array_equal(d.target, data[path].target)
+    x, y = stack(again, conds)
+    assert x.shape == (8, PATCH_FRAMES, 96) and y.shape == (8, 200)
+    np.testing.assert_array_equal(y[:2], y[2:4])  # the chain copy's target is its clean patch's
+
+
+def test_clip_data_trims_conditions_to_a_common_length() -> None:
+    d = ClipData({"clean": np.zeros((3, 2, 2)), "augment-0": np.zeros((2, 2, 2))}, np.zeros((3, 200)))
+    assert len(d.target) == 2 and all(len(v) == 2 for v in d.inputs.values())
