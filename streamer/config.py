@@ -162,12 +162,15 @@ class ModelSettings:
     path: str = setting(
         "",
         "model file (.tflite with moodstream metadata), or a shipped one: "
-        "3class, 4class, 3class-musicnn, 4class-musicnn; none = 3class",
+        "3class-musicnn-student, 4class-musicnn-student, 3class, 4class, 3class-musicnn, 4class-musicnn; "
+        "none = 3class-musicnn-student",
         flag="--model",
         doc="The .tflite model file (its labels, features and window ride inside it), or a shipped model by "
-        'its short name: "3class" (angry, happy, sad) or "4class" (angry, happy, sad, calm), or the musicnn family\'s '
-        '"3class-musicnn" and "4class-musicnn" (a log-mel front-end, several times the CPU); an empty '
-        'string means "3class". `moodstream models` lists the shipped ones.',
+        'its short name: "3class-musicnn-student" (angry, happy, sad) or "4class-musicnn-student" (angry, happy, '
+        'sad, calm), musicnn distilled into a small network (the default family); "3class" and "4class", the '
+        'paper\'s MFCC + contrast family; "3class-musicnn" and "4class-musicnn", the full musicnn network (about '
+        '60 times the CPU of its student). An empty string means "3class-musicnn-student". `moodstream models` '
+        "lists the shipped ones.",
     )
     # the hop's level is read from the 30 s sample ring, and a hop needs at least a feature frame
     hop_seconds: float = setting(

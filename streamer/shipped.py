@@ -26,7 +26,7 @@ def shipped() -> dict[str, Path]:
 
 def card_of(short: str) -> Path:
     """The model card that tells how a shipped model was chosen: the musicnn family has its own."""
-    return shipped_models_dir() / ("README-musicnn.md" if short.endswith("-musicnn") else "README.md")
+    return shipped_models_dir() / ("README-musicnn.md" if "-musicnn" in short else "README.md")
 
 
 def resolve(spec: str) -> Path:

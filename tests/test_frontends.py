@@ -16,7 +16,7 @@ from streamer.features import FeatureConfig, FeatureExtractor
 from streamer.logmel import LogMelConfig, LogMelExtractor, mel_power, model_input
 from streamer.metadata import FORMAT_VERSION, ModelFileError, ModelMetadata, read_metadata
 from streamer.pipeline import Pipeline
-from streamer.runner import ModelRunner, default_model_path
+from streamer.runner import ModelRunner, default_model_path, shipped_models_dir
 from tests.audio import chords, drums, music
 
 pytestmark = pytest.mark.slow  # converts a small TFLite model once
@@ -61,7 +61,7 @@ def test_the_kind_travels_in_the_file(logmel_model: Path) -> None:
     assert meta.features == "musicnn_logmel" and meta.feature_config == CFG
     assert json.loads(meta.to_json())["features"] == "musicnn_logmel"
     # files written before the field existed are MFCC + contrast models
-    paper = read_metadata(default_model_path())
+    paper = read_metadata(shipped_models_dir() / "moodstream-3class.tflite")
     assert paper.features == "mfcc_contrast" and isinstance(paper.feature_config, FeatureConfig)
     assert meta.format_version == FORMAT_VERSION == 3
     # every earlier format still loads: without the field it means MFCC + contrast, with it its kind
@@ -129,7 +129,8 @@ def test_mfcc_frames_cannot_reach_a_log_mel_model(logmel_model: Path, tmp_path: 
 
 def test_shipped_models_are_selectable_by_short_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # one resolver (streamer.shipped) knows both families' short names
-    assert shipped.resolve("3class") == default_model_path()
+    assert shipped.resolve("3class") == shipped_models_dir() / "moodstream-3class.tflite"
+    assert shipped.resolve("") == default_model_path() == shipped.resolve("3class-musicnn-student")
     assert shipped.resolve("4class").name == "moodstream-4class.tflite"
     for family in ("3class-musicnn", "4class-musicnn"):
         path = shipped.resolve(family)

@@ -12,7 +12,7 @@ import pytest
 
 from streamer.features import FeatureConfig, extract
 from streamer.metadata import ModelFileError, ModelMetadata, metadata_bytes, read_metadata
-from streamer.runner import ModelRunner, default_model_path
+from streamer.runner import ModelRunner, default_model_path, shipped_models_dir
 from tests.conftest import TINY_LABELS, TINY_WINDOW_S
 
 pytestmark = pytest.mark.slow  # the session's tiny model trains once (about 20 s)
@@ -37,7 +37,7 @@ def test_metadata_round_trip(tiny_model: Path) -> None:
 
 def test_the_training_step_is_read_from_the_key_the_shipped_files_carry(tiny_model: Path) -> None:
     """Files exported before the rename call the step between training windows "hop_seconds"."""
-    shipped = json.loads(metadata_bytes(default_model_path().read_bytes(), "shipped"))
+    shipped = json.loads(metadata_bytes((shipped_models_dir() / "moodstream-3class.tflite").read_bytes(), "shipped"))
     assert "hop_seconds" in shipped and "train_step_seconds" not in shipped
     assert ModelMetadata.from_dict(shipped).train_step_seconds == shipped["hop_seconds"]
     legacy = read_metadata(tiny_model).to_dict()
@@ -83,8 +83,8 @@ def test_missing_file(tmp_path: Path) -> None:
         ModelRunner(tmp_path / "nope.tflite")
 
 
-def test_default_model_path_is_the_shipped_three_class() -> None:
-    assert default_model_path().name == "moodstream-3class.tflite"
+def test_default_model_path_is_the_shipped_three_class_student() -> None:
+    assert default_model_path().name == "moodstream-3class-musicnn-student.tflite"
     assert default_model_path().parent.name == "models"
 
 

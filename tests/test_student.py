@@ -14,12 +14,12 @@ pytest.importorskip("sklearn")
 
 import soundfile as sf
 
-from streamer.logmel import mel_power
+from streamer.logmel import LogMelConfig, mel_power
 from streamer.metadata import read_metadata
 from streamer.runner import ModelRunner
 from tests.audio import music
 from trainer.dataset import Clip
-from trainer.musicnn_family import _fit, config_for
+from trainer.musicnn_family import _fit
 from trainer.student import (
     MAC_BOUND,
     ClipData,
@@ -32,9 +32,9 @@ from trainer.student import (
     stack,
     with_head,
 )
-from trainer.transfer import PATCH_FRAMES, Split, patches
+from trainer.transfer import PATCH_FRAMES, REFERENCE_POWER, Split, patches
 
-CONFIG = config_for("rms")
+CONFIG = LogMelConfig(normalisation="rms", reference_power=REFERENCE_POWER)
 
 
 def _patches(seconds: float, seed: int) -> np.ndarray:

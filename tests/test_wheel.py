@@ -103,7 +103,7 @@ def test_moodstream_run_from_the_installed_wheel_uses_its_default_model(
     )
     assert where.returncode == 0, where.stderr
     default = Path(where.stdout.strip())
-    assert default == site / "moodstream_models" / "moodstream-3class.tflite"
+    assert default == site / "moodstream_models" / "moodstream-3class-musicnn-student.tflite"
     run = subprocess.run(
         [sys.executable, "-S", "-m", "streamer.cli", "run", "--source", f"file:{clip}", "--jsonl", "-", "--no-server"],
         cwd=tmp_path,
@@ -115,6 +115,7 @@ def test_moodstream_run_from_the_installed_wheel_uses_its_default_model(
     assert run.returncode == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]
     emotion = [e for e in events if e["type"] == "emotion" and e["raw"]]  # classified: a label or uncertain
-    assert len(emotion) == 3  # 12 s of audio, a 10 s window, 1 s hops
-    assert {e["model"] for e in emotion} == {read_metadata(REPO / "models/moodstream-3class.tflite").name}
+    assert len(emotion) == 9  # 12 s of audio, a 3.008 s window, 1 s hops
+    default_meta = read_metadata(REPO / "models" / "moodstream-3class-musicnn-student.tflite")
+    assert {e["model"] for e in emotion} == {default_meta.name}
     assert set(emotion[0]["raw"]) == {"angry", "happy", "sad"}
