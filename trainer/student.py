@@ -452,7 +452,7 @@ def train(
     pairs = [(e, label_of[path]) for cond in conds for path, e in emb[("train", cond)].items()]
     x = np.concatenate([e for e, _ in pairs])
     y = np.concatenate([np.full(len(e), label) for e, label in pairs])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for c in CS:
         head = _fit(x, y, c)
         scores = {cond: _clip_f1(head, emb[("val", cond)], split, split.parts["val"]) for cond in conds}

@@ -106,7 +106,7 @@ def reference_power(clips: list[Clip], config: LogMelConfig) -> float:
 def reference_clips(data_dir: Path) -> list[Clip]:
     """The clips in the training part of both the 3- and the 4-class split: the level references
     are measured on them, so no validation or test clip of either model shapes its input."""
-    parts = [load_split(data_dir, labels) for labels in (THREE, FOUR)]
+    parts = [load_split(data_dir, list(labels)) for labels in (THREE, FOUR)]
     names = set.intersection(*({s.clips[i].path for i in s.parts["train"]} for s in parts))
     return [c for c in parts[1].clips if c.path in names]
 
