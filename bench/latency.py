@@ -2,7 +2,7 @@
 
 The real daemon (`moodstream run --source stdin`, WebSocket server on) is fed s16le audio through
 its stdin in 100 ms blocks, paced in real time. The hop boundary is the moment the block holding
-the hop's last sample has been written to the pipe; a client's latency for that hop is the moment
+the hop's last sample is handed to the pipe; a client's latency for that hop is the moment
 its WebSocket delivered the event (``stream_time`` identifies the hop). The clients run in two
 processes of their own (``python -m bench.latency URL N SECONDS``); all use ``time.monotonic``,
 one clock system-wide. The first window is written at 5x real
@@ -84,10 +84,11 @@ async def _feed(stdin, window_s: float, hops: int) -> dict[float, float]:
         else:
             due = start + warm_blocks * BLOCK / RATE / WARM_SPEED + 0.5 + (i - warm_blocks) * BLOCK / RATE
         await asyncio.sleep(max(0.0, due - time.monotonic()))
+        handed = time.monotonic()  # before the write: a fast daemon can answer before the writer is scheduled again
         stdin.write(block.tobytes())
         stdin.flush()
         if i >= warm_blocks and (i + 1) % hop_blocks == 0:
-            boundary[round((i + 1) * BLOCK / RATE, 3)] = time.monotonic()
+            boundary[round((i + 1) * BLOCK / RATE, 3)] = handed
     return boundary
 
 

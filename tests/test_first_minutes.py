@@ -93,7 +93,7 @@ def test_short_names_resolve_to_the_shipped_files_and_a_wrong_one_lists_them(tmp
     models = shipped.shipped()
     assert shipped.resolve("4class") == models["4class"]
     assert shipped.resolve("moodstream-3class") == models["3class"]
-    assert shipped.resolve("") == models["3class"]
+    assert shipped.resolve("") == models["3class-musicnn-student"]
     own = tmp_path / "4class"  # a file of that name wins over the shipped model
     own.write_bytes(b"")
     assert shipped.resolve(str(own)) == own

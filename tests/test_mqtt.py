@@ -30,7 +30,7 @@ from streamer.dashboard import Fleet
 from streamer.events import EventBus, StatusEvent
 from streamer.fleet import watch_fleet
 from streamer.mqtt import MqttSink
-from streamer.runner import ModelRunner, default_model_path
+from streamer.runner import ModelRunner, shipped_models_dir
 from streamer.sources import build_source
 from tests.broker import Broker, Recorder, free_port, needs_mosquitto, recording, self_signed, until
 from tests.conftest import mood_audio
@@ -156,7 +156,7 @@ def test_state_and_attributes_arrive_for_a_file_source(broker: Broker, tmp_path:
     )
 
     async def main() -> Daemon:
-        runner = ModelRunner(default_model_path())
+        runner = ModelRunner(shipped_models_dir() / "moodstream-3class.tflite")  # its 10 s window
         source = build_source(dataclasses.replace(settings.source, block_seconds=block_seconds_for(settings)))
         daemon = Daemon(settings, runner, source)
         async with recording(broker, "moodstream/kitchen/#") as rec:

@@ -19,7 +19,7 @@ from streamer.metadata import read_metadata
 from streamer.runner import ModelRunner
 from tests.audio import music
 from trainer.dataset import Clip
-from trainer.musicnn_family import _fit
+from trainer.musicnn_family import REFERENCE_POWER, _fit
 from trainer.student import (
     MAC_BOUND,
     ClipData,
@@ -32,7 +32,7 @@ from trainer.student import (
     stack,
     with_head,
 )
-from trainer.transfer import PATCH_FRAMES, REFERENCE_POWER, Split, patches
+from trainer.transfer import PATCH_FRAMES, Split, patches
 
 CONFIG = LogMelConfig(normalisation="rms", reference_power=REFERENCE_POWER)
 

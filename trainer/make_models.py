@@ -117,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="comma-separated subset of: " + ", ".join([*TARGETS, *MUSICNN, *STUDENT]))
     p.add_argument("--ship-only", action="store_true", help="train nothing; ship what the runs hold")
     p.add_argument("--models", type=Path, default=MODELS, help="where the shipped files and the card go")
+    p.add_argument(
+        "--musicnn-cached-room",
+        action="store_true",
+        help="musicnn family: room figures of the CV only over clips whose room embeddings are cached",
+    )
     p.add_argument("--time-budget", type=float, default=TIME_BUDGET_MIN, help="minutes per model")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             from trainer.musicnn_family import train
 
             cache = args.cache / "musicnn-embeddings"
-            train(list(MUSICNN[name]), args.data, args.runs / name, cache)
+            train(list(MUSICNN[name]), args.data, args.runs / name, cache, cached_room=args.musicnn_cached_room)
             continue
         if name in STUDENT:
             from trainer.student import main as student

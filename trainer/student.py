@@ -548,14 +548,14 @@ def fill(data_dir: Path, config: LogMelConfig, cache: Path = CACHE, k: int = AUG
 
 def main(argv: list[str] | None = None) -> int:
     from trainer.make_models import DEFAULT_DATA
-    from trainer.transfer import config_for
+    from trainer.musicnn_family import config_for
 
     p = argparse.ArgumentParser(prog="python -m trainer.student", description=__doc__.splitlines()[0])
     p.add_argument("--labels", default="angry,happy,sad")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--cache", type=Path, default=CACHE)
-    p.add_argument("--normalisation", default="rms", choices=("none", "rms", "band_mean"))
+    p.add_argument("--normalisation", default="rms", choices=("none", "rms"))
     p.add_argument("--augment", type=int, default=AUGMENT_K, help="random capture-chain draws per clip")
     p.add_argument("--loss", default="mse", choices=sorted(LOSSES), help="distillation loss")
     p.add_argument("--budget", type=float, default=BUDGET_S, help="distillation's wall-clock limit, seconds")
@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default="0/1", help="I/N with --build-only: every N-th clip from the I-th")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = config_for(args.normalisation, args.data)
+    config = config_for(args.normalisation)
     if args.build_only:
         fill(args.data, config, args.cache, args.augment, args.shard)
         return 0

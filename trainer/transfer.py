@@ -17,7 +17,6 @@ costs about 0.1 s per patch on an idle core).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import io
 import json
@@ -42,9 +41,9 @@ CACHE = REPO / "runs" / "cache" / "musicnn-embeddings"
 CACHE_VERSION = 1
 PATCH_FRAMES = 187
 WINDOW_S = 3.008  # 187 frames of hop 256 at 16 kHz: streamer.logmel.LogMelConfig().frames_for(3.008) == 187
-STRIDE_S = 9.0  # between the training patches of a clip (3 per 30 s clip); the daemon hops by its own setting
-REFERENCE_POWER = 0.33  # median patch mel power of the 296 clips of reference_clips (trainer.transfer.reference_power)
-THREE, FOUR = ("angry", "happy", "sad"), ("angry", "happy", "sad", "calm")
+STRIDE_S = (
+    9.0  # between the training patches of a clip (3 per 30 s clip: the CPU budget) (the daemon hops by its own setting)
+)
 
 
 @dataclass(frozen=True)
@@ -103,37 +102,6 @@ def reference_power(clips: list[Clip], config: LogMelConfig) -> float:
     return float(np.median(np.concatenate(values)))
 
 
-def reference_clips(data_dir: Path) -> list[Clip]:
-    """The clips in the training part of both the 3- and the 4-class split: the level references
-    are measured on them, so no validation or test clip of either model shapes its input."""
-    parts = [load_split(data_dir, list(labels)) for labels in (THREE, FOUR)]
-    names = set.intersection(*({s.clips[i].path for i in s.parts["train"]} for s in parts))
-    return [c for c in parts[1].clips if c.path in names]
-
-
-def band_reference(clips: list[Clip], config: LogMelConfig, cache: Path = CACHE.parent) -> tuple[float, ...]:
-    """Each band's mean log value over the ``rms``-normalised clean patches of ``clips`` (the
-    ``band_mean`` normalisation's target), cached as JSON by the clips and settings."""
-    rms = dataclasses.replace(config, normalisation="rms", band_reference=())
-    ident = json.dumps([CACHE_VERSION, sorted(c.path.name for c in clips), rms.to_dict(), STRIDE_S], sort_keys=True)
-    file = cache / f"band-reference-{hashlib.sha1(ident.encode()).hexdigest()[:16]}.json"
-    if file.is_file():
-        return tuple(json.loads(file.read_text()))
-    sums = [patches(load_audio(c.path, rms.sample_rate), rms) for c in clips]
-    values = np.concatenate([s for s in sums if s is not None]).mean(axis=(0, 1))
-    write_atomic(file, json.dumps([float(v) for v in values]) + "\n")
-    return tuple(float(v) for v in values)
-
-
-def config_for(normalisation: str, data_dir: Path) -> LogMelConfig:
-    """The log-mel settings of a normalisation, with its references measured on reference_clips."""
-    if normalisation != "band_mean":
-        return LogMelConfig(normalisation=normalisation, reference_power=REFERENCE_POWER)
-    rms = LogMelConfig(normalisation="rms", reference_power=REFERENCE_POWER)
-    reference = band_reference(reference_clips(data_dir), rms)
-    return dataclasses.replace(rms, normalisation="band_mean", band_reference=reference)
-
-
 def _key(content: str, condition: str, config: LogMelConfig) -> str:
     ident = json.dumps([CACHE_VERSION, content, condition, config.to_dict(), STRIDE_S], sort_keys=True)
     return hashlib.sha1(ident.encode()).hexdigest()
@@ -172,6 +140,18 @@ def embeddings(
 ) -> dict[Path, np.ndarray]:
     """clip path -> (n_patches, 200) embeddings; clips that cannot be used are left out (logged)."""
     return embed_configs(clips, condition, [config], cache, embedder)[0]
+
+
+def cached_embeddings(
+    clips: list[Clip], condition: str, config: LogMelConfig, cache: Path = CACHE
+) -> dict[Path, np.ndarray]:
+    """The clips whose embeddings are in the cache (nothing is computed)."""
+    out = {}
+    for clip in clips:
+        file = cache / f"{_key(_content(clip.path), condition, config)}.npy"
+        if file.is_file():
+            out[clip.path] = np.load(file)
+    return out
 
 
 def embed_configs(
@@ -231,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conditions", default="clean,room")
     p.add_argument("--normalisation", default="rms", help="comma-separated: one capture chain run for all")
     p.add_argument("--shard", default="0/1", help="I/N: embed every N-th clip from the I-th (parallel jobs)")
+    p.add_argument("--reference-power", type=float, required=True)
     p.add_argument("--parts", default="train,val,test", help="which parts of the split to embed")
     p.add_argument("--only-labels", help="embed only the clips of these labels (comma-separated)")
     p.add_argument("--cache", type=Path, default=CACHE)
@@ -242,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [i for i in chosen if split.clips[i].label in args.only_labels.split(",")]
     shard, shards = (int(v) for v in args.shard.split("/"))
     chosen = chosen[shard::shards]
-    configs = [config_for(n, args.data) for n in args.normalisation.split(",")]
+    configs = [
+        LogMelConfig(normalisation=n, reference_power=args.reference_power) for n in args.normalisation.split(",")
+    ]
     embedder = Embedder()
     for condition in args.conditions.split(","):
         embed_configs([split.clips[i] for i in chosen], condition, configs, args.cache, embedder)
