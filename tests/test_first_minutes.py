@@ -67,7 +67,7 @@ def test_models_lists_every_shipped_file_with_the_figures_inside_it() -> None:
         else:  # the musicnn family's files carry none: its card has the daemon-path figures
             assert card.name == "README-musicnn.md" and "no test figures in the file" in text
         assert f"{path.stat().st_size / 1024:.0f} KB" in text and meta.architecture in text
-    assert blocks["3class"][0].startswith("3class (default):")
+    assert blocks["3class-musicnn-student"][0].startswith("3class-musicnn-student (default):")
 
 
 def test_models_piped_into_a_reader_that_stops_early_is_quiet() -> None:
@@ -97,7 +97,9 @@ def test_short_names_resolve_to_the_shipped_files_and_a_wrong_one_lists_them(tmp
     own = tmp_path / "4class"  # a file of that name wins over the shipped model
     own.write_bytes(b"")
     assert shipped.resolve(str(own)) == own
-    listed = r"\(shipped: 3class, 3class-musicnn, 4class, 4class-musicnn\)"
+    listed = (
+        r"\(shipped: 3class, 3class-musicnn, 3class-musicnn-student, 4class, 4class-musicnn, 4class-musicnn-student\)"
+    )
     with pytest.raises(ModelFileError, match=r"no shipped model of that name " + listed):
         shipped.resolve("5class")
 
