@@ -24,7 +24,7 @@ from typing import IO, Any
 import soundfile
 
 from bench.common import CACHE, ROOT, Section, fmt, stats, target
-from bench.models import default_model, models_under_test
+from bench.models import shipped_default
 from tests.audio import music
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -136,7 +136,7 @@ def _file(seconds: float, name: str) -> Path:
 
 
 def run(quick: bool = False) -> Section:
-    model = default_model(models_under_test())
+    model = shipped_default()
     runs = 2 if quick else 5
     short = _file(3.0, "daemon-short.wav")
     base = ["--model", str(model.path), "--port", "0", "--log-level", "warning"]

@@ -56,6 +56,14 @@ def _mfcc(meta: ModelMetadata) -> bool:
     return meta.features == "mfcc_contrast"
 
 
+def shipped_default() -> BenchModel:
+    """The model `moodstream run` uses when none is named, whatever its family (the whole-daemon cost)."""
+    from streamer.runner import default_model_path
+
+    path = default_model_path()
+    return BenchModel(path, read_metadata(path), True)
+
+
 def default_model(models: list[BenchModel]) -> BenchModel:
     """The model the daemon runs by default (the shipped 3-class int8), else the first int8 one."""
     from streamer.runner import default_model_path
