@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import io
 import json
 import logging
 import sys
@@ -38,7 +37,16 @@ from streamer.atomic import write_atomic
 from streamer.audio_io import AudioError, load_audio
 from streamer.logmel import LogMelConfig
 from trainer.dataset import Clip
-from trainer.transfer import PATCH_FRAMES, WINDOW_S, Split, condition_audio, load_split, patches
+from trainer.transfer import (
+    PATCH_FRAMES,
+    WINDOW_S,
+    Split,
+    condition_audio,
+    content_digest,
+    load_split,
+    patches,
+    save_array,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +87,9 @@ def distillation_clips(splits: list[Split]) -> tuple[list[Clip], list[Clip]]:
     return train, val
 
 
-def _content(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _key(content: str, what: str, config: LogMelConfig) -> str:
     ident = json.dumps([CACHE_VERSION, content, what, config.to_dict(), STRIDE_S, PATCH_FRAMES], sort_keys=True)
     return hashlib.sha1(ident.encode()).hexdigest()
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    write_atomic(path, buf.getvalue())
 
 
 def conditions(k: int = AUGMENT_K) -> tuple[str, ...]:
@@ -123,7 +120,7 @@ def build(
     out: dict[Path, ClipData] = {}
     t0, done = time.perf_counter(), 0
     for clip in clips:
-        content = _content(clip.path)
+        content = content_digest(clip.path)
         tfile = cache / "teacher" / f"{_key(content, 'clean', config)}.npy"
         files = {c: cache / "inputs" / f"{_key(content, c, config)}.npy" for c in ("clean", *conds)}
         missing = [c for c, f in files.items() if not f.is_file()]
@@ -138,7 +135,7 @@ def build(
                     if x is None:
                         raise ValueError("shorter than one patch")
                     inputs[c] = x.astype(np.float16)
-                    _save(files[c], inputs[c])
+                    save_array(files[c], inputs[c])
             except (AudioError, ValueError) as exc:
                 log.warning("%s: skipped (%s)", clip.path, exc)
                 continue
@@ -152,7 +149,7 @@ def build(
                 teacher = Embedder()
             clean = patches(load_audio(clip.path, config.sample_rate), config, STRIDE_S)
             target = teacher(clean).astype(np.float32)
-            _save(tfile, target)
+            save_array(tfile, target)
         out[clip.path] = ClipData({c: x for c, x in inputs.items() if c in ("clean", *conds)}, target)
         if done and done % 25 == 0:
             log.info("%d clips built, %.1f s per clip", done, (time.perf_counter() - t0) / done)

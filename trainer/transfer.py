@@ -61,9 +61,17 @@ def load_split(data_dir: Path, labels: list[str], seed: int = 0) -> Split:
     return Split(clips, labels, parts)
 
 
-def _content(path: Path) -> str:
+def content_digest(path: Path) -> str:
+    """A file's sha256: caches key on what a clip holds, not on where it lies."""
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """One cached array as .npy, written atomically (a killed job leaves no half file)."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    write_atomic(path, buf.getvalue())
 
 
 def condition_audio(audio: np.ndarray, condition: str, name: str) -> np.ndarray:
@@ -148,7 +156,7 @@ def cached_embeddings(
     """The clips whose embeddings are in the cache (nothing is computed)."""
     out = {}
     for clip in clips:
-        file = cache / f"{_key(_content(clip.path), condition, config)}.npy"
+        file = cache / f"{_key(content_digest(clip.path), condition, config)}.npy"
         if file.is_file():
             out[clip.path] = np.load(file)
     return out
@@ -166,7 +174,7 @@ def embed_configs(
     out: list[dict[Path, np.ndarray]] = [{} for _ in configs]
     todo = []
     for clip in clips:
-        content = _content(clip.path)
+        content = content_digest(clip.path)
         missing = []
         for k, config in enumerate(configs):
             file = cache / f"{_key(content, condition, config)}.npy"
@@ -191,9 +199,7 @@ def embed_configs(
                     log.warning("%s: shorter than one patch, skipped", clip.path)
                     continue
                 emb = embedder(x)
-                buf = io.BytesIO()
-                np.save(buf, emb)
-                write_atomic(file, buf.getvalue())
+                save_array(file, emb)
                 out[k][clip.path] = emb
             if (i + 1) % 25 == 0 or i + 1 == len(todo):
                 rate = (time.perf_counter() - t0) / (i + 1)
