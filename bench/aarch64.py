@@ -297,7 +297,7 @@ def classify_emulated(model: Path, audio: Path, rootfs: Path = ROOTFS) -> dict:
 
 
 def run(quick: bool = False) -> Section:
-    from bench.models import default_model, models_under_test
+    from bench.models import shipped_default
 
     wheels = CACHE / "aarch64-wheels"
     shutil.rmtree(wheels, ignore_errors=True)
@@ -325,7 +325,7 @@ def run(quick: bool = False) -> Section:
         prepared_s = None
         if not (ROOTFS / "opt/site").is_dir():
             prepared_s = prepare_rootfs(wheels)
-        model = default_model(models_under_test())
+        model = shipped_default()
         audio = CACHE / "arm64-input.wav"
         import soundfile
 

@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect
 
 from bench.common import ROOT, Section, fmt, percentile, table, target
 from bench.daemon_cost import free_port, start
-from bench.models import default_model, models_under_test
+from bench.models import shipped_default
 from tests.audio import music
 
 RATE = 16000
@@ -177,7 +177,7 @@ def measure(model_path, clients: int, hops: int, window_s: float) -> dict:
 
 
 def run(quick: bool = False) -> Section:
-    model = default_model(models_under_test())
+    model = shipped_default()
     hops = 3 if quick else 30
     window_s = model.metadata.window_seconds
     results = [measure(model.path, n, hops, window_s) for n in ((1, 5) if quick else (1, 100))]

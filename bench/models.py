@@ -64,12 +64,15 @@ def shipped_default() -> BenchModel:
     return BenchModel(path, read_metadata(path), True)
 
 
-def default_model(models: list[BenchModel]) -> BenchModel:
-    """The model the daemon runs by default (the shipped 3-class int8), else the first int8 one."""
+def is_default(path: Path) -> bool:
+    """Whether ``path`` is the model `moodstream run` uses when none is named."""
     from streamer.runner import default_model_path
 
-    default = default_model_path().resolve()
-    for m in models:
-        if m.path.resolve() == default:
-            return m
-    return next((m for m in models if m.kind == "int8"), models[0])
+    return path.resolve() == default_model_path().resolve()
+
+
+def headline_model(models: list[BenchModel]) -> BenchModel:
+    """The model a table's headline is about: the daemon's default when it is one of ``models``,
+    else the first int8 one (the default may be of the musicnn family, which these MFCC tables
+    leave to bench/musicnn_cost.py and the daemon benchmark)."""
+    return next((m for m in models if is_default(m.path)), next((m for m in models if m.kind == "int8"), models[0]))
