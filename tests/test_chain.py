@@ -193,6 +193,32 @@ def test_evaluate_through_a_chain(tiny_model: Path, tiny_model_audio, tmp_path: 
     assert chained["n_clips"] + len(chained["skipped_files"]) == 3
 
 
+@pytest.mark.slow  # uses the session's tiny model
+def test_chain_evaluations_are_cached_per_model_and_hop(
+    tiny_model: Path, tiny_model_audio, tmp_path: Path, monkeypatch
+) -> None:
+    from trainer import robustness
+
+    data = tmp_path / "d"
+    for label in ("angry", "happy", "sad"):
+        (data / label).mkdir(parents=True)
+        sf.write(data / label / "0.wav", tiny_model_audio(label, 4.0, seed=41), SR)
+    out = tmp_path / "links"
+    first = robustness.chain_evaluations(data, tiny_model, out, ("level",), 0, hop_seconds=2.0)
+    assert first["level"]["hop_seconds"] == 2.0 and first["level"]["chain"] == {"name": "level", "seed": 0}
+    assert first["level"]["stamp"]["hop_seconds"] == 2.0
+    assert json.loads((out / "level.json").read_text()) == first["level"]
+    import streamer.evaluate
+
+    calls = []
+    real = streamer.evaluate.evaluate
+    monkeypatch.setattr(streamer.evaluate, "evaluate", lambda *a: calls.append(a[2].model.hop_seconds) or real(*a))
+    assert robustness.chain_evaluations(data, tiny_model, out, ("level",), 0, hop_seconds=2.0) == first
+    assert calls == []  # same file, same hop: reused
+    other = robustness.chain_evaluations(data, tiny_model, out, ("level",), 0, hop_seconds=1.0)
+    assert calls == [1.0] and other["level"]["hop_seconds"] == 1.0  # another hop: measured again
+
+
 def test_evaluate_without_a_chain_imports_no_chain_library() -> None:
     import subprocess
 

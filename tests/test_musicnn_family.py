@@ -1,5 +1,5 @@
 """The musicnn family's head: the scikit-learn head folds exactly into the exported dense layer,
-and the clip decision averages patch probabilities."""
+and the clip decision averages patch probabilities; its card's table of the capture chain's links."""
 
 from __future__ import annotations
 
@@ -30,3 +30,27 @@ def test_macro_f1() -> None:
     assert _macro_f1(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 2]), 3) == 1.0
     # one class never predicted: its F1 is 0
     assert _macro_f1(np.array([0, 1, 2]), np.array([0, 1, 1]), 3) == pytest.approx((1 + 2 / 3 + 0) / 3)
+
+
+def test_card_links_table_has_a_row_per_link_and_a_column_per_file() -> None:
+    from trainer.musicnn_card import _links
+
+    def ev(f1: float) -> dict:
+        return {"accuracy": f1, "macro_f1": f1, "n_clips": 87, "group_intervals": {"macro_f1": [f1 - 0.1, f1 + 0.05]}}
+
+    links = {
+        "paper": {"level": ev(0.6), "noise": ev(0.5)},
+        "network": {"level": ev(0.7), "noise": ev(0.4)},
+        "student": {"level": ev(0.8), "noise": ev(0.75)},
+    }
+    lines = _links(
+        {"3class": {"links": links}, "4class": {"links": {k: v for k, v in links.items() if k != "student"}}}
+    )
+    rows = [line for line in lines if line.startswith("| 3class") or line.startswith("| 4class")]
+    assert rows[:2] == [
+        "| 3class | level | 87 | 0.600 (0.50-0.65) | 0.700 (0.60-0.75) | 0.800 (0.70-0.85) |",
+        "| 3class | noise | 87 | 0.500 (0.40-0.55) | 0.400 (0.30-0.45) | 0.750 (0.65-0.80) |",
+    ]
+    assert rows[2] == "| 4class | level | 87 | 0.600 (0.50-0.65) | 0.700 (0.60-0.75) | - |"  # no student
+    assert len(rows) == 4
+    assert _links({"3class": {}}) == []  # not measured: no section

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.atomic import write_atomic
+from streamer.chain import CHAINS
 from trainer.card import model_card
 from trainer.crossval import candidate, run_cv
 from trainer.robustness import chain_evaluations, link_folder
@@ -88,6 +89,7 @@ FOLDS = 5
 MUSICNN = {"musicnn-3class": THREE, "musicnn-4class": FOUR}
 # its distilled student (trainer/student.py): shipped as moodstream-Nclass-musicnn-student
 STUDENT = {"student-3class": THREE, "student-4class": FOUR}
+LINKS = tuple(c for c in CHAINS if c not in ("clean", "room"))  # the capture chain's single links
 EVALUATE_HOP_S = 3.0  # the musicnn network costs ~0.1 s per run here: one run per 3 s keeps evaluate affordable
 
 
@@ -260,10 +262,11 @@ def _evaluate_one(folder: Path, model: Path, out: Path, chain: str | None) -> di
 
 
 def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
-    """Ship each musicnn run's int8 file as models/moodstream-Nclass-musicnn.tflite, evaluate it
-    (int8 clean and room, float clean) and the paper family's shipped file on the same test part,
-    clean and in the room, and write models/README-musicnn.md from every metrics-*-musicnn.json.
-    The paper family's file stays the default: this writes figures, it does not choose."""
+    """Ship each musicnn run's int8 file as models/moodstream-Nclass-musicnn.tflite and its
+    student's, evaluate them (int8 clean and room, float clean; int8 through every single link of
+    the capture chain) and the paper family's shipped file on the same test part and at the same
+    hop, and write models/README-musicnn.md from every metrics-*-musicnn.json. This writes
+    figures; the default model is chosen in streamer.runner.default_model_path."""
     from trainer.musicnn_card import card
 
     for name in MUSICNN:
@@ -294,13 +297,17 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
         for job, ev in done.items():
             chain, kind = job.split("/")
             evaluations[chain][kind] = ev
+        student_file = models / f"moodstream-{key}-musicnn-student.tflite"
+        student = ship_student(runs / f"student-{key}", student_file)
+        shipped_files = {"paper": paper_file, "network": target, **({"student": student_file} if student else {})}
         metrics = {
             **result,
             "file": target.name,
             "size": target.stat().st_size,
             "evaluate": evaluations,
             "evaluate_hop_s": EVALUATE_HOP_S,
-            "student": ship_student(runs / f"student-{key}", models / f"moodstream-{key}-musicnn-student.tflite"),
+            "student": student,
+            "links": _links(folder, shipped_files, runs / name / "links"),
         }
         write_atomic(models / f"metrics-{key}-musicnn.json", json.dumps(metrics, indent=2) + "\n")
     family = {
@@ -309,6 +316,20 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
     }
     if family:
         write_atomic(models / "README-musicnn.md", card(family, _bench_figures(models, runs)))
+
+
+def _links(folder: Path, files: dict[str, Path], out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """{model kind: {link: evaluate's summary}}: each file through every single link of the
+    capture chain (level, mic, noise, reverb, codec: `room` is all of them at once) at the family's
+    hop, one process per file; cached per file and link by trainer.robustness.chain_evaluations."""
+    with ProcessPoolExecutor(max_workers=len(files)) as pool:
+        futures = {
+            kind: pool.submit(chain_evaluations, folder, file, out / kind, LINKS, 0, EVALUATE_HOP_S)
+            for kind, file in files.items()
+        }
+        results = {kind: future.result() for kind, future in futures.items()}
+    keep = ("n_clips", "accuracy", "macro_f1", "group_intervals")
+    return {kind: {c: {k: r.get(k) for k in keep} for c, r in res.items()} for kind, res in results.items()}
 
 
 def ship_student(run: Path, target: Path) -> dict[str, Any] | None:

@@ -48,16 +48,25 @@ def link_folder(data: Path, files: list[str], dest: Path) -> Path:
 
 
 def chain_evaluations(
-    folder: Path, model: Path, out: Path, chains: tuple[str, ...] = CHAINS, seed: int = 0
+    folder: Path,
+    model: Path,
+    out: Path,
+    chains: tuple[str, ...] = CHAINS,
+    seed: int = 0,
+    hop_seconds: float | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """{chain: evaluate's result} for ``model`` on ``folder``; each kept in ``out/<chain>.json``
-    and reused when the model file has the same bytes."""
-    from streamer.config import Settings
+    """{chain: evaluate's result} for ``model`` on ``folder`` (at ``hop_seconds``, else the default
+    settings' hop); each kept in ``out/<chain>.json`` and reused when the model file has the same
+    bytes and the hop is the same."""
+    from streamer.config import ModelSettings, Settings
     from streamer.evaluate import evaluate
     from streamer.runner import ModelRunner
 
     runner = ModelRunner(model)
-    stamp = {"model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(), "seed": seed}
+    settings = Settings() if hop_seconds is None else Settings(model=ModelSettings(hop_seconds=hop_seconds))
+    stamp: dict[str, Any] = {"model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(), "seed": seed}
+    if hop_seconds is not None:  # the default hop's results were stamped without it
+        stamp["hop_seconds"] = hop_seconds
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for chain in chains:
@@ -68,7 +77,7 @@ def chain_evaluations(
                 results[chain] = done
                 continue
         log.info("%s: chain %s on %s", model.name, chain, folder)
-        result = {**evaluate(folder, runner, Settings(), chain, seed), "stamp": stamp}  # no /etc file
+        result = {**evaluate(folder, runner, settings, chain, seed), "stamp": stamp}  # no /etc file
         if not result["n_clips"]:
             raise RuntimeError(f"evaluating {model} through chain {chain} on {folder} scored no clip")
         write_atomic(file, json.dumps(result, indent=2) + "\n")
