@@ -29,6 +29,7 @@ from trainer.student import (
     distil,
     distillation_clips,
     export_student,
+    lr_cuts,
     stack,
     with_head,
 )
@@ -149,3 +150,49 @@ def test_build_caches_clean_and_chain_patches_with_clean_targets(tmp_path: Path)
 def test_clip_data_trims_conditions_to_a_common_length() -> None:
     d = ClipData({"clean": np.zeros((3, 2, 2)), "augment-0": np.zeros((2, 2, 2))}, np.zeros((3, 200)))
     assert len(d.target) == 2 and all(len(v) == 2 for v in d.inputs.values())
+
+
+def test_lr_cuts_every_second_epoch_without_progress() -> None:
+    # the shipped first student's validation losses: one cut, after epoch 9 (two since the best at 7)
+    val = [0.751, 0.78, 0.66, 0.651, 0.63, 0.652, 0.599, 0.619, 0.604, 0.557, 0.567, 0.556]
+    assert lr_cuts(val) == [9]
+    assert lr_cuts([1.0, 1.0, 1.0, 1.0, 0.5]) == [3]  # a tie is no progress
+    assert lr_cuts([3.0, 2.0, 1.0]) == []
+
+
+def test_distil_without_validation_runs_its_epochs_and_replays_the_cuts() -> None:
+    x = _patches(8.0, seed=4)
+    y = np.random.default_rng(1).normal(0, 1, (len(x), 200)).astype(np.float32)
+    model = build_student(width=8, dense=32)
+    history = distil(model, [x, x], y, None, None, epochs=3, batch=4, lr=1e-2, budget_s=120, cuts=[1, 2])
+    assert history["epochs"] == history["best_epoch"] == 3 and history["val_loss"] == []
+    assert history["stopped_by"] == "epochs"
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-2 / 9)
+
+
+def test_refit_distils_on_train_and_val_clips_for_the_chosen_epochs(tmp_path: Path, monkeypatch) -> None:
+    import trainer.student as student
+
+    clips = [_clip(f"c{i}") for i in range(6)]
+    split = Split(clips, ["happy"], {"train": [0, 1, 2], "val": [3, 4], "test": [5]})
+    monkeypatch.setattr(student, "load_split", lambda data_dir, labels: split)
+    x = _patches(6.0, seed=5).astype(np.float16)
+    seen: list[set[str]] = []
+
+    def fake_build(clips, conds, config, cache, teacher=None, only_cached=False):
+        seen.append({c.path.stem for c in clips})
+        return {c.path: ClipData({k: x for k in conds}, np.ones((len(x), 200), np.float32)) for c in clips}
+
+    monkeypatch.setattr(student, "build", fake_build)
+    monkeypatch.setattr(student, "build_student", lambda width: build_student(width=width, dense=16))
+    first = {"history": {"best_epoch": 2, "val_loss": [1.0, 0.9, 0.95]}, "width": 8}
+    model, report = student.refitted_student(tmp_path, CONFIG, first, tmp_path / "cache", k=1)
+    assert seen == [{"c0", "c1", "c2", "c3", "c4"}]  # every clip but the test part's
+    assert report["train_clips"] == 5 and report["history"]["epochs"] == 2 and report["lr_cuts"] == []
+    assert report["loss"] == "mse"  # the first students' reports did not name it
+    monkeypatch.setattr(student, "distil", lambda *a, **k: pytest.fail("not cached"))
+    again, report_again = student.refitted_student(tmp_path, CONFIG, first, tmp_path / "cache", k=1)
+    assert report_again == report
+    np.testing.assert_allclose(
+        again.predict(x.astype(np.float32), verbose=0), model.predict(x.astype(np.float32), verbose=0), atol=1e-5
+    )

@@ -5,6 +5,8 @@ capture chain, so that the musicnn family fits the daemon's 10 ms per hop budget
 Data (:func:`distillation_clips`): the clips of the training parts of the 3- and 4-class splits
 (trainer.transfer.load_split, artist-disjoint, seed 0) minus every clip that is in a validation or
 test part of either split; early stopping on the validation parts' clips (minus any test clip).
+That first student chooses the epochs and the head's C; the student that ships is distilled again
+on both (:func:`refitted_student`: every clip but the test parts) for those epochs.
 Per clip, a patch (187 frames, streamer.logmel.model_input) every ``STRIDE_S`` seconds of the
 clean audio and of ``AUGMENT_K`` streamer.chain.random_chain draws (trainer.transfer's
 ``augment-k`` conditions). Target of every patch, clean or augmented: the teacher's (float TFLite,
@@ -12,9 +14,9 @@ trainer.transfer.Embedder) embedding of the *clean* patch at the same position. 
 and targets are cached per clip under ``runs/cache/student/`` (keyed by the file's content, the
 condition and the log-mel settings), the trained student too, so a rerun resumes.
 
-Then a logistic-regression head per label set over the student's embeddings (train part, clean +
-augmented; C chosen on the val part) and one int8 TFLite file (student + head) with the
-``musicnn_logmel`` metadata, as trainer.musicnn_family exports the teacher.
+Then a logistic-regression head per label set over the student's embeddings (train + val parts,
+clean + augmented; C chosen on the val part with the first student) and one int8 TFLite file
+(student + head) with the ``musicnn_logmel`` metadata, as trainer.musicnn_family exports the teacher.
 
 ``python -m trainer.student --labels angry,happy,sad --out runs/models/student-3class``
 """
@@ -236,12 +238,23 @@ def count_macs(model) -> int:
     return int(total)
 
 
+def lr_cuts(val_loss: list[float]) -> list[int]:
+    """The epochs (1-based) after which :func:`distil` divides the learning rate by 3: every
+    second epoch without a new best validation loss. A refit without validation replays them."""
+    cuts = []
+    for n in range(1, len(val_loss) + 1):
+        stale = n - 1 - int(np.argmin(val_loss[:n]))  # epochs since the best (a tie is no progress)
+        if stale and stale % 2 == 0:
+            cuts.append(n)
+    return cuts
+
+
 def distil(
     model,
     train: list[np.ndarray],
     y: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray | None,
     epochs: int = 40,
     patience: int = 4,
     batch: int = 64,
@@ -249,13 +262,16 @@ def distil(
     loss: str = "mse",
     budget_s: float = 1800.0,
     seed: int = 0,
+    cuts: list[int] | None = None,
 ) -> dict[str, Any]:
     """Adam on ``loss`` (MSE, or cosine distance) against the (already standardised) teacher
     embeddings ``y``. ``train`` holds the
     patches under each condition, clean first, every one aligned with ``y``: an epoch is the clean
     patches plus one augmented draw of each (draw ``epoch % K``), so K draws cost no more per epoch
     than one. Early stopping on the validation loss (best weights kept), the learning rate cut by
-    3 after 2 epochs without progress, and a wall-clock budget (the 2 shared cores)."""
+    3 after 2 epochs without progress (:func:`lr_cuts`), and a wall-clock budget (the 2 shared
+    cores). Without validation (``x_val`` None: the refit on every clip) it runs ``epochs`` with
+    the learning rate cut after the epochs in ``cuts`` and keeps the last weights."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -263,21 +279,27 @@ def distil(
     model.compile(optimizer=optimizer, loss=LOSSES[loss])
     t0 = time.perf_counter()
     history: dict[str, list[float]] = {"loss": [], "val_loss": []}
-    best, best_weights, stale, stopped = np.inf, model.get_weights(), 0, "epochs"
+    best_weights, stopped = model.get_weights(), "epochs"
     for epoch in range(epochs):
         augmented = train[1 + epoch % (len(train) - 1)] if len(train) > 1 else train[0][:0]
         x = np.concatenate([train[0], augmented]).astype(np.float32)
         fit = model.fit(x, np.concatenate([y, y[: len(augmented)]]), epochs=1, batch_size=batch, verbose=0)
         del x
-        val = float(model.evaluate(x_val, y_val, batch_size=256, verbose=0))
         history["loss"].append(float(fit.history["loss"][-1]))
-        history["val_loss"].append(val)
-        log.info("epoch %d: loss %.4f val %.4f (%.0f s)", epoch + 1, history["loss"][-1], val, time.perf_counter() - t0)
-        if val < best:
-            best, best_weights, stale = val, model.get_weights(), 0
+        if x_val is None:
+            log.info("epoch %d: loss %.4f (%.0f s)", epoch + 1, history["loss"][-1], time.perf_counter() - t0)
+            if epoch + 1 in (cuts or []):
+                optimizer.learning_rate.assign(float(optimizer.learning_rate) / 3)
         else:
-            stale += 1
-            if stale % 2 == 0:
+            val = float(model.evaluate(x_val, y_val, batch_size=256, verbose=0))
+            history["val_loss"].append(val)
+            log.info(
+                "epoch %d: loss %.4f val %.4f (%.0f s)", epoch + 1, history["loss"][-1], val, time.perf_counter() - t0
+            )
+            stale = epoch - int(np.argmin(history["val_loss"]))
+            if not stale:
+                best_weights = model.get_weights()
+            elif lr_cuts(history["val_loss"])[-1:] == [epoch + 1]:
                 optimizer.learning_rate.assign(float(optimizer.learning_rate) / 3)
             if stale >= patience:
                 stopped = "early stopping"
@@ -285,10 +307,11 @@ def distil(
         if time.perf_counter() - t0 > budget_s:
             stopped = "time budget"
             break
-    model.set_weights(best_weights)
+    if x_val is not None:
+        model.set_weights(best_weights)
     return {
         "epochs": len(history["loss"]),
-        "best_epoch": int(np.argmin(history["val_loss"])) + 1,
+        "best_epoch": int(np.argmin(history["val_loss"])) + 1 if history["val_loss"] else len(history["loss"]),
         "stopped_by": stopped,
         "seconds": time.perf_counter() - t0,
         **history,
@@ -298,10 +321,33 @@ def distil(
 # ---------------------------------------------------------------- the student, trained once for every label set
 
 
-def _student_key(config: LogMelConfig, train: list[Clip], k: int, width: int, loss: str = "mse") -> str:
+def _student_key(
+    config: LogMelConfig, train: list[Clip], k: int, width: int, loss: str = "mse", refit_epochs: int = 0
+) -> str:
     parts = [CACHE_VERSION, config.to_dict(), sorted(c.path.name for c in train), k, width, STRIDE_S]
-    ident = json.dumps(parts + ([loss] if loss != "mse" else []))  # the first students were keyed without it
-    return hashlib.sha1(ident.encode()).hexdigest()[:16]
+    extra: list[Any] = [loss] if loss != "mse" else []  # the first students were keyed without it
+    extra += [["refit", refit_epochs]] if refit_epochs else []
+    return hashlib.sha1(json.dumps(parts + extra).encode()).hexdigest()[:16]
+
+
+def _aligned(data: dict[Path, ClipData], conds: tuple[str, ...]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each condition's patches of the clips that have every draw (so aligned with the targets)."""
+    full = [d for d in data.values() if all(c in d.inputs for c in conds)]
+    return [np.concatenate([d.inputs[c] for d in full]) for c in conds], np.concatenate([d.target for d in full])
+
+
+def _save(folder: Path, model, report: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "student.keras")
+    write_atomic(folder / "report.json", json.dumps(report, indent=2) + "\n")
+
+
+def _cached(folder: Path):
+    import keras
+
+    if (folder / "student.keras").is_file():
+        return keras.models.load_model(folder / "student.keras"), json.loads((folder / "report.json").read_text())
+    return None
 
 
 def trained_student(
@@ -313,31 +359,27 @@ def trained_student(
     budget_s: float = BUDGET_S,
     loss: str = "mse",
 ) -> tuple[Any, dict[str, Any]]:
-    """The student distilled on every non-held-out clip of both label sets (cached: trained once)."""
-    import keras
-
+    """The student distilled on the training clips of :func:`distillation_clips` with early
+    stopping on its validation clips (cached: trained once). It chooses the epochs and the head's
+    C; :func:`refitted_student` is the one that ships."""
     splits = [load_split(data_dir, list(labels)) for labels in LABEL_SETS]
     train, val = distillation_clips(splits)
-    key = _student_key(config, train, k, width, loss)
-    folder = cache / "students" / key
-    if (folder / "student.keras").is_file():
-        return keras.models.load_model(folder / "student.keras"), json.loads((folder / "report.json").read_text())
+    folder = cache / "students" / _student_key(config, train, k, width, loss)
+    if found := _cached(folder):
+        return found
     conds = conditions(k)
-    tr = build(train, conds, config, cache)
+    x, y = _aligned(build(train, conds, config, cache), conds)
     va = build(val, conds[:2], config, cache)
-    full = [d for d in tr.values() if all(c in d.inputs for c in conds)]  # every draw, so aligned
-    x = [np.concatenate([d.inputs[c] for d in full]) for c in conds]
-    y = np.concatenate([d.target for d in full])
     x_val, y_val = stack(va, conds[:2])
     x_val = x_val.astype(np.float32)
     mean, std = y.mean(axis=0), y.std(axis=0) + 1e-6
-    log.info("distilling on %d clips (%d patches each draw), validating on %d patches", len(full), len(y), len(x_val))
+    log.info("distilling on %d patches each draw, validating on %d patches", len(y), len(x_val))
     model = build_student(width)
     history = distil(model, x, (y - mean) / std, x_val, (y_val - mean) / std, budget_s=budget_s, loss=loss)
     pred = model.predict(x_val, batch_size=256, verbose=0) * std + mean
     cos = np.sum(pred * y_val, axis=1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(y_val, axis=1) + 1e-9)
     report = {
-        "train_clips": len(full),
+        "train_clips": len(train),
         "train_patches_per_condition": len(y),
         "val_clips": len(va),
         "val_patches": len(x_val),
@@ -349,9 +391,49 @@ def trained_student(
         "val_cosine_to_teacher": float(np.mean(cos)),
         "loss": loss,
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "student.keras")
-    write_atomic(folder / "report.json", json.dumps(report, indent=2) + "\n")
+    _save(folder, model, report)
+    return model, report
+
+
+def refitted_student(
+    data_dir: Path,
+    config: LogMelConfig,
+    first: dict[str, Any],
+    cache: Path = CACHE,
+    k: int = AUGMENT_K,
+    budget_s: float = BUDGET_S,
+) -> tuple[Any, dict[str, Any]]:
+    """The student distilled afresh on the training AND validation clips of
+    :func:`distillation_clips` (every clip but the test parts: the teacher's targets need no
+    label) for the epochs early stopping chose in ``first`` (:func:`trained_student`'s report),
+    with its learning-rate cuts replayed (cached). The first run's validation loss fell while its
+    training loss was less than half of it: more clips is the lever."""
+    splits = [load_split(data_dir, list(labels)) for labels in LABEL_SETS]
+    train, val = distillation_clips(splits)
+    clips = sorted(train + val, key=lambda c: c.path)
+    epochs, width, loss = first["history"]["best_epoch"], first["width"], first.get("loss", "mse")
+    folder = cache / "students" / _student_key(config, clips, k, width, loss, refit_epochs=epochs)
+    if found := _cached(folder):
+        return found
+    conds = conditions(k)
+    x, y = _aligned(build(clips, conds, config, cache), conds)
+    mean, std = y.mean(axis=0), y.std(axis=0) + 1e-6
+    cuts = lr_cuts(first["history"]["val_loss"][:epochs])
+    log.info("refitting on %d patches each draw for %d epochs (learning rate cut after %s)", len(y), epochs, cuts)
+    model = build_student(width)
+    history = distil(model, x, (y - mean) / std, None, None, epochs=epochs, budget_s=budget_s, loss=loss, cuts=cuts)
+    report = {
+        "train_clips": len(clips),
+        "train_patches_per_condition": len(y),
+        "conditions": list(conds),
+        "macs": count_macs(model),
+        "params": int(model.count_params()),
+        "width": width,
+        "history": history,
+        "loss": loss,
+        "lr_cuts": cuts,
+    }
+    _save(folder, model, report)
     return model, report
 
 
@@ -429,35 +511,43 @@ def train(
     budget_s: float = BUDGET_S,
     loss: str = "mse",
 ) -> dict[str, Any]:
-    """Student (cached), head on the train part's student embeddings (C on val), export into ``out``."""
+    """C of the head chosen on the validation part over the first student's embeddings (its
+    distillation never saw a validation clip); then the refitted student (every non-test clip) and
+    its head on the training + validation parts with that C, exported into ``out``."""
     from trainer.musicnn_family import _fit
 
-    student, report = trained_student(data_dir, config, cache, k, budget_s=budget_s, loss=loss)
+    first, first_report = trained_student(data_dir, config, cache, k, budget_s=budget_s, loss=loss)
+    student, report = refitted_student(data_dir, config, first_report, cache, k, budget_s=budget_s)
     split = load_split(data_dir, labels)
     conds = conditions(k)
     data = {p: build([split.clips[i] for i in split.parts[p]], conds, config, cache) for p in ("train", "val")}
     label_of = {c.path: labels.index(c.label) for c in split.clips}
-    emb = {
-        (part, cond): {
-            path: student.predict(d.inputs[cond].astype(np.float32), batch_size=256, verbose=0)
-            for path, d in data[part].items()
-            if cond in d.inputs
+
+    def embed(model, part: str) -> dict[str, dict[Path, np.ndarray]]:
+        return {
+            cond: {
+                path: model.predict(d.inputs[cond].astype(np.float32), batch_size=256, verbose=0)
+                for path, d in data[part].items()
+                if cond in d.inputs
+            }
+            for cond in conds
         }
-        for part in ("train", "val")
-        for cond in conds
-    }
-    pairs = [(e, label_of[path]) for cond in conds for path, e in emb[("train", cond)].items()]
-    x = np.concatenate([e for e, _ in pairs])
-    y = np.concatenate([np.full(len(e), label) for e, label in pairs])
+
+    def rows_of(*embs: dict[str, dict[Path, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [(e, label_of[path]) for emb in embs for cond in conds for path, e in emb[cond].items()]
+        return np.concatenate([e for e, _ in pairs]), np.concatenate([np.full(len(e), label) for e, label in pairs])
+
+    val = embed(first, "val")
+    x, y = rows_of(embed(first, "train"))
     rows: list[dict[str, Any]] = []
     for c in CS:
         head = _fit(x, y, c)
-        scores = {cond: _clip_f1(head, emb[("val", cond)], split, split.parts["val"]) for cond in conds}
+        scores = {cond: _clip_f1(head, val[cond], split, split.parts["val"]) for cond in conds}
         mean = float(np.mean([f for f, _ in scores.values()]))
         rows.append({"C": c, "val": {k: {"macro_f1": f, "clips": n} for k, (f, n) in scores.items()}, "mean": mean})
         log.info("C=%g val macro-F1 %s", c, {k: round(f, 3) for k, (f, _) in scores.items()})
     best = max(rows, key=lambda r: r["mean"])
-    head = _fit(x, y, best["C"])
+    head = _fit(*rows_of(embed(student, "train"), embed(student, "val")), best["C"])
     rng = np.random.default_rng(0)
     train_data = list(data["train"].values())
     rep = np.concatenate([train_data[i].inputs["clean"] for i in rng.permutation(len(train_data))[:60]])
@@ -468,14 +558,20 @@ def train(
         "seed": 0,
         "teacher": "musicnn 0.1.0 MSD_musicnn (float TFLite), penultimate layer (200)",
         "distillation": {
-            "loss": f"{report.get('loss', 'mse')} on the standardised teacher embedding of the clean patch",
+            "loss": f"{report['loss']} on the standardised teacher embedding of the clean patch",
             "inputs": list(conds),
             "clips": report["train_clips"],
             "patches_per_condition": report["train_patches_per_condition"],
             "epochs": report["history"]["epochs"],
+            "epochs_chosen_by": f"early stopping on {first_report['val_clips']} held-out clips in a first run",
             "macs": report["macs"],
         },
-        "head": {"kind": "logistic regression", "C": best["C"], "training_audio": "+".join(conds)},
+        "head": {
+            "kind": "logistic regression",
+            "C": best["C"],
+            "training_audio": "+".join(conds),
+            "parts": "train+val (C chosen on val with the first run's student)",
+        },
     }
     files = export_student(
         with_head(student, head, len(labels)), labels, config, rep.astype(np.float32), out, training, name
@@ -486,6 +582,7 @@ def train(
         "labels": labels,
         "split": {p: len(ix) for p, ix in split.parts.items()},
         "student": report,
+        "first_student": first_report,
         "head_selection": rows,
         "chosen_C": best["C"],
         "val_float_head": best["val"],
