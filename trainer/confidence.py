@@ -1,5 +1,6 @@
-"""`python -m trainer.confidence DATA_DIR`: how right the daemon's claimed label is, per
-``[smoothing] min_confidence``, on the shipped models' own validation and test parts.
+"""`python -m trainer.confidence DATA_DIR [--models A,B]`: how right the daemon's claimed label is,
+per ``[smoothing] min_confidence``, on the models' own validation and test parts (default: the
+default family's 3- and 4-class files; a model file or a shipped short name each).
 
 Each clip goes through the daemon's Pipeline (features, model, EMA) once; the smoothed
 probabilities of every classified hop are then decided again by a Smoother with no EMA of its own
@@ -24,11 +25,12 @@ from streamer.audio_io import load_audio
 from streamer.config import Settings, SmoothingSettings
 from streamer.pipeline import Pipeline
 from streamer.runner import ModelRunner
+from streamer.shipped import resolve
 from streamer.smoothing import Smoother
 from trainer.dataset import scan
 from trainer.split import split_by_group
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = "3class-musicnn-student,4class-musicnn-student"
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.0, 0.85, 0.05))
 
 
@@ -89,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m trainer.confidence", description=__doc__.splitlines()[0])
     p.add_argument("data_dir", type=Path)
     p.add_argument("--json", type=Path, required=True, help="write the figures here")
+    p.add_argument("--models", default=MODELS, help="comma-separated model files or shipped short names")
     args = p.parse_args(argv)
-    results = [measure(args.data_dir, MODELS / f"moodstream-{n}.tflite") for n in ("3class", "4class")]
+    results = [measure(args.data_dir, resolve(spec)) for spec in args.models.split(",")]
     write_atomic(args.json, json.dumps(results, indent=2) + "\n")
     for r in results:
         print(f"\n{r['model']}  (val {r['val']['clips']} clips, test {r['test']['clips']} clips)")
