@@ -54,3 +54,19 @@ def test_card_links_table_has_a_row_per_link_and_a_column_per_file() -> None:
     assert rows[2] == "| 4class | level | 87 | 0.600 (0.50-0.65) | 0.700 (0.60-0.75) | - |"  # no student
     assert len(rows) == 4
     assert _links({"3class": {}}) == []  # not measured: no section
+
+
+def test_card_says_when_the_refit_stopped_short_of_the_chosen_epochs() -> None:
+    from trainer.musicnn_card import _student
+
+    first = {"history": {"best_epoch": 12}, "train_clips": 429, "val_clips": 157, "val_cosine_to_teacher": 0.69}
+    refit = {"macs": 27e6, "params": 257704, "conditions": ["clean", "augment-0"], "train_clips": 586}
+    st = {"file": "s.tflite", "size": 314_000, "chosen_C": 0.01, "first_student": first}
+    st["student"] = {**refit, "train_patches_per_condition": 5276, "history": {"epochs": 12, "seconds": 1790}}
+    whole = _student(st)[0]
+    assert "for 12 epochs (30 min on 2 shared cores)" in whole and "budget" not in whole
+    st["student"]["history"] = {"epochs": 9, "seconds": 1801}
+    assert (
+        "for 9 epochs (30 min on 2 shared cores, stopped by its wall-clock budget short of the 12 chosen)"
+        in (_student(st)[0])
+    )

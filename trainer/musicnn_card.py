@@ -55,6 +55,8 @@ def _student(st: dict[str, Any] | None) -> list[str]:
     if not st:
         return []
     d, hist, first = st["student"], st["student"]["history"], st["first_student"]
+    chosen = first["history"]["best_epoch"]
+    cut = "" if hist["epochs"] >= chosen else f", stopped by its wall-clock budget short of the {chosen} chosen"
     return [
         f"Distilled student (`{st['file']}`, {st['size'] / 1e6:.2f} MB): a small separable CNN on the same "
         f"log-mel patches ({d['macs'] / 1e6:.0f} M multiply-adds per patch against about 1,400 M for the "
@@ -63,7 +65,7 @@ def _student(st: dict[str, Any] | None) -> list[str]:
         f"draws of it (streamer.chain.random_chain), so that it learns the network and the rooms' "
         f"irrelevance at once. Distilled on {d['train_clips']} clips (every clip of both splits but their "
         f"test parts: the targets need no label), {d['train_patches_per_condition']} patches per condition "
-        f"(one every 3 s), for {hist['epochs']} epochs ({hist['seconds'] / 60:.0f} min on 2 shared cores): "
+        f"(one every 3 s), for {hist['epochs']} epochs ({hist['seconds'] / 60:.0f} min on 2 shared cores{cut}): "
         f"the count that early stopping chose in a first run on {first['train_clips']} of them with the "
         f"{first['val_clips']} validation clips held out (cosine to the network's embeddings on those: "
         f"{first['val_cosine_to_teacher']:.2f}). Its logistic-regression head is trained on the training "
