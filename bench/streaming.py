@@ -146,6 +146,7 @@ def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict
 def run(quick: bool = False) -> Section:
     every = models_under_test()
     main = headline_model(every)
+    main_is_default = is_default(main.path)
     # Every shipped model, int8 and float: the other kind of its architecture beside it (the other
     # architectures' costs differ only by the inference time per window, in the table above).
     shipped = sorted((m for m in every if m.shipped), key=lambda m: m != main) or [main]
@@ -219,7 +220,7 @@ def run(quick: bool = False) -> Section:
             ],
             rows,
         )
-        + f"\n\nHeadline ({main.label}{', the daemon default' if is_default(main.path) else ''}, hop 1 s): "
+        + f"\n\nHeadline ({main.label}{', the daemon default' if main_is_default else ''}, hop 1 s): "
         f"**{fmt(100 * headline['cpu_seconds_per_audio_second']['pipeline']['median'])}% of one core**, "
         f"the naive recompute costs **{fmt(headline['naive_over_pipeline']['median'])}x** as much "
         f"(librosa naive {fmt(headline['naive_librosa_over_pipeline']['median'])}x), against a ceiling "
@@ -230,7 +231,7 @@ def run(quick: bool = False) -> Section:
     for r in rows_data:  # the shipped models' rows, the headline's model first
         if not r["shipped"]:
             continue
-        default = " (the default)" if r["model"] == main.path.name and is_default(main.path) else ""
+        default = " (the default)" if r["model"] == main.path.name and main_is_default else ""
         if r["hop_seconds"] == 1.0:
             targets.append(
                 target(

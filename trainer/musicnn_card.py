@@ -10,13 +10,18 @@ from typing import Any
 TARGETS = {"3class": {"clean": 0.88, "room": 0.80}, "4class": {"clean": 0.81}}
 
 
-def _f1(ev: dict[str, Any] | None) -> str:
+def _macro(ev: dict[str, Any] | None) -> str:
+    """Macro-F1 and its 95% interval (artist groups resampled where known)."""
     if not ev:
         return "-"
     iv = ev.get("group_intervals") or ev.get("intervals") or {}
     lo_hi = iv.get("macro_f1")
     span = f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f})" if isinstance(lo_hi, list | tuple) and len(lo_hi) == 2 else ""
-    return f"{ev['accuracy']:.3f} / {ev['macro_f1']:.3f}{span} ({ev['n_clips']} clips)"
+    return f"{ev['macro_f1']:.3f}{span}"
+
+
+def _f1(ev: dict[str, Any] | None) -> str:
+    return f"{ev['accuracy']:.3f} / {_macro(ev)} ({ev['n_clips']} clips)" if ev else "-"
 
 
 def _head(scores: dict[str, Any]) -> str:
@@ -105,13 +110,6 @@ def _links(family: dict[str, dict[str, Any]]) -> list[str]:
             cells = [_macro(links.get(kind, {}).get(link)) for kind, _ in kinds]
             lines.append(f"| {key} | {link} | {first['n_clips']} | " + " | ".join(cells) + " |")
     return [*lines, ""]
-
-
-def _macro(ev: dict[str, Any] | None) -> str:
-    if not ev:
-        return "-"
-    lo, hi = (ev.get("group_intervals") or {}).get("macro_f1") or (None, None)
-    return f"{ev['macro_f1']:.3f}" + (f" ({lo:.2f}-{hi:.2f})" if lo is not None else "")
 
 
 def card(family: dict[str, dict[str, Any]], bench: dict[str, Any] | None) -> str:
