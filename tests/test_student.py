@@ -4,6 +4,7 @@ validation or test clip. Synthetic audio only."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from trainer.student import (
     count_macs,
     distil,
     distillation_clips,
+    evaluate_test,
     export_student,
     lr_cuts,
     stack,
@@ -97,6 +99,32 @@ def test_exported_student_and_head_run_in_the_daemon(tmp_path: Path) -> None:
         probs = runner.predict(window)
         assert probs.shape == (3,)
         assert probs.sum() == pytest.approx(1.0, abs=0.02)
+
+
+def test_evaluate_test_scores_the_test_part_once_and_keeps_it(tmp_path: Path) -> None:
+    """The student run's test figures come from the daemon's path (streamer.evaluate), on exactly
+    the split's test clips, and a rerun keeps them instead of evaluating again."""
+    student = build_student(width=8, dense=32)
+    x = _patches(10.0, seed=2)
+    labels = ["angry", "happy", "sad"]
+    head = _fit(np.concatenate([student.predict(x, verbose=0)] * 3), np.repeat([0, 1, 2], len(x)), 0.1)
+    out = tmp_path / "run"
+    export_student(with_head(student, head, 3), labels, CONFIG, x, out, {"teacher": "test"})
+    data = tmp_path / "data"
+    for n, label in enumerate(labels * 2):
+        (data / label).mkdir(parents=True, exist_ok=True)
+        sf.write(data / label / f"clip{n}.wav", music(8.0, seed=n), 16000)
+    test = [f"{label}/clip{n}.wav" for n, label in enumerate(labels)]
+    (out / "split.json").write_text(json.dumps({"train": [], "val": [], "test": test}))
+    (out / "result.json").write_text("{}")
+    done = evaluate_test(data, out)
+    assert set(done) == {"clean/int8", "clean/float", "room/int8"}
+    assert all(figures["n_clips"] == 3 for figures in done.values())
+    assert json.loads((out / "result.json").read_text())["evaluate"] == done
+    for job in done:
+        assert json.loads((out / f"evaluate-{job.replace('/', '-')}.json").read_text())["n_clips"] == 3
+    (out / "model-int8.tflite").unlink()  # a rerun must not need the files again
+    assert evaluate_test(data, out) == done
 
 
 def _clip(name: str, label: str = "happy") -> Clip:

@@ -243,12 +243,13 @@ def _evaluate_all(jobs: dict[str, tuple[Path, Path, Path, str | None]]) -> dict[
     """``streamer.evaluate.evaluate`` (the daemon's path) for each (folder, model, json out, chain), in
     concurrent processes (each is single-threaded and the room chain is slow)."""
     with ProcessPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = {key: pool.submit(_evaluate_one, *job) for key, job in jobs.items()}
+        futures = {key: pool.submit(evaluate_file, *job) for key, job in jobs.items()}
         return {key: future.result() for key, future in futures.items()}
 
 
-def _evaluate_one(folder: Path, model: Path, out: Path, chain: str | None) -> dict[str, Any]:
-    """One evaluation at the family's hop, default settings otherwise (never a config file)."""
+def evaluate_file(folder: Path, model: Path, out: Path, chain: str | None) -> dict[str, Any]:
+    """One evaluation at the family's hop, default settings otherwise (never a config file), kept
+    in ``out``."""
     from streamer.config import ModelSettings, Settings
     from streamer.evaluate import evaluate
     from streamer.runner import ModelRunner

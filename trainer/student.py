@@ -597,13 +597,9 @@ def evaluate_test(data_dir: Path, out: Path) -> dict[str, Any]:
     """The exported files through the daemon's path (streamer.evaluate, as `moodstream evaluate
     DIR --hop 3 [--chain room --chain-seed 0]`) on the split's test part: int8 and float clean, int8
     room. Kept in ``out``/result.json under ``evaluate``."""
-    from streamer.config import ModelSettings, Settings
-    from streamer.evaluate import evaluate
-    from streamer.runner import ModelRunner
-    from trainer.make_models import EVALUATE_HOP_S, test_folder
+    from trainer.make_models import evaluate_file, test_folder
 
     folder = test_folder(data_dir, out / "split.json", out / "test-data")
-    settings = Settings(model=ModelSettings(hop_seconds=EVALUATE_HOP_S))
     result = json.loads((out / "result.json").read_text())
     done = result.setdefault("evaluate", {})
     for job, (kind, chain) in {
@@ -613,8 +609,7 @@ def evaluate_test(data_dir: Path, out: Path) -> dict[str, Any]:
     }.items():
         if job in done:
             continue
-        ev = evaluate(folder, ModelRunner(out / f"model-{kind}.tflite"), settings, chain, 0)
-        write_atomic(out / f"evaluate-{job.replace('/', '-')}.json", json.dumps(ev, indent=2) + "\n")
+        ev = evaluate_file(folder, out / f"model-{kind}.tflite", out / f"evaluate-{job.replace('/', '-')}.json", chain)
         done[job] = {k: ev.get(k) for k in ("n_clips", "accuracy", "macro_f1", "group_intervals")}
         log.info("test %s: %s", job, done[job])
         write_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
