@@ -329,8 +329,12 @@ def _links(folder: Path, files: dict[str, Path], out: Path) -> dict[str, dict[st
             for kind, file in files.items()
         }
         results = {kind: future.result() for kind, future in futures.items()}
-    keep = ("n_clips", "accuracy", "macro_f1", "group_intervals")
-    return {kind: {c: {k: r.get(k) for k in keep} for c, r in res.items()} for kind, res in results.items()}
+    return {kind: {c: summary(r) for c, r in res.items()} for kind, res in results.items()}
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What the card keeps of one evaluate result: clips, accuracy, macro-F1 and its interval."""
+    return {k: result.get(k) for k in ("n_clips", "accuracy", "macro_f1", "group_intervals")}
 
 
 def ship_student(run: Path, target: Path) -> dict[str, Any] | None:

@@ -597,7 +597,7 @@ def evaluate_test(data_dir: Path, out: Path) -> dict[str, Any]:
     """The exported files through the daemon's path (streamer.evaluate, as `moodstream evaluate
     DIR --hop 3 [--chain room --chain-seed 0]`) on the split's test part: int8 and float clean, int8
     room. Kept in ``out``/result.json under ``evaluate``."""
-    from trainer.make_models import evaluate_file, test_folder
+    from trainer.make_models import evaluate_file, summary, test_folder
 
     folder = test_folder(data_dir, out / "split.json", out / "test-data")
     result = json.loads((out / "result.json").read_text())
@@ -610,7 +610,7 @@ def evaluate_test(data_dir: Path, out: Path) -> dict[str, Any]:
         if job in done:
             continue
         ev = evaluate_file(folder, out / f"model-{kind}.tflite", out / f"evaluate-{job.replace('/', '-')}.json", chain)
-        done[job] = {k: ev.get(k) for k in ("n_clips", "accuracy", "macro_f1", "group_intervals")}
+        done[job] = summary(ev)
         log.info("test %s: %s", job, done[job])
         write_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
     return done
