@@ -36,10 +36,10 @@ lint: $(VENV)/.all
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# musicnn's pinned wheel (weights only, never installed), by version and sha256: trainer/musicnn.py
+# musicnn's pinned wheel (weights only, never installed), by version and sha256: trainer/families/musicnn/network.py
 MUSICNN := cache/musicnn/MSD_musicnn/.index
 $(MUSICNN): | $(VENV)/.all
-	$(PY) -m trainer.musicnn fetch
+	$(PY) -m trainer.families.musicnn.network fetch
 
 test: system-packages lint $(MUSICNN)
 	$(PY) -m pytest

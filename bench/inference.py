@@ -24,7 +24,7 @@ TFLITE_PACKAGES = ("numpy<2", "scipy", "python_speech_features==0.6", "tflite-ru
 
 def per_window_ms(paths: list[Path], calls: int, repeats: int) -> dict[str, dict]:
     """Median CPU ms per predict() for each model, models interleaved round by round."""
-    from streamer.runner import ModelRunner
+    from streamer.model.runner import ModelRunner
 
     runners = {p.name: ModelRunner(p) for p in paths}
     rng = np.random.default_rng(0)

@@ -3,7 +3,7 @@
     python -m bench.mqtt_load --devices 500 --seconds 30      # one publisher process per core
     python -m bench.mqtt_load --devices 50 --json cache/fleet.json
 
-Each simulated daemon is the real ``streamer.mqtt.MqttSink`` (its own client id, discovery, state,
+Each simulated daemon is the real ``streamer.sinks.mqtt.MqttSink`` (its own client id, discovery, state,
 attributes) on its own EventBus, fed one synthetic EmotionEvent per second (phases spread over the
 second) and stamped with the wall clock when published on its bus. The devices are spread over one
 process per core; one subscriber (this process) takes ``moodstream/+/attributes`` and records, per
@@ -45,8 +45,8 @@ class Skip(Exception):
 
 async def publish(first: int, count: int, port: int, seconds: float, start_at: float) -> dict[str, Any]:
     from streamer.config import MqttSettings
-    from streamer.events import EmotionEvent, EventBus, Level
-    from streamer.mqtt import MqttSink
+    from streamer.core.events import EmotionEvent, EventBus, Level
+    from streamer.sinks.mqtt import MqttSink
 
     devices = []
     for i in range(first, first + count):

@@ -15,8 +15,8 @@ import numpy as np
 
 from bench.common import ROOT, Section, Skipped, fmt, interleaved, stats, table, target
 from bench.pi_estimate import SLOWDOWN
-from streamer.metadata import read_metadata
-from tests.audio import music
+from streamer.audio.synth import music
+from streamer.model.metadata import read_metadata
 
 SHIPPED = ROOT / "models"
 RUNS = ROOT / "runs" / "models"
@@ -35,9 +35,9 @@ def family_files(models: Path = SHIPPED, runs: Path = RUNS) -> list[Path]:
 def run(quick: bool = False, models: Path = SHIPPED, runs: Path = RUNS) -> Section:
     from threadpoolctl import threadpool_limits
 
-    from streamer.frontends import logmel_config
-    from streamer.logmel import LogMelExtractor
-    from streamer.runner import ModelRunner
+    from streamer.features.frontend import expect
+    from streamer.features.logmel import LogMelConfig, LogMelExtractor
+    from streamer.model.runner import ModelRunner
 
     files = family_files(models, runs)
     if not files:
@@ -47,7 +47,7 @@ def run(quick: bool = False, models: Path = SHIPPED, runs: Path = RUNS) -> Secti
     audio = music(6.0, seed=11).astype(np.float32)
     for path in files:
         runner = ModelRunner(path, threads=1)
-        cfg = logmel_config(runner.metadata.feature_config)
+        cfg = expect(runner.metadata.feature_config, LogMelConfig)
         extractor = LogMelExtractor(cfg)
         step = round(HOP_S * cfg.sample_rate)
         window = extractor.push(audio)[-runner.window_frames :]

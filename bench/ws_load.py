@@ -3,7 +3,7 @@
     python -m bench.ws_load                       # 500 clients, 40 hops of 0.25 s
     python -m bench.ws_load --clients 100 --hops 20 --hop 0.5 --json cache/ws_load.json
 
-A server process runs the real ``streamer.server.Server`` on a real EventBus and publishes one
+A server process runs the real ``streamer.sinks.server.Server`` on a real EventBus and publishes one
 synthetic EmotionEvent per hop, stamped with the wall clock at the hop boundary; worker processes
 hold the clients (real websockets clients) and record, per message, receipt time minus that stamp
 (same machine, same clock) and which sequence numbers never arrived. Only 127.0.0.1 is used, and
@@ -39,8 +39,8 @@ LABELS = ("angry", "happy", "sad")
 
 async def serve(clients: int, hops: int, hop: float) -> dict[str, Any]:
     from streamer.config import ServerSettings
-    from streamer.events import EmotionEvent, EventBus, Level
-    from streamer.server import Server
+    from streamer.core.events import EmotionEvent, EventBus, Level
+    from streamer.sinks.server import Server
 
     bus = EventBus()
 

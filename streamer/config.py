@@ -539,7 +539,7 @@ def mqtt_endpoint(url: str) -> tuple[str, str, int]:
 
 @dataclass(frozen=True)
 class HistorySettings:
-    """The mood history in SQLite (opt-in); see streamer/history.py."""
+    """The mood history in SQLite (opt-in); see streamer/sinks/history.py."""
 
     path: str = setting(
         "",

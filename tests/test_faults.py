@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer import liveness as liveness_mod
-from streamer.runner import ModelRunner
-from streamer.sources import SourceError
-from tests.conftest import mood_audio
+from streamer.audio import liveness as liveness_mod
+from streamer.audio.sources import SourceError
+from streamer.audio.synth import mood_audio
+from streamer.model.runner import ModelRunner
 from tests.fakesd import FakeSoundDevice
 from tests.test_liveness import SPEED, Harness
 

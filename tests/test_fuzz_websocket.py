@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from streamer import protocol
-from streamer.events import EventBus
+from streamer.core.events import EventBus
+from streamer.sinks import protocol
 from tests.wire import emotion, serving, status, url, valid
 
 pytestmark = pytest.mark.slow

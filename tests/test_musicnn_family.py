@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from trainer.musicnn_family import _fit, _macro_f1, head_weights
+from trainer.families.musicnn.head import _fit, _macro_f1, head_weights
 
 
 @pytest.mark.parametrize("n_labels", [2, 3, 4])
@@ -33,7 +33,7 @@ def test_macro_f1() -> None:
 
 
 def test_card_links_table_has_a_row_per_link_and_a_column_per_file() -> None:
-    from trainer.musicnn_card import _links
+    from trainer.families.musicnn.card import _links
 
     def ev(f1: float) -> dict:
         return {"accuracy": f1, "macro_f1": f1, "n_clips": 87, "group_intervals": {"macro_f1": [f1 - 0.1, f1 + 0.05]}}
@@ -57,7 +57,7 @@ def test_card_links_table_has_a_row_per_link_and_a_column_per_file() -> None:
 
 
 def test_card_says_when_the_refit_stopped_short_of_the_chosen_epochs() -> None:
-    from trainer.musicnn_card import _student
+    from trainer.families.musicnn.card import _student
 
     first = {"history": {"best_epoch": 12}, "train_clips": 429, "val_clips": 157, "val_cosine_to_teacher": 0.69}
     refit = {"macs": 27e6, "params": 257704, "conditions": ["clean", "augment-0"], "train_clips": 586}

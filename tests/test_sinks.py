@@ -1,4 +1,4 @@
-"""Every sink keeps the one contract of streamer.sinks.Sink: it subscribes before its first await,
+"""Every sink keeps the one contract of streamer.sinks.base.Sink: it subscribes before its first await,
 consumes the bus until it closes (and ``stop`` is set), and reports integer counters."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import pytest
 from rich.console import Console
 
 from streamer.config import ServerSettings
-from streamer.dashboard import LocalDashboard
-from streamer.events import EventBus
-from streamer.jsonl import JsonlSink
-from streamer.notify import Notifier, NotifySink
-from streamer.server import Server
-from streamer.sinks import Sink
+from streamer.core.events import EventBus
+from streamer.sinks.base import Sink
+from streamer.sinks.dashboard import LocalDashboard
+from streamer.sinks.jsonl import JsonlSink
+from streamer.sinks.notify import Notifier, NotifySink
+from streamer.sinks.server import Server
 from tests.wire import describe_for, emotion, status
 
 

@@ -1,4 +1,4 @@
-"""The distilled musicnn student (trainer/student.py): its size, that distillation learns, that the
+"""The distilled musicnn student (trainer/families/musicnn/student.py): its size, that distillation learns, that the
 exported student + head is a working musicnn_logmel model file, and that the data never holds a
 validation or test clip. Synthetic audio only."""
 
@@ -15,13 +15,14 @@ pytest.importorskip("sklearn")
 
 import soundfile as sf
 
-from streamer.logmel import LogMelConfig, mel_power
-from streamer.metadata import read_metadata
-from streamer.runner import ModelRunner
-from tests.audio import music
-from trainer.dataset import Clip
-from trainer.musicnn_family import REFERENCE_POWER, _fit
-from trainer.student import (
+from streamer.audio.synth import music
+from streamer.features.logmel import LogMelConfig, mel_power
+from streamer.model.metadata import read_metadata
+from streamer.model.runner import ModelRunner
+from trainer.common.dataset import Clip
+from trainer.families.musicnn.embeddings import PATCH_FRAMES, Split, patches
+from trainer.families.musicnn.head import REFERENCE_POWER, _fit
+from trainer.families.musicnn.student import (
     MAC_BOUND,
     ClipData,
     build,
@@ -35,7 +36,6 @@ from trainer.student import (
     stack,
     with_head,
 )
-from trainer.transfer import PATCH_FRAMES, Split, patches
 
 CONFIG = LogMelConfig(normalisation="rms", reference_power=REFERENCE_POWER)
 
@@ -102,7 +102,7 @@ def test_exported_student_and_head_run_in_the_daemon(tmp_path: Path) -> None:
 
 
 def test_evaluate_test_scores_the_test_part_once_and_keeps_it(tmp_path: Path) -> None:
-    """The student run's test figures come from the daemon's path (streamer.evaluate), on exactly
+    """The student run's test figures come from the daemon's path (streamer.evaluation.evaluate), on exactly
     the split's test clips, and a rerun keeps them instead of evaluating again."""
     student = build_student(width=8, dense=32)
     x = _patches(10.0, seed=2)
@@ -199,7 +199,7 @@ def test_distil_without_validation_runs_its_epochs_and_replays_the_cuts() -> Non
 
 
 def test_refit_distils_on_train_and_val_clips_for_the_chosen_epochs(tmp_path: Path, monkeypatch) -> None:
-    import trainer.student as student
+    import trainer.families.musicnn.student as student
 
     clips = [_clip(f"c{i}") for i in range(6)]
     split = Split(clips, ["happy"], {"train": [0, 1, 2], "val": [3, 4], "test": [5]})

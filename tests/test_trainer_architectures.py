@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow  # TensorFlow conversion of unrolled RNNs takes a 
 def test_architecture_converts_to_int8(architecture: str) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from trainer.architectures import build, pool_sizes
-    from trainer.export import convert, quantization_of
+    from trainer.common.export import convert, quantization_of
+    from trainer.families.paper.architectures import build, pool_sizes
 
     frames = 998  # the shipped 10 s window
     model = build(architecture, frames, 20, 3)
@@ -41,7 +41,7 @@ def test_architecture_converts_to_int8(architecture: str) -> None:
 
 
 def test_pool_sizes_leave_tens_of_steps() -> None:
-    from trainer.architectures import pool_sizes
+    from trainer.families.paper.architectures import pool_sizes
 
     for frames in (198, 498, 998, 2998):
         steps = frames / np.prod(pool_sizes(frames))

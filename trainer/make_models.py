@@ -1,13 +1,13 @@
 """`make models`: reproduce the shipped models and their model card from the labelled data.
 
 For 3 and 4 classes: artist-grouped 5-fold cross-validation over the training and validation
-parts chooses the training recipe (trainer.crossval: clean or capture-chain copies, level-free
+parts chooses the training recipe (trainer.families.paper.crossval: clean or capture-chain copies, level-free
 input, weight decay, mixup), the winner is trained on the honest split (honest protocol, the
 shippable linear model and the baseline floor), copied to models/, scored the daemon's way with
-``streamer.evaluate.evaluate`` (default settings, never a config file) on the test part, clean and
-through every capture chain (trainer.robustness), and models/README.md is written with the
+``streamer.evaluation.evaluate.evaluate`` (default settings, never a config file) on the test part, clean and
+through every capture chain (trainer.common.chains), and models/README.md is written with the
 figures; an evaluation that scores no clip stops it. ``--only musicnn-3class,musicnn-4class``
-trains, ships and scores the musicnn family instead (trainer.musicnn_family; its own card,
+trains, ships and scores the musicnn family instead (trainer.families.musicnn.head; its own card,
 models/README-musicnn.md). Everything is resumable: rerunning skips what is finished."""
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from streamer.atomic import write_atomic
-from streamer.chain import CHAINS
-from trainer.card import model_card
-from trainer.crossval import candidate, run_cv
-from trainer.robustness import chain_evaluations, link_folder
-from trainer.run import RunConfig, run
+from streamer.audio.chain import CHAINS
+from streamer.util.atomic import write_atomic
+from trainer.common.chains import chain_evaluations, link_folder
+from trainer.families.paper.card import model_card
+from trainer.families.paper.crossval import candidate, run_cv
+from trainer.families.paper.run import RunConfig, run
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
@@ -46,7 +46,7 @@ lets the daemon answer 10 s after the music starts.
 Capture chain. Until this card the models were trained on studio audio only; the "before" rows
 of the chain table show what a room, a cheap microphone, noise and a low level did to them. The
 recipes compared here may add to each TRAINING clip one random draw of the capture chain
-(`streamer.chain.random_chain`: a shoebox room with RT60 0.2-1.2 s in 60 % of the draws, a
+(`streamer.audio.chain.random_chain`: a shoebox room with RT60 0.2-1.2 s in 60 % of the draws, a
 microphone response with AGC and soft clipping in 70 %, coloured / hum / fan / chatter noise at
 0-40 dB SNR in 60 %, a peak of -45 to 0 dBFS in 80 %, MP3 re-encoding in 30 %; played at 44.1 or
 48 kHz and brought to 16 kHz by the daemon's resampler), cached by file content, drawn
@@ -85,9 +85,9 @@ THREE = ("angry", "happy", "sad")
 FOUR = ("angry", "happy", "sad", "calm")
 TARGETS = {"3class": THREE, "4class": FOUR}  # shipped file -> labels
 FOLDS = 5
-# the musicnn family (trainer/musicnn_family.py): run name -> labels; shipped as moodstream-Nclass-musicnn
+# the musicnn family (trainer/families/musicnn/head.py): run name -> labels; shipped as moodstream-Nclass-musicnn
 MUSICNN = {"musicnn-3class": THREE, "musicnn-4class": FOUR}
-# its distilled student (trainer/student.py): shipped as moodstream-Nclass-musicnn-student
+# its distilled student (trainer/families/musicnn/student.py): shipped as moodstream-Nclass-musicnn-student
 STUDENT = {"student-3class": THREE, "student-4class": FOUR}
 LINKS = tuple(c for c in CHAINS if c not in ("clean", "room"))  # the capture chain's single links
 EVALUATE_HOP_S = 3.0  # the musicnn network costs ~0.1 s per run here: one run per 3 s keeps evaluate affordable
@@ -137,13 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name in names:
         if name in MUSICNN:
-            from trainer.musicnn_family import train
+            from trainer.families.musicnn.head import train
 
             cache = args.cache / "musicnn-embeddings"
             train(list(MUSICNN[name]), args.data, args.runs / name, cache, cached_room=args.musicnn_cached_room)
             continue
         if name in STUDENT:
-            from trainer.student import main as student
+            from trainer.families.musicnn.student import main as student
 
             labels = ",".join(STUDENT[name])
             if student(["--labels", labels, "--data", str(args.data), "--out", str(args.runs / name)]):
@@ -240,7 +240,7 @@ def _chain_summary(models: Path, shipped: dict[str, Any]) -> dict[str, Any]:
 
 
 def _evaluate_all(jobs: dict[str, tuple[Path, Path, Path, str | None]]) -> dict[str, dict[str, Any]]:
-    """``streamer.evaluate.evaluate`` (the daemon's path) for each (folder, model, json out, chain), in
+    """``streamer.evaluation.evaluate.evaluate`` (the daemon's path) for each (folder, model, json out, chain), in
     concurrent processes (each is single-threaded and the room chain is slow)."""
     with ProcessPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {key: pool.submit(evaluate_file, *job) for key, job in jobs.items()}
@@ -251,8 +251,8 @@ def evaluate_file(folder: Path, model: Path, out: Path, chain: str | None) -> di
     """One evaluation at the family's hop, default settings otherwise (never a config file), kept
     in ``out``."""
     from streamer.config import ModelSettings, Settings
-    from streamer.evaluate import evaluate
-    from streamer.runner import ModelRunner
+    from streamer.evaluation.evaluate import evaluate
+    from streamer.model.runner import ModelRunner
 
     settings = Settings(model=ModelSettings(hop_seconds=EVALUATE_HOP_S))
     result = evaluate(folder, ModelRunner(model), settings, chain, 0)
@@ -267,8 +267,8 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
     student's, evaluate them (int8 clean and room, float clean; int8 through every single link of
     the capture chain) and the paper family's shipped file on the same test part and at the same
     hop, and write models/README-musicnn.md from every metrics-*-musicnn.json. This writes
-    figures; the default model is chosen in streamer.runner.default_model_path."""
-    from trainer.musicnn_card import card
+    figures; the default model is chosen in streamer.model.runner.default_model_path."""
+    from trainer.families.musicnn.card import card
 
     for name in MUSICNN:
         result_file = runs / name / "result.json"
@@ -322,7 +322,7 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
 def _links(folder: Path, files: dict[str, Path], out: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """{model kind: {link: evaluate's summary}}: each file through every single link of the
     capture chain (level, mic, noise, reverb, codec: `room` is all of them at once) at the family's
-    hop, one process per file; cached per file and link by trainer.robustness.chain_evaluations."""
+    hop, one process per file; cached per file and link by trainer.common.chains.chain_evaluations."""
     with ProcessPoolExecutor(max_workers=len(files)) as pool:
         futures = {
             kind: pool.submit(chain_evaluations, folder, file, out / kind, LINKS, 0, EVALUATE_HOP_S)
@@ -338,14 +338,16 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def ship_student(run: Path, target: Path) -> dict[str, Any] | None:
-    """Ship a student run's int8 file (trainer.student evaluated it on the same test part, at the
+    """Ship a student run's int8 file (trainer.families.musicnn.student evaluated it on the same test part, at the
     same hop, clean and in the room) and return its result for the card; None without a run."""
     result_file = run / "result.json"
     if not result_file.is_file():
         return None
     result = json.loads(result_file.read_text())
     if set(result.get("evaluate", {})) != {"clean/int8", "clean/float", "room/int8"}:
-        raise RuntimeError(f"{run}: the student's test evaluation is incomplete (rerun trainer.student)")
+        raise RuntimeError(
+            f"{run}: the student's test evaluation is incomplete (rerun trainer.families.musicnn.student)"
+        )
     write_atomic(target, (run / "model-int8.tflite").read_bytes())
     return {**result, "file": target.name, "size": target.stat().st_size}
 
