@@ -16,7 +16,6 @@ import soundfile as sf
 import soxr
 
 from streamer.audio import sources
-from streamer.commands import devices
 from streamer.audio.decode import load_audio
 from streamer.audio.demo import MOODS, DemoMusic
 from streamer.audio.sources import (
@@ -31,6 +30,7 @@ from streamer.audio.sources import (
     resolve_device,
 )
 from streamer.audio.synth import music
+from streamer.commands import devices
 from streamer.config import ConfigError, SourceSettings, parse_source_spec
 from tests.fakesd import FakeSoundDevice
 

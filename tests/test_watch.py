@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from streamer.commands.watch import WatchError, normalise_url, watch
+from streamer.commands.client import WatchError, normalise_url
+from streamer.commands.watch import watch
 from streamer.core.events import EventBus
 from streamer.sinks.dashboard import Dashboard
 from tests.wire import emotion, serving, status, url

@@ -2,7 +2,7 @@
 
 It subscribes to the MQTT sink's retained ``availability`` and ``attributes`` topics of every device
 under ``moodstream/`` (the default base topic), so a device shows up as soon as it has published once,
-and keeps reconnecting the way `watch` does (:func:`streamer.commands.watch.reconnecting`); only refused
+and keeps reconnecting the way `watch` does (:func:`streamer.commands.client.reconnecting`); only refused
 credentials end it. Drawn by :class:`streamer.sinks.dashboard.Fleet` (the dashboard's renderer); without a
 terminal, one plain line per message. The password comes from $MOODSTREAM_MQTT_PASSWORD, never a flag.
 """
@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from streamer import config
-from streamer.commands.watch import reconnecting
+from streamer.commands.client import reconnecting
 from streamer.config import ConfigError, MqttSettings
 from streamer.sinks import mqtt
 from streamer.sinks.dashboard import REFRESH_S, Fleet, Screen

@@ -16,7 +16,7 @@ import sys
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from streamer.commands.watch import DEFAULT_URL, FATAL_STATUS, TOKEN_ENV, WatchError, normalise_url
+from streamer.commands.client import DEFAULT_URL, FATAL_STATUS, TOKEN_ENV, WatchError, normalise_url
 from streamer.sinks import protocol
 
 REPLY_TIMEOUT_S = 10.0

@@ -11,34 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Callable
 
 from rich.console import Console
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from streamer.commands.client import DEFAULT_URL, FATAL_STATUS, TOKEN_ENV, WatchError, normalise_url, reconnecting
 from streamer.config import MQTT_PASSWORD_ENV, MqttSettings
 from streamer.sinks import protocol
 from streamer.sinks.dashboard import REFRESH_S, Dashboard, Screen
-from streamer.util.backoff import Backoff
-
-DEFAULT_URL = "ws://127.0.0.1:8765/"
-TOKEN_ENV = "MOODSTREAM_TOKEN"  # the token without a flag, which every user could read in ps
-BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 10.0
-FATAL_STATUS = {
-    401: f"the daemon refused the token (see --token, ${TOKEN_ENV})",
-    403: "the daemon refused this client",
-}
-
-
-class WatchError(RuntimeError):
-    """Refused for good: retrying cannot help."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -98,19 +83,6 @@ async def _main(url: str, token: str | None) -> int:
     return 0
 
 
-def normalise_url(url: str) -> str:
-    """ws:// URL from what a person types: HOST:PORT, http://HOST:PORT/ or ws(s)://..."""
-    if "://" not in url:
-        url = "ws://" + url
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises ValueError when out of range)
-    except ValueError as exc:
-        raise WatchError(f"not a WebSocket URL: {url}: {exc}") from None
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
-
-
 async def watch(
     url: str,
     token: str | None,
@@ -125,31 +97,6 @@ async def watch(
     dashboard.source_label = url
     with Screen(dashboard, console, emit) as screen:
         await reconnecting(lambda: _session(url, headers, screen), screen, stop, f"{url}: ")
-
-
-async def reconnecting(
-    session: Callable[[], Awaitable[tuple[str, bool]]], screen: Screen, stop: asyncio.Event, label: str
-) -> None:
-    """Run ``session`` again and again until ``stop`` is set, with backoff between attempts (reset by
-    a session that connected), showing why each ended; the daemon's view and the fleet's (streamer/
-    fleet.py) share it. ``session`` returns (why it ended, whether it connected), or raises to give up."""
-    backoff = Backoff(BACKOFF_INITIAL_S, BACKOFF_MAX_S)
-    while not stop.is_set():
-        attempt = asyncio.ensure_future(session())
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({attempt, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not attempt.done():
-            attempt.cancel()
-            await asyncio.gather(attempt, return_exceptions=True)
-            return
-        reason, connected = attempt.result()
-        if connected:
-            backoff.reset()
-        screen.connection(f"{label}{reason}; retrying in {backoff.delay:.1f} s", ok=False)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), backoff.delay)
-        backoff.failed()
 
 
 async def _session(url: str, headers: dict[str, str], screen: Screen) -> tuple[str, bool]:

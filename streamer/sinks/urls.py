@@ -6,7 +6,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-WATCH_DEFAULT = ("127.0.0.1", 8765)  # what `moodstream watch` connects to without an argument
+from streamer.config import ServerSettings
+
+# what `moodstream watch` connects to without an argument: the daemon's default address
+WATCH_DEFAULT = (ServerSettings().host, ServerSettings().port)
 
 
 def is_loopback(host: str) -> bool:
