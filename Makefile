@@ -39,7 +39,7 @@ lint: $(VENV)/.all
 # musicnn's pinned wheel (weights only, never installed), by version and sha256: trainer/families/musicnn/network.py
 MUSICNN := cache/musicnn/MSD_musicnn/.index
 $(MUSICNN): | $(VENV)/.all
-	$(PY) -m trainer.families.musicnn.network fetch
+	$(PY) -m trainer fetch-musicnn
 
 test: system-packages lint $(MUSICNN)
 	$(PY) -m pytest
@@ -51,7 +51,7 @@ bench: $(VENV)/.all
 	$(PY) -m bench
 
 models: $(VENV)/.all $(MUSICNN)
-	$(PY) -m trainer.make_models
+	$(PY) -m trainer make-models
 
 # The Pi service (as root: `sudo make install-service`); see systemd/README.md.
 install-service:

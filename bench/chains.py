@@ -15,8 +15,9 @@ import json
 
 import numpy as np
 
-from bench.common import ROOT, Section, Skipped, cpu_seconds, fmt, stats, table, target
+from bench.common import ROOT, Section, Skipped, fmt, table, target
 from streamer.audio.chain import CHAINS
+from streamer.util.timing import cpu_seconds, stats
 
 CHAINS_JSON = ROOT / "models" / "chains.json"
 HOP_TARGET_MS = 5.0

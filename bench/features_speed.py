@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.common import Section, fmt, interleaved, stats, table
+from bench.common import Section, fmt, table
 from streamer.audio.synth import music
 from streamer.features.mfcc import FeatureConfig, FeatureExtractor, extract
+from streamer.util.timing import interleaved, stats
 
 CHUNK_SECONDS = 0.1
 

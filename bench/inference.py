@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, Section, fmt, stats, table
+from bench.common import ROOT, Section, fmt, table
+from streamer.util.timing import stats
 
 TFLITE_VENV = ROOT / "cache" / "tflite-venv"
 TFLITE_PACKAGES = ("numpy<2", "scipy", "python_speech_features==0.6", "tflite-runtime")

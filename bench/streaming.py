@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.common import Section, fmt, interleaved, stats, table, target
+from bench.common import Section, fmt, table, target
 from bench.features_speed import librosa_features
 from bench.models import BenchModel, headline_model, is_default, models_under_test
 from streamer.audio.synth import music
@@ -19,6 +19,7 @@ from streamer.core.ring import sample_ring
 from streamer.features.frontend import expect
 from streamer.features.mfcc import FeatureConfig, FeatureExtractor, extract
 from streamer.model.runner import ModelRunner
+from streamer.util.timing import interleaved, stats
 
 BLOCK_SECONDS = SourceSettings().block_seconds  # the daemon's default (hops 1 s and 0.5 s split evenly)
 HOPS = (1.0, 0.5)

@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import CACHE, Section, fmt, stats, table
+from bench.common import CACHE, Section, fmt, table
 from streamer.features.mfcc import FeatureConfig
+from streamer.util.timing import stats
 
 MODELS = CACHE / "models"
 
@@ -89,7 +90,7 @@ def epochs(quick: bool) -> dict:
     from streamer.audio.synth import MOODS as TINY_LABELS
     from streamer.model.metadata import FORMAT_VERSION, ModelMetadata
     from trainer.common.export import export
-    from trainer.families.paper.architectures import ARCHITECTURES, build
+    from trainer.families.paper.architectures import ARCHITECTURES, batch_one_copy, build
     from trainer.families.paper.fit import class_weights, fit
     from trainer.families.paper.run import RunConfig
     from trainer.families.paper.segments import window_geometry
@@ -145,12 +146,18 @@ def epochs(quick: bool) -> dict:
             output_quantization=(0.0, 0),
             train_step_seconds=hop / config.frames_per_second,
             training={
-                "data": "synthetic moods (tests/conftest.py), benchmark only",
+                "data": "synthetic moods (trainer/families/paper/tiny.py), benchmark only",
                 "epochs": summary["epochs_run"] + steady_epochs,
             },
         )
         start = time.monotonic()
-        export(model, meta, x[~val][:200], MODELS / f"{arch}-int8.tflite", MODELS / f"{arch}-float.tflite")
+        export(
+            batch_one_copy(model, arch),
+            meta,
+            x[~val][:200],
+            MODELS / f"{arch}-int8.tflite",
+            MODELS / f"{arch}-float.tflite",
+        )
         out["architectures"][arch] = {
             "first_epoch_seconds": first,
             "steady_epoch_seconds": steady,

@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from streamer import version
@@ -93,36 +94,10 @@ class Daemon:
                 counters.update(sink.stats())
         return info
 
-    def _build_sinks(self, stop: asyncio.Event) -> list[Sink]:
-        """Every consumer of the bus, from the settings (JSONL first: a bad path is a start-up error)."""
-        out = self.settings.output
-        sinks: list[Sink] = [JsonlSink(out.jsonl, stop.set)] if out.jsonl else []
-        history = HistorySink(self.settings.history, self.settings.model.hop_seconds)
-        sinks.append(history)  # without a path it keeps only the last hour in memory, for the page's strip
-        if self.settings.server.enabled:
-            web = server.Server(self.settings.server, self.describe)
-            web.requests["get_history"] = history.answer
-            sinks.append(web)
-            if mdns.wanted(self.settings.server):  # beyond loopback: found on the network by its name
-                model = _model_info(self.runner, self.settings.model.hop_seconds)
-                txt = mdns.txt_properties(self.settings.server, model, version())
-                sinks.append(mdns.Advertiser(self.settings.server, web, txt))
-        if out.dashboard:
-            from streamer.sinks.dashboard import LocalDashboard  # rich's live display: only when asked for
-
-            sinks.append(LocalDashboard(self.describe))
-        if self.settings.mqtt.url:
-            from streamer.sinks.mqtt import MqttSink  # aiomqtt: a daemon without [mqtt] never loads it
-
-            sinks.append(MqttSink(self.settings.mqtt, self.runner.name, self.settings.gate.silence_dbfs))
-        if self.notifier.enabled:
-            sinks.append(NotifySink(self.notifier))
-        return sinks
-
     async def run(self, stop: asyncio.Event) -> None:
         """Open the source (errors propagate: nothing is running yet), then serve until ``stop``
         is set or a finite source (file, stdin) ends."""
-        sinks = self._build_sinks(stop)
+        sinks = build_sinks(self.settings, self.runner, self.describe, self.notifier, stop)
         opened = False
         try:
             opened = await self.liveness.open(stop)  # False: stopped first (SIGTERM while a device hangs)
@@ -182,6 +157,34 @@ class Daemon:
             self.pipeline.reset()
         details.update(source=self.source.name, source_kind=self.source.kind)
         self.bus.publish(StatusEvent(kind, message, details=details))
+
+
+def build_sinks(
+    settings: Settings, runner: Any, describe: Callable[[], dict[str, Any]], notifier: Notifier, stop: asyncio.Event
+) -> list[Sink]:
+    """Every consumer of the bus the settings ask for (JSONL first: a bad path is a start-up error)."""
+    out = settings.output
+    sinks: list[Sink] = [JsonlSink(out.jsonl, stop.set)] if out.jsonl else []
+    history = HistorySink(settings.history, settings.model.hop_seconds)
+    sinks.append(history)  # without a path it keeps only the last hour in memory, for the page's strip
+    if settings.server.enabled:
+        web = server.Server(settings.server, describe)
+        web.requests["get_history"] = history.answer
+        sinks.append(web)
+        if mdns.wanted(settings.server):  # beyond loopback: found on the network by its name
+            model = _model_info(runner, settings.model.hop_seconds)
+            sinks.append(mdns.Advertiser(settings.server, web, mdns.txt_properties(settings.server, model, version())))
+    if out.dashboard:
+        from streamer.sinks.dashboard import LocalDashboard  # rich's live display: only when asked for
+
+        sinks.append(LocalDashboard(describe))
+    if settings.mqtt.url:
+        from streamer.sinks.mqtt import MqttSink  # aiomqtt: a daemon without [mqtt] never loads it
+
+        sinks.append(MqttSink(settings.mqtt, runner.name, settings.gate.silence_dbfs))
+    if notifier.enabled:
+        sinks.append(NotifySink(notifier))
+    return sinks
 
 
 def _model_info(runner: Any, hop_seconds: float) -> dict[str, Any]:

@@ -304,6 +304,6 @@ def test_ctrl_c_during_start_up_is_one_line_not_a_traceback(monkeypatch: pytest.
     def interrupted(args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.daemon, "main", interrupted)
+    monkeypatch.setattr(cli.run, "main", interrupted)
     assert cli.main(["run"]) == 130
     assert capsys.readouterr().err == "moodstream: interrupted\n"

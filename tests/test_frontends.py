@@ -17,7 +17,8 @@ from streamer.features.logmel import LogMelConfig, LogMelExtractor, mel_power, m
 from streamer.features.mfcc import FeatureConfig, FeatureExtractor
 from streamer.model import shipped
 from streamer.model.metadata import FORMAT_VERSION, ModelFileError, ModelMetadata, read_metadata
-from streamer.model.runner import ModelRunner, default_model_path, shipped_models_dir
+from streamer.model.runner import ModelRunner
+from streamer.model.shipped import default_model_path, shipped_models_dir
 
 pytestmark = pytest.mark.slow  # converts a small TFLite model once
 

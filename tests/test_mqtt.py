@@ -30,7 +30,8 @@ from streamer.commands.fleet import watch_fleet
 from streamer.config import MqttSettings, ServerSettings, Settings, SourceSettings, block_seconds_for
 from streamer.core.events import EventBus, StatusEvent
 from streamer.daemon import Daemon
-from streamer.model.runner import ModelRunner, shipped_models_dir
+from streamer.model.runner import ModelRunner
+from streamer.model.shipped import shipped_models_dir
 from streamer.sinks import discovery
 from streamer.sinks.dashboard import Fleet
 from streamer.sinks.mqtt import MqttSink

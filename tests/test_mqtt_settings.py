@@ -72,7 +72,8 @@ def test_the_readme_mqtt_block_is_the_defaults(tmp_path: Path) -> None:
 def test_the_password_is_not_in_the_daemons_snapshot(tmp_path: Path) -> None:
     from streamer.audio.sources import DemoSource
     from streamer.daemon import Daemon
-    from streamer.model.runner import ModelRunner, default_model_path
+    from streamer.model.runner import ModelRunner
+    from streamer.model.shipped import default_model_path
 
     settings = load(None, {"mqtt": {"url": "mqtt://b", "username": "u", "password": "s3cret"}})
     daemon = Daemon(settings, ModelRunner(default_model_path()), DemoSource(0.25))

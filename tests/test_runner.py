@@ -12,7 +12,8 @@ import pytest
 
 from streamer.features.mfcc import FeatureConfig, extract
 from streamer.model.metadata import ModelFileError, ModelMetadata, metadata_bytes, read_metadata
-from streamer.model.runner import ModelRunner, default_model_path, shipped_models_dir
+from streamer.model.runner import ModelRunner
+from streamer.model.shipped import default_model_path, shipped_models_dir
 from tests.conftest import TINY_LABELS, TINY_WINDOW_S
 
 pytestmark = pytest.mark.slow  # the session's tiny model trains once (about 20 s)

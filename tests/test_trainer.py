@@ -336,7 +336,7 @@ def test_unusable_files_are_skipped_with_reasons(tmp_path: Path) -> None:
 
 
 def test_shipped_model_is_chosen_on_validation_not_test() -> None:
-    from trainer.make_models import best_model
+    from trainer.families.paper.family import best_model
 
     def result(val: float, test: float) -> dict:
         def part(f: float) -> dict:

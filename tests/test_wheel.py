@@ -94,7 +94,7 @@ def test_moodstream_run_from_the_installed_wheel_uses_its_default_model(
     deps = os.pathsep.join(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{deps}"}
     where = subprocess.run(
-        [sys.executable, "-S", "-c", "import streamer.model.runner as m; print(m.default_model_path())"],
+        [sys.executable, "-S", "-c", "import streamer.model.shipped as m; print(m.default_model_path())"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

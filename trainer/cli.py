@@ -159,7 +159,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:10s} {kind:5s} test clip-level accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}{leaky}")
     print(f"report: {args.out / 'report.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

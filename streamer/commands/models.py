@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from streamer.model.metadata import ModelFileError, read_metadata
-from streamer.model.runner import default_model_path, shipped_models_dir
-from streamer.model.shipped import card_figures, card_of, shipped
+from streamer.model.shipped import card_figures, card_of, default_model_path, shipped, shipped_models_dir
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,6 @@ so a model is scored the way it will be used. TensorFlow is never imported here.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,6 @@ from streamer.features.mfcc import centre_columns
 from streamer.model.metadata import ModelFileError, ModelMetadata, read_metadata
 
 log = logging.getLogger(__name__)
-
-
-def shipped_models_dir() -> Path:
-    """Where the shipped models are: the installed ``moodstream_models`` package (models/ itself
-    in an editable install), else models/ beside this code (a bare checkout)."""
-    spec = importlib.util.find_spec("moodstream_models")
-    if spec is not None and spec.origin:
-        return Path(spec.origin).parent
-    return Path(__file__).resolve().parents[2] / "models"
-
-
-def default_model_path() -> Path:
-    """The shipped 3-class model that wins on clean audio AND through a simulated room within the
-    CPU budget (models/README-musicnn.md): musicnn's distilled student."""
-    return shipped_models_dir() / "moodstream-3class-musicnn-student.tflite"
 
 
 def _interpreter(path: Path, threads: int) -> tuple[Any, str]:

@@ -1,19 +1,46 @@
-"""`moodstream models`: the shipped models, and their short names (`--model 4class`).
+"""The shipped models: their short names (`--model 4class`), their cards and the default model.
 
-Everything listed is read from the metadata inside each file (labels, architecture, window and the
-trainer's test figures), so the list cannot drift from the files; the model card
-(models/README.md, and models/README-musicnn.md for the musicnn family) tells how they were chosen.
+The files are the truth for what ships (models/moodstream-<short>.tflite, each with its metadata
+inside); models/index.json, written by `make models` from the trainer's family registry, says
+which family and card each belongs to and which is the default, so no name is spelled out here.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
 from streamer.model.metadata import ModelFileError, ModelMetadata
-from streamer.model.runner import default_model_path, shipped_models_dir
 
 PREFIX = "moodstream-"
+
+
+def shipped_models_dir() -> Path:
+    """Where the shipped models are: the installed ``moodstream_models`` package (models/ itself
+    in an editable install), else models/ beside this code (a bare checkout)."""
+    spec = importlib.util.find_spec("moodstream_models")
+    if spec is not None and spec.origin:
+        return Path(spec.origin).parent
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+@functools.cache
+def index(folder: Path | None = None) -> dict[str, Any]:
+    """models/index.json: {"default": short name, "models": {short: {"family", "card"}}}."""
+    path = (folder or shipped_models_dir()) / "index.json"
+    try:
+        data = json.loads(path.read_text())
+        return {"default": str(data["default"]), "models": dict(data["models"])}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: the shipped models' index is unreadable ({exc})") from None
+
+
+def default_model_path() -> Path:
+    """The model `moodstream run` uses without --model (the index names it)."""
+    return shipped_models_dir() / f"{PREFIX}{index()['default']}.tflite"
 
 
 def shipped() -> dict[str, Path]:
@@ -23,8 +50,8 @@ def shipped() -> dict[str, Path]:
 
 
 def card_of(short: str) -> Path:
-    """The model card that tells how a shipped model was chosen: the musicnn family has its own."""
-    return shipped_models_dir() / ("README-musicnn.md" if "-musicnn" in short else "README.md")
+    """The card that tells how a shipped model was made and chosen (its family's)."""
+    return shipped_models_dir() / index()["models"][short]["card"]
 
 
 def resolve(spec: str) -> Path:

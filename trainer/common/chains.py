@@ -2,7 +2,7 @@
 test part, scored the daemon's way (streamer.evaluation.evaluate.evaluate), one JSON per chain so that a
 rerun skips what is done.
 
-`python -m trainer.common.chains MODEL --labels angry,happy,sad --out DIR` rebuilds the test part of
+`python -m trainer chains MODEL --labels angry,happy,sad --out DIR` rebuilds the test part of
 the split that `make models` uses (trainer.common.split, seed 0) as a folder of links, without training."""
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +84,12 @@ def chain_evaluations(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.make_models import DEFAULT_DATA
+    from trainer.common.paths import DEFAULT_DATA
 
-    p = argparse.ArgumentParser(prog="python -m trainer.common.chains", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m trainer chains", description=__doc__.splitlines()[0])
     p.add_argument("model", type=Path)
     p.add_argument("--labels", required=True, help="comma-separated labels of the split (e.g. angry,happy,sad)")
-    p.add_argument("--data", type=Path, default=Path(os.environ.get("MOODSTREAM_DATA", DEFAULT_DATA)))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, required=True, help="folder for the test links and one JSON per chain")
     p.add_argument("--chains", default=",".join(CHAINS))
     p.add_argument("--seed", type=int, default=0, help="chain seed")
@@ -103,7 +101,3 @@ def main(argv: list[str] | None = None) -> int:
     for chain, r in results.items():
         print(f"{chain:7s} macro-F1 {r['macro_f1']:.3f} on {r['n_clips']} clips")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,17 +18,14 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from streamer.model.metadata import METADATA_NAME, ModelMetadata
 from streamer.util.atomic import write_atomic
-from trainer.families.paper.architectures import ARCHITECTURES, batch_one_copy
 
 REPRESENTATIVE_WINDOWS = 256
 
 
-def convert(model: tf.keras.Model, architecture: str, representative: np.ndarray | None) -> bytes:
+def convert(model: tf.keras.Model, representative: np.ndarray | None) -> bytes:
     """TFLite flatbuffer: full-integer int8 when ``representative`` (standardised training
-    windows) is given, else float32. Converts a batch-1 copy of the trainer's architectures
-    (recurrent layers need it); other models (the musicnn family) as they are."""
-    if architecture in ARCHITECTURES:
-        model = batch_one_copy(model, architecture)
+    windows) is given, else float32. A model with recurrent layers must come as a batch-1 copy
+    (trainer.families.paper.architectures.batch_one_copy)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if representative is not None:
         rng = np.random.default_rng(0)
@@ -93,7 +90,7 @@ def export(
     files = [(int8_path, representative)] + ([(float_path, None)] if float_path else [])
     written = metadata
     for path, rep in files:
-        tflite = convert(model, metadata.architecture, rep)
+        tflite = convert(model, rep)
         q_in, q_out = quantization_of(tflite)
         meta = dataclasses.replace(metadata, input_quantization=q_in, output_quantization=q_out)
         write_atomic(Path(path), embed_metadata(tflite, meta.to_json()))

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from trainer.common.dataset import Clip, scan
 
 PARTS = ("train", "val", "test")
 FRACTIONS = (0.70, 0.15, 0.15)
@@ -65,3 +69,18 @@ def split_random(labels: Sequence[str], seed: int = 0, fractions: Sequence[float
         for part, chunk in zip(out, np.split(np.asarray(ix, dtype=int), cuts), strict=True):
             out[part].extend(int(i) for i in chunk)
     return {p: sorted(ix) for p, ix in out.items()}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Clips of a label set and the trainer's artist-disjoint split of them (seed 0, 70/15/15)."""
+
+    clips: list[Clip]
+    labels: list[str]
+    parts: dict[str, list[int]]
+
+
+def load_split(data_dir: Path, labels: list[str], seed: int = 0) -> Split:
+    clips, labels = scan(data_dir, labels)
+    parts = split_by_group([c.label for c in clips], [c.group for c in clips], seed)
+    return Split(clips, labels, parts)

@@ -1,4 +1,4 @@
-"""`python -m trainer.studies.confidence DATA_DIR [--models A,B]`: how right the daemon's claimed label is,
+"""`python -m trainer confidence DATA_DIR [--models A,B]`: how right the daemon's claimed label is,
 per ``[smoothing] min_confidence``, on the models' own validation and test parts (default: the
 default family's 3- and 4-class files; a model file or a shipped short name each).
 
@@ -88,7 +88,7 @@ def measure(data_dir: Path, model: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer.studies.confidence", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m trainer confidence", description=__doc__.splitlines()[0])
     p.add_argument("data_dir", type=Path)
     p.add_argument("--json", type=Path, required=True, help="write the figures here")
     p.add_argument("--models", default=MODELS, help="comma-separated model files or shipped short names")
@@ -104,7 +104,3 @@ def main(argv: list[str] | None = None) -> int:
                 f"              {t['coverage']:.3f} / {t['precision'] or 0:.3f}"
             )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 capture condition, cached by the file's content.
 
 A clip's patches are the windows the daemon's pipeline would hand the model (streamer.features.logmel
-frames, 187 per patch, level-normalised per patch), taken every ``STRIDE_S`` seconds; each goes
+frames, 187 per patch, level-normalised per patch), taken every ``HEAD_STRIDE_S`` seconds; each goes
 through trainer.families.musicnn.network's Keras rebuild to its 200-value penultimate layer. Conditions:
 
 - ``clean``: the clip as it is;
@@ -10,7 +10,7 @@ through trainer.families.musicnn.network's Keras rebuild to its 200-value penult
   seed (chain seed 0), so the room test figures here and evaluate's are the same rooms;
 - ``augment-K``: streamer.audio.chain.random_chain, the K-th training draw of the clip (augmentation).
 
-``python -m trainer.families.musicnn.embeddings embed ...`` fills the cache (run it in the background: the network
+``python -m trainer embed ...`` fills the cache (run it in the background: the network
 costs about 0.1 s per patch on an idle core).
 """
 
@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +28,10 @@ import numpy as np
 from streamer.audio.decode import AudioError, load_audio
 from streamer.features.logmel import LogMelConfig, mel_power, model_input
 from streamer.util.atomic import write_atomic
-from trainer.common.dataset import Clip, scan
+from trainer.common.cache import content_digest, save_array
+from trainer.common.dataset import Clip
 from trainer.common.paths import RUN_CACHE
-from trainer.common.split import split_by_group
+from trainer.common.split import load_split
 
 log = logging.getLogger(__name__)
 
@@ -41,37 +39,10 @@ CACHE = RUN_CACHE / "musicnn-embeddings"
 CACHE_VERSION = 1
 PATCH_FRAMES = 187
 WINDOW_S = 3.008  # 187 frames of hop 256 at 16 kHz: streamer.features.logmel.LogMelConfig().frames_for(3.008) == 187
-STRIDE_S = (
-    9.0  # between the training patches of a clip (3 per 30 s clip: the CPU budget) (the daemon hops by its own setting)
-)
-
-
-@dataclass(frozen=True)
-class Split:
-    """Clips of a label set and the trainer's artist-disjoint split of them (seed 0, 70/15/15)."""
-
-    clips: list[Clip]
-    labels: list[str]
-    parts: dict[str, list[int]]
-
-
-def load_split(data_dir: Path, labels: list[str], seed: int = 0) -> Split:
-    clips, labels = scan(data_dir, labels)
-    parts = split_by_group([c.label for c in clips], [c.group for c in clips], seed)
-    return Split(clips, labels, parts)
-
-
-def content_digest(path: Path) -> str:
-    """A file's sha256: caches key on what a clip holds, not on where it lies."""
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def save_array(path: Path, array: np.ndarray) -> None:
-    """One cached array as .npy, written atomically (a killed job leaves no half file)."""
-    buf = io.BytesIO()
-    np.save(buf, array)
-    write_atomic(path, buf.getvalue())
+# between the patches a head is trained on (3 per 30 s clip: the CPU budget); the daemon hops by its own setting
+HEAD_STRIDE_S = 9.0
+# the family is scored at this hop (`moodstream evaluate --hop 3`): the network costs ~0.1 s per run here
+EVALUATE_HOP_S = 3.0
 
 
 def condition_audio(audio: np.ndarray, condition: str, name: str) -> np.ndarray:
@@ -89,7 +60,7 @@ def condition_audio(audio: np.ndarray, condition: str, name: str) -> np.ndarray:
     raise ValueError(f"unknown condition {condition!r} (clean, room, augment-K)")
 
 
-def patches(audio: np.ndarray, config: LogMelConfig, stride_s: float = STRIDE_S) -> np.ndarray | None:
+def patches(audio: np.ndarray, config: LogMelConfig, stride_s: float = HEAD_STRIDE_S) -> np.ndarray | None:
     """(n, 187, 96) network inputs: every ``stride_s`` seconds one patch, as the runner prepares it."""
     power = mel_power(audio, config)
     step = round(stride_s * config.frames_per_second)
@@ -97,7 +68,7 @@ def patches(audio: np.ndarray, config: LogMelConfig, stride_s: float = STRIDE_S)
     return np.stack([model_input(power[s : s + PATCH_FRAMES], config) for s in starts]) if len(starts) else None
 
 
-def patch_power(audio: np.ndarray, config: LogMelConfig, stride_s: float = STRIDE_S) -> np.ndarray:
+def patch_power(audio: np.ndarray, config: LogMelConfig, stride_s: float = HEAD_STRIDE_S) -> np.ndarray:
     """Mean mel power of each patch (for the ``rms`` reference)."""
     power = mel_power(audio, config)
     step = round(stride_s * config.frames_per_second)
@@ -111,7 +82,7 @@ def reference_power(clips: list[Clip], config: LogMelConfig) -> float:
 
 
 def _key(content: str, condition: str, config: LogMelConfig) -> str:
-    ident = json.dumps([CACHE_VERSION, content, condition, config.to_dict(), STRIDE_S], sort_keys=True)
+    ident = json.dumps([CACHE_VERSION, content, condition, config.to_dict(), HEAD_STRIDE_S], sort_keys=True)
     return hashlib.sha1(ident.encode()).hexdigest()
 
 
@@ -208,12 +179,9 @@ def embed_configs(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.make_models import DEFAULT_DATA
+    from trainer.common.paths import DEFAULT_DATA
 
-    p = argparse.ArgumentParser(
-        prog="python -m trainer.families.musicnn.embeddings", description="cache musicnn embeddings"
-    )
-    p.add_argument("action", choices=["embed"])
+    p = argparse.ArgumentParser(prog="python -m trainer embed", description="cache musicnn embeddings")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--labels", default="angry,happy,sad,calm")
     p.add_argument("--conditions", default="clean,room")
@@ -238,7 +206,3 @@ def main(argv: list[str] | None = None) -> int:
     for condition in args.conditions.split(","):
         embed_configs([split.clips[i] for i in chosen], condition, configs, args.cache, embedder)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

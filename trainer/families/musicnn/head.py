@@ -24,15 +24,9 @@ import numpy as np
 from streamer.features.logmel import LogMelConfig
 from streamer.model.metadata import FORMAT_VERSION, ModelMetadata
 from streamer.util.atomic import write_atomic
-from trainer.families.musicnn.embeddings import (
-    PATCH_FRAMES,
-    STRIDE_S,
-    WINDOW_S,
-    Split,
-    cached_embeddings,
-    embeddings,
-    load_split,
-)
+from trainer.common.heads import CS, clip_f1, fit_head, head_weights
+from trainer.common.split import Split, load_split
+from trainer.families.musicnn.embeddings import HEAD_STRIDE_S, PATCH_FRAMES, WINDOW_S, cached_embeddings, embeddings
 
 log = logging.getLogger(__name__)
 
@@ -50,30 +44,12 @@ GRIDS = {
     3: (("none", "clean"), ("rms", "clean"), ("none", "clean+room"), ("rms", "clean+room")),
     4: (("rms", "clean"), ("rms", "clean+room")),
 }
-CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 FOLDS = 5
 EVAL_CONDITIONS = ("clean", "room")
 
 
 def config_for(normalisation: str) -> LogMelConfig:
     return LogMelConfig(normalisation=normalisation, reference_power=REFERENCE_POWER)
-
-
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> float:
-    f1 = []
-    for k in range(n):
-        tp = np.sum((y_pred == k) & (y_true == k))
-        p, r = tp / max(np.sum(y_pred == k), 1), tp / max(np.sum(y_true == k), 1)
-        f1.append(0.0 if tp == 0 else 2 * p * r / (p + r))
-    return float(np.mean(f1))
-
-
-def _fit(x: np.ndarray, y: np.ndarray, c: float):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000)).fit(x, y)
 
 
 def _stack(split: Split, idx, emb: dict[str, dict[Path, np.ndarray]], conditions) -> tuple[np.ndarray, np.ndarray]:
@@ -87,18 +63,6 @@ def _stack(split: Split, idx, emb: dict[str, dict[Path, np.ndarray]], conditions
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def clip_f1(model, split: Split, idx, emb_cond: dict[Path, np.ndarray]) -> tuple[float, int]:
-    """Clip-level macro-F1 (patch probabilities averaged per clip) and the clips scored."""
-    y_true, y_pred = [], []
-    for i in idx:
-        e = emb_cond.get(split.clips[i].path)
-        if e is None:
-            continue
-        y_true.append(split.labels.index(split.clips[i].label))
-        y_pred.append(int(np.argmax(model.predict_proba(e).mean(axis=0))))
-    return _macro_f1(np.asarray(y_true), np.asarray(y_pred), len(split.labels)), len(y_true)
-
-
 def cross_validate(split: Split, emb: dict[str, dict[Path, np.ndarray]], training: tuple[str, ...], c: float):
     """Mean and std over artist-grouped folds of train+val, per evaluation condition."""
     from sklearn.model_selection import StratifiedGroupKFold
@@ -108,7 +72,7 @@ def cross_validate(split: Split, emb: dict[str, dict[Path, np.ndarray]], trainin
     groups = [split.clips[i].group for i in pool]
     scores: dict[str, list[float]] = {cond: [] for cond in EVAL_CONDITIONS}
     for fit_ix, held_ix in StratifiedGroupKFold(FOLDS, shuffle=True, random_state=0).split(pool, labels, groups):
-        model = _fit(*_stack(split, pool[fit_ix], emb, training), c)
+        model = fit_head(*_stack(split, pool[fit_ix], emb, training), c)
         for cond in EVAL_CONDITIONS:
             scores[cond].append(clip_f1(model, split, pool[held_ix], emb[cond])[0])
     return {cond: {"mean": float(np.mean(v)), "std": float(np.std(v)), "folds": v} for cond, v in scores.items()}
@@ -123,7 +87,7 @@ def _room(clips, cfg: LogMelConfig, cache: Path, cached_room: bool) -> dict[Path
 def select(split: Split, cache: Path, grid: tuple[tuple[str, str], ...], cached_room: bool = False) -> dict[str, Any]:
     """Every (normalisation, training audio) of ``grid`` with every C in CV; the best by the mean of
     clean and room. Embeddings missing from the cache are computed (the long part: run
-    ``python -m trainer.families.musicnn.embeddings embed`` in the background first)."""
+    ``python -m trainer embed`` in the background first)."""
     rows = []
     pool = [split.clips[i] for i in sorted(split.parts["train"] + split.parts["val"])]
     rooms = {norm: _room(pool, config_for(norm), cache, cached_room) for norm in {n for n, _ in grid}}
@@ -149,15 +113,6 @@ def select(split: Split, cache: Path, grid: tuple[tuple[str, str], ...], cached_
             )
     best = max(rows, key=lambda r: (r["clean"]["mean"] + r["room"]["mean"]) / 2)
     return {"rows": rows, "best": best}
-
-
-def head_weights(head, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """The fitted scaler + logistic regression as one dense softmax layer's (kernel, bias)."""
-    scaler, lr = head.named_steps["standardscaler"], head.named_steps["logisticregression"]
-    coef = lr.coef_ if n_labels > 2 else np.vstack([-lr.coef_, lr.coef_]) / 2
-    bias = lr.intercept_ if n_labels > 2 else np.asarray([-lr.intercept_[0], lr.intercept_[0]]) / 2
-    kernel = (coef / scaler.scale_).T
-    return kernel.astype(np.float32), (bias - (coef * scaler.mean_ / scaler.scale_).sum(axis=1)).astype(np.float32)
 
 
 def keras_model(head, n_labels: int):
@@ -190,7 +145,7 @@ def train(
     for cond in TRAININGS[best["training"]]:
         if cond not in emb:
             emb[cond] = embeddings([split.clips[i] for i in train_ix], cond, cfg, cache)
-    head = _fit(*_stack(split, train_ix, emb, TRAININGS[best["training"]]), best["C"])
+    head = fit_head(*_stack(split, train_ix, emb, TRAININGS[best["training"]]), best["C"])
     float_scores = {
         part: {cond: clip_f1(head, split, split.parts[part], emb[cond]) for cond in EVAL_CONDITIONS}
         for part in ("val", "test")
@@ -216,7 +171,7 @@ def train(
         std=(1.0,) * cfg.n_mels,
         input_quantization=(0.0, 0),
         output_quantization=(0.0, 0),
-        train_step_seconds=STRIDE_S,
+        train_step_seconds=HEAD_STRIDE_S,
         training={
             "data": data_dir.name,
             "protocol": "honest",
@@ -239,7 +194,7 @@ def train(
         "chosen": {k: best[k] for k in ("normalisation", "training", "C")},
         "float_head": {p: {c: {"macro_f1": f, "clips": n} for c, (f, n) in v.items()} for p, v in float_scores.items()},
         "size_bytes": {k: p.stat().st_size for k, p in files.items()},
-        "patch_stride_s": STRIDE_S,
+        "patch_stride_s": HEAD_STRIDE_S,
         "cached_room": cached_room,
         "reference_power": REFERENCE_POWER,
     }
@@ -250,10 +205,10 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from trainer.common.paths import DEFAULT_DATA
     from trainer.families.musicnn.embeddings import CACHE
-    from trainer.make_models import DEFAULT_DATA
 
-    p = argparse.ArgumentParser(prog="python -m trainer.families.musicnn.head", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m trainer head", description=__doc__.splitlines()[0])
     p.add_argument("--labels", default="angry,happy,sad")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, required=True)
@@ -269,7 +224,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     train(args.labels.split(","), args.data, args.out, args.cache)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

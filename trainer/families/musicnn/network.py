@@ -8,7 +8,7 @@ unpacks the MSD_musicnn checkpoint from it, and :func:`build` rebuilds the graph
 pooling, dense) with the checkpoint's values. ``tf.train.load_checkpoint`` reads a TF1 checkpoint
 without its graph. tests/test_musicnn.py holds the rebuild to the original graph's outputs.
 
-``python -m trainer.families.musicnn.network fetch`` caches the wheel (`make test` runs it first).
+``python -m trainer fetch-musicnn`` caches the wheel (`make test` runs it first).
 """
 
 from __future__ import annotations
@@ -83,12 +83,6 @@ def checkpoint_dir(cache: Path = CACHE) -> Path:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(z.read(name))
     return folder
-
-
-def models_py(cache: Path = CACHE) -> str:
-    """The original graph's source (models.py of the wheel), for the reference test."""
-    with zipfile.ZipFile(fetch_wheel(cache)) as z:
-        return z.read("musicnn/models.py").decode()
 
 
 def checkpoint_values(cache: Path = CACHE) -> dict[str, np.ndarray]:
@@ -178,9 +172,8 @@ def build(values: dict[str, np.ndarray] | None = None, n_frames: int = N_FRAMES,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m trainer.families.musicnn.network", description="musicnn's pretrained weights"
+        prog="python -m trainer fetch-musicnn", description="download and verify musicnn's pinned wheel into the cache"
     )
-    p.add_argument("action", choices=["fetch"], help="fetch: download and verify the pinned wheel into the cache")
     p.add_argument("--cache", type=Path, default=CACHE)
     args = p.parse_args(argv)
     try:
@@ -189,7 +182,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"musicnn: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

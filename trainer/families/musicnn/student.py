@@ -7,7 +7,7 @@ Data (:func:`distillation_clips`): the clips of the training parts of the 3- and
 test part of either split; early stopping on the validation parts' clips (minus any test clip).
 That first student chooses the epochs and the head's C; the student that ships is distilled again
 on both (:func:`refitted_student`: every clip but the test parts) for those epochs.
-Per clip, a patch (187 frames, streamer.features.logmel.model_input) every ``STRIDE_S`` seconds of the
+Per clip, a patch (187 frames, streamer.features.logmel.model_input) every ``STUDENT_STRIDE_S`` seconds of the
 clean audio and of ``AUGMENT_K`` streamer.audio.chain.random_chain draws (trainer.families.musicnn.embeddings's
 ``augment-k`` conditions). Target of every patch, clean or augmented: the teacher's (float TFLite,
 trainer.families.musicnn.embeddings.Embedder) embedding of the *clean* patch at the same position. Inputs (float16)
@@ -18,7 +18,7 @@ Then a logistic-regression head per label set over the student's embeddings (tra
 clean + augmented; C chosen on the val part with the first student) and one int8 TFLite file
 (student + head) with the ``musicnn_logmel`` metadata, as trainer.families.musicnn.head exports the teacher.
 
-``python -m trainer.families.musicnn.student --labels angry,happy,sad --out runs/models/student-3class``
+``python -m trainer student --labels angry,happy,sad --out runs/models/student-3class``
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import functools
 import hashlib
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,28 +37,21 @@ import numpy as np
 from streamer.audio.decode import AudioError, load_audio
 from streamer.features.logmel import LogMelConfig
 from streamer.util.atomic import write_atomic
+from trainer.common.cache import content_digest, save_array
 from trainer.common.dataset import Clip
+from trainer.common.heads import CS, clip_f1, fit_head, head_weights
 from trainer.common.paths import RUN_CACHE
-from trainer.families.musicnn.embeddings import (
-    PATCH_FRAMES,
-    WINDOW_S,
-    Split,
-    condition_audio,
-    content_digest,
-    load_split,
-    patches,
-    save_array,
-)
+from trainer.common.split import Split, load_split
+from trainer.families.musicnn.embeddings import EVALUATE_HOP_S, PATCH_FRAMES, WINDOW_S, condition_audio, patches
 
 log = logging.getLogger(__name__)
 
 CACHE = RUN_CACHE / "student"
 CACHE_VERSION = 1
-STRIDE_S = 3.0  # between a clip's patches (10 per 30 s clip)
+STUDENT_STRIDE_S = 3.0  # between a clip's patches (10 per 30 s clip)
 AUGMENT_K = 2  # random_chain draws per clip (augment-0 .. augment-{K-1})
 EMBEDDING = 200
 LABEL_SETS = (("angry", "happy", "sad"), ("angry", "happy", "sad", "calm"))
-CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 WIDTH = 32  # channels of the first blocks (doubling twice, then 8x): ~27 M multiply-adds per patch
 BUDGET_S = 1800.0  # distillation's wall-clock limit
 # Keras's default 0.99 lags a few hundred steps per epoch behind weights that move fast: the
@@ -90,7 +82,7 @@ def distillation_clips(splits: list[Split]) -> tuple[list[Clip], list[Clip]]:
 
 
 def _key(content: str, what: str, config: LogMelConfig) -> str:
-    ident = json.dumps([CACHE_VERSION, content, what, config.to_dict(), STRIDE_S, PATCH_FRAMES], sort_keys=True)
+    ident = json.dumps([CACHE_VERSION, content, what, config.to_dict(), STUDENT_STRIDE_S, PATCH_FRAMES], sort_keys=True)
     return hashlib.sha1(ident.encode()).hexdigest()
 
 
@@ -133,7 +125,7 @@ def build(
             try:
                 audio = load_audio(clip.path, config.sample_rate)
                 for c in missing:
-                    x = patches(condition_audio(audio, c, clip.path.name), config, STRIDE_S)
+                    x = patches(condition_audio(audio, c, clip.path.name), config, STUDENT_STRIDE_S)
                     if x is None:
                         raise ValueError("shorter than one patch")
                     inputs[c] = x.astype(np.float16)
@@ -149,7 +141,7 @@ def build(
                 from trainer.families.musicnn.embeddings import Embedder
 
                 teacher = Embedder()
-            clean = patches(load_audio(clip.path, config.sample_rate), config, STRIDE_S)
+            clean = patches(load_audio(clip.path, config.sample_rate), config, STUDENT_STRIDE_S)
             target = teacher(clean).astype(np.float32)
             save_array(tfile, target)
         out[clip.path] = ClipData({c: x for c, x in inputs.items() if c in ("clean", *conds)}, target)
@@ -324,10 +316,9 @@ def distil(
 def _student_key(
     config: LogMelConfig, train: list[Clip], k: int, width: int, loss: str = "mse", refit_epochs: int = 0
 ) -> str:
-    parts = [CACHE_VERSION, config.to_dict(), sorted(c.path.name for c in train), k, width, STRIDE_S]
-    extra: list[Any] = [loss] if loss != "mse" else []  # the first students were keyed without it
-    extra += [["refit", refit_epochs]] if refit_epochs else []
-    return hashlib.sha1(json.dumps(parts + extra).encode()).hexdigest()[:16]
+    parts = [CACHE_VERSION, config.to_dict(), sorted(c.path.name for c in train), k, width, STUDENT_STRIDE_S, loss]
+    parts += [["refit", refit_epochs]] if refit_epochs else []
+    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 def _aligned(data: dict[Path, ClipData], conds: tuple[str, ...]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -440,23 +431,9 @@ def refitted_student(
 # ---------------------------------------------------------------- head, export
 
 
-def _clip_f1(head, emb: dict[Path, np.ndarray], split: Split, idx) -> tuple[float, int]:
-    from trainer.families.musicnn.head import _macro_f1
-
-    y_true, y_pred = [], []
-    for i in idx:
-        e = emb.get(split.clips[i].path)
-        if e is not None:
-            y_true.append(split.labels.index(split.clips[i].label))
-            y_pred.append(int(np.argmax(head.predict_proba(e).mean(axis=0))))
-    return _macro_f1(np.asarray(y_true), np.asarray(y_pred), len(split.labels)), len(y_true)
-
-
 def with_head(student, head, n_labels: int):
     """The student + the fitted scaler/logistic regression as one softmax dense layer: one model."""
     import keras
-
-    from trainer.families.musicnn.head import head_weights
 
     dense = keras.layers.Dense(n_labels, activation="softmax", name="head")
     model = keras.Model(student.input, dense(student.output), name="musicnn_student_head")
@@ -491,7 +468,7 @@ def export_student(
         std=(1.0,) * config.n_mels,
         input_quantization=(0.0, 0),
         output_quantization=(0.0, 0),
-        train_step_seconds=STRIDE_S,
+        train_step_seconds=STUDENT_STRIDE_S,
         training=training,
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -514,8 +491,6 @@ def train(
     """C of the head chosen on the validation part over the first student's embeddings (its
     distillation never saw a validation clip); then the refitted student (every non-test clip) and
     its head on the training + validation parts with that C, exported into ``out``."""
-    from trainer.families.musicnn.head import _fit
-
     first, first_report = trained_student(data_dir, config, cache, k, budget_s=budget_s, loss=loss)
     student, report = refitted_student(data_dir, config, first_report, cache, k, budget_s=budget_s)
     split = load_split(data_dir, labels)
@@ -541,13 +516,13 @@ def train(
     x, y = rows_of(embed(first, "train"))
     rows: list[dict[str, Any]] = []
     for c in CS:
-        head = _fit(x, y, c)
-        scores = {cond: _clip_f1(head, val[cond], split, split.parts["val"]) for cond in conds}
+        head = fit_head(x, y, c)
+        scores = {cond: clip_f1(head, split, split.parts["val"], val[cond]) for cond in conds}
         mean = float(np.mean([f for f, _ in scores.values()]))
         rows.append({"C": c, "val": {k: {"macro_f1": f, "clips": n} for k, (f, n) in scores.items()}, "mean": mean})
         log.info("C=%g val macro-F1 %s", c, {k: round(f, 3) for k, (f, _) in scores.items()})
     best = max(rows, key=lambda r: r["mean"])
-    head = _fit(*rows_of(embed(student, "train"), embed(student, "val")), best["C"])
+    head = fit_head(*rows_of(embed(student, "train"), embed(student, "val")), best["C"])
     rng = np.random.default_rng(0)
     train_data = list(data["train"].values())
     rep = np.concatenate([train_data[i].inputs["clean"] for i in rng.permutation(len(train_data))[:60]])
@@ -597,7 +572,7 @@ def evaluate_test(data_dir: Path, out: Path) -> dict[str, Any]:
     """The exported files through the daemon's path (streamer.evaluation.evaluate, as `moodstream evaluate
     DIR --hop 3 [--chain room --chain-seed 0]`) on the split's test part: int8 and float clean, int8
     room. Kept in ``out``/result.json under ``evaluate``."""
-    from trainer.make_models import evaluate_file, summary, test_folder
+    from trainer.common.evaluation import evaluate_file, summary, test_folder
 
     folder = test_folder(data_dir, out / "split.json", out / "test-data")
     result = json.loads((out / "result.json").read_text())
@@ -609,7 +584,9 @@ def evaluate_test(data_dir: Path, out: Path) -> dict[str, Any]:
     }.items():
         if job in done:
             continue
-        ev = evaluate_file(folder, out / f"model-{kind}.tflite", out / f"evaluate-{job.replace('/', '-')}.json", chain)
+        ev = evaluate_file(
+            folder, out / f"model-{kind}.tflite", out / f"evaluate-{job.replace('/', '-')}.json", chain, EVALUATE_HOP_S
+        )
         done[job] = summary(ev)
         log.info("test %s: %s", job, done[job])
         write_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
@@ -636,10 +613,10 @@ def fill(data_dir: Path, config: LogMelConfig, cache: Path = CACHE, k: int = AUG
 
 
 def main(argv: list[str] | None = None) -> int:
+    from trainer.common.paths import DEFAULT_DATA
     from trainer.families.musicnn.head import config_for
-    from trainer.make_models import DEFAULT_DATA
 
-    p = argparse.ArgumentParser(prog="python -m trainer.families.musicnn.student", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m trainer student", description=__doc__.splitlines()[0])
     p.add_argument("--labels", default="angry,happy,sad")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, required=True)
@@ -671,7 +648,3 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_evaluate:
         evaluate_test(args.data, args.out)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

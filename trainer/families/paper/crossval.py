@@ -12,7 +12,7 @@ capture-chain draw of them (``chain0``: room, microphone, noise, level, codec; s
 which no training fold saw. Candidates are ranked by the mean over folds of the clean and
 chained macro-F1.
 
-`python -m trainer.families.paper.crossval --labels angry,happy,sad --out runs/cv-3class` writes ``cv.json``
+`python -m trainer crossval --labels angry,happy,sad --out runs/cv-3class` writes ``cv.json``
 (per candidate and fold) and resumes: a finished (candidate, fold) is not refitted."""
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -240,13 +238,13 @@ def candidate(name: str) -> Candidate:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.make_models import DEFAULT_DATA
+    from trainer.common.paths import DEFAULT_DATA, RUN_CACHE
 
-    p = argparse.ArgumentParser(prog="python -m trainer.families.paper.crossval", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m trainer crossval", description=__doc__.splitlines()[0])
     p.add_argument("--labels", required=True)
-    p.add_argument("--data", type=Path, default=Path(os.environ.get("MOODSTREAM_DATA", DEFAULT_DATA)))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--cache", type=Path, default=Path("runs/cache"))
+    p.add_argument("--cache", type=Path, default=RUN_CACHE)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--only", help="comma-separated candidate names (default: all)")
     p.add_argument("--workers", type=int)
@@ -261,7 +259,3 @@ def main(argv: list[str] | None = None) -> int:
             f"chain {s['chain']['mean']:.3f} ± {s['chain']['std']:.3f}"
         )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -166,7 +166,7 @@ def _deep(
     arch: str, data: Prepared, mean: np.ndarray, std: np.ndarray, config: RunConfig, folder: Path
 ) -> dict[str, Any]:
     from trainer.common.export import embed_metadata, export
-    from trainer.families.paper.architectures import build
+    from trainer.families.paper.architectures import batch_one_copy, build
     from trainer.families.paper.fit import fit
 
     p = data.parts
@@ -211,7 +211,7 @@ def _deep(
     )
     files = {"int8": folder / "model-int8.tflite", "float": folder / "model-float.tflite"}
     rep = standardise(p["train"].x[np.random.default_rng(0).permutation(len(p["train"].y))[:512]], mean, std)
-    export(model, meta, rep, files["int8"], files["float"])
+    export(batch_one_copy(model, arch), meta, rep, files["int8"], files["float"])
     result: dict[str, Any] = {
         "architecture": arch,
         "fit": {k: v for k, v in fitted.items() if k != "history"},

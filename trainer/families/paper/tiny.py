@@ -36,7 +36,7 @@ def train_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     from streamer.features.mfcc import FeatureConfig
     from streamer.model.metadata import FORMAT_VERSION, ModelMetadata
     from trainer.common.export import export
-    from trainer.families.paper.architectures import build
+    from trainer.families.paper.architectures import batch_one_copy, build
     from trainer.families.paper.fit import fit
     from trainer.families.paper.segments import window_geometry
 
@@ -61,5 +61,5 @@ def train_tiny_model(out_dir: Path, seed: int = 0) -> Path:
         training={"data": "synthetic moods (trainer/families/paper/tiny.py)", "epochs": summary["epochs_run"]},
     )
     path = out_dir / "tiny-int8.tflite"
-    export(model, meta, xs_[~val], path, out_dir / "tiny-float.tflite")
+    export(batch_one_copy(model, "cnn"), meta, xs_[~val], path, out_dir / "tiny-float.tflite")
     return path

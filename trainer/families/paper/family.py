@@ -1,0 +1,137 @@
+"""The paper family's steps for `make models`: for 3 and 4 classes, artist-grouped 5-fold
+cross-validation over the training and validation parts chooses the training recipe
+(trainer.families.paper.crossval: clean or capture-chain copies, level-free input, weight decay,
+mixup); the winner is trained on the honest split (the shippable linear model and the baseline
+floor), copied to models/, scored the daemon's way on the test part, clean and through every
+capture chain (trainer.common.chains), and models/README.md is written with the figures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from streamer.util.atomic import write_atomic
+from trainer.common.chains import chain_evaluations
+from trainer.common.evaluation import test_folder
+from trainer.families.family import Family, Job
+from trainer.families.paper.card import HOW_CHOSEN, model_card
+from trainer.families.paper.crossval import candidate, run_cv
+from trainer.families.paper.run import RunConfig, run
+
+THREE = ("angry", "happy", "sad")
+FOUR = ("angry", "happy", "sad", "calm")
+TARGETS = {"3class": THREE, "4class": FOUR}  # shipped file -> labels
+FOLDS = 5
+
+
+def train(name: str, job: Job) -> None:
+    """Cross-validate the recipes, then train the winner on the honest split (both resumable)."""
+    state = run_cv(job.data, list(TARGETS[name]), job.runs / f"{name}-cv", job.cache, FOLDS)
+    run(winner_config(name, state["ranking"][0], job.data, job.runs, job.time_budget_min), job.cache)
+
+
+def best_model(candidates: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """(run, architecture) with the highest VALIDATION clip-level macro-F1 of the int8 file
+    (window level breaks ties); the test part plays no part in the choice."""
+
+    def key(item: tuple[str, str]) -> tuple[float, float]:
+        val = candidates[item[0]]["results"][item[1]]["val"]["int8"]
+        return val["clip"]["macro_f1"], val["window"]["macro_f1"]
+
+    models = [(run, arch) for run, m in candidates.items() for arch, r in m["results"].items() if "int8" in r["val"]]
+    return max(models, key=key)
+
+
+def winner_config(name: str, winner: str, data: Path, runs: Path, time_budget_min: float) -> RunConfig:
+    """The cross-validation winner's recipe on the honest split (train part, early stopping on val)."""
+    c = candidate(winner)
+    return RunConfig(
+        data_dir=str(data),
+        out=str(runs / f"{name}-{winner}"),
+        labels=TARGETS[name],
+        architectures=("linear",),
+        protocol="honest",
+        augment=False,
+        chain_copies=c.chain_copies,
+        clean_copies=c.clean_copies,
+        centre_energy=c.centre_energy,
+        weight_decay=c.weight_decay,
+        learning_rate=c.learning_rate,
+        time_budget_s=time_budget_min * 60,
+        name="moodstream",
+    )
+
+
+def ship(job: Job) -> None:
+    """Copy each cross-validation winner to models/, evaluate it (clean and through every capture
+    chain), write the card."""
+    data, runs, models = job.data, job.runs, job.models
+    cvs = {
+        name: json.loads((runs / f"{name}-cv" / "cv.json").read_text())
+        for name in TARGETS
+        if (runs / f"{name}-cv" / "cv.json").is_file()
+    }
+    present = {}
+    shipped = {}
+    chains: dict[str, dict[str, Any]] = _before(models)
+    for target_name, cv in cvs.items():
+        winner = cv["ranking"][0]
+        run_name = f"{target_name}-{winner}"
+        if not (runs / run_name / "metrics.json").is_file():
+            continue
+        present[run_name] = json.loads((runs / run_name / "metrics.json").read_text())
+        _, arch = best_model({run_name: present[run_name]})
+        target = models / f"moodstream-{target_name}.tflite"
+        write_atomic(target, (runs / run_name / arch / "model-int8.tflite").read_bytes())
+        folder = test_folder(data, runs / run_name / "split.json", runs / run_name / "test-data")
+        # `moodstream evaluate --chain NAME` for every chain; "clean" is the plain evaluation
+        by_chain = chain_evaluations(folder, target, runs / run_name / "chains")
+        chains[f"`{target.name}` ({arch}, {winner})"] = by_chain
+        shipped[target_name] = {
+            "run": run_name,
+            "architecture": arch,
+            "candidate": winner,
+            "file": target.name,
+            "size": target.stat().st_size,
+            "evaluate": by_chain["clean"],
+            "runs": [run_name],
+            "chains": by_chain,
+        }
+    for name, metrics in present.items():
+        write_atomic(models / f"metrics-{name}.json", json.dumps(_small(metrics), indent=2) + "\n")
+        write_atomic(models / f"report-{name}.md", (runs / name / "report.md").read_text())
+    write_atomic(models / "chains.json", json.dumps(_chain_summary(models, shipped), indent=2) + "\n")
+    write_atomic(models / "README.md", model_card(present, shipped, None, HOW_CHOSEN, cv=cvs, chains=chains))
+
+
+def _before(models: Path) -> dict[str, Any]:
+    """The models shipped before the capture-chain work, measured through the same chains
+    (models/chains-before.json: kept, since those files are no longer in models/)."""
+    file = models / "chains-before.json"
+    return json.loads(file.read_text())["rows"] if file.is_file() else {}
+
+
+def _chain_summary(models: Path, shipped: dict[str, Any]) -> dict[str, Any]:
+    """What `make bench` reports without the data: each shipped file (by content) and its chain figures."""
+    keys = ("macro_f1", "accuracy", "n_clips", "intervals", "group_intervals", "chain")
+    return {
+        s["file"]: {
+            "sha256": hashlib.sha256((models / s["file"]).read_bytes()).hexdigest(),
+            "candidate": s["candidate"],
+            "chains": {c: {k: r.get(k) for k in keys} for c, r in s["chains"].items()},
+        }
+        for s in shipped.values()
+    }
+
+
+def _small(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics without the per-epoch histories (the card and report keep what matters)."""
+    return {
+        "run": metrics["run"],
+        "results": {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in metrics["results"].items()},
+    }
+
+
+FAMILY = Family("paper", "README.md", tuple(TARGETS), tuple(TARGETS), train, ship)
