@@ -340,4 +340,4 @@ def test_a_watchdog_kill_leaves_every_threads_stack_in_the_journal(
             proc.communicate()
     assert proc.returncode == -signal.SIGABRT  # systemd sees the kill; Restart=on-failure applies
     assert "Fatal Python error: Aborted" in err
-    assert "streamer/daemon.py" in err  # the main thread's stack, down in the daemon
+    assert "streamer/commands/run.py" in err  # the main thread's stack, down in the run command

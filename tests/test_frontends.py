@@ -118,7 +118,7 @@ def test_mfcc_frames_cannot_reach_a_log_mel_model(logmel_model: Path, tmp_path: 
         ModelRunner(lying)
     # a log-mel kind with MFCC settings, or an unknown kind, is an unusable file
     for change, message in (
-        ({"features": "musicnn_logmel", "feature_config": FeatureConfig().to_dict()}, "log-mel"),
+        ({"features": "musicnn_logmel", "feature_config": FeatureConfig().to_dict()}, "musicnn_logmel settings"),
         ({"features": "chroma"}, "unknown feature kind"),
     ):
         data = {**meta.to_dict(), **change}
