@@ -131,4 +131,6 @@ def fake_emotion(seq: int, label: str, probabilities: dict[str, float], hop_s: f
         level=Level(-20.0, -6.0, False),
         processing_ms=1.0,
         model="bench",
+        changed=False,
+        held_s=seq * hop_s,
     )

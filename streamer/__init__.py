@@ -1,4 +1,4 @@
-"""moodstream's daemon: capture, features, model, smoothing, events and their consumers."""
+"""moodstream's daemon: capture, features, model, temporal model, events and their consumers."""
 
 from __future__ import annotations
 

@@ -55,17 +55,20 @@ MAX_CONFIG_BYTES = 64 * 1024  # a settings file is a few kB; more is a mistake (
 
 @dataclass(frozen=True)
 class Bounds:
-    """The allowed range of a number, inclusive (``hi_open``: up to but not including ``hi``)."""
+    """The allowed range of a number, inclusive (``lo_open``/``hi_open``: that end excluded)."""
 
     lo: float
     hi: float
     hi_open: bool = False
+    lo_open: bool = False
 
     def contains(self, value: float) -> bool:
-        return self.lo <= value and (value < self.hi if self.hi_open else value <= self.hi)
+        above = value > self.lo if self.lo_open else value >= self.lo
+        return above and (value < self.hi if self.hi_open else value <= self.hi)
 
     def __str__(self) -> str:
-        return f"{_number(self.lo)} to {'under ' if self.hi_open else ''}{_number(self.hi)}"
+        low = f"over {_number(self.lo)}" if self.lo_open else _number(self.lo)
+        return f"{low} to {'under ' if self.hi_open else ''}{_number(self.hi)}"
 
 
 def _number(x: float) -> str:
@@ -205,35 +208,40 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class SmoothingSettings:
-    time_constant_s: float = setting(
-        3.0,
-        "EMA time constant of the probabilities in s; 0 = off",
-        flag="--time-constant",
-        bounds=(0, 3600),
-        doc="Time constant in seconds of the exponential moving average of the probabilities; 0 = none.",
+    """The temporal model (streamer/core/temporal.py): how the shown mood follows the music."""
+
+    mood_seconds: float = setting(
+        60.0,
+        "how long a mood lasts on average, in s: longer = steadier, shorter = quicker to change",
+        flag="--mood-seconds",
+        bounds=(1, 86400),
+        doc="How long one mood lasts on average, in seconds. The temporal model expects a change about this "
+        "often: longer makes the shown mood steadier within a song and slower at a real change.",
     )
-    switch_margin: float = setting(
-        0.1,
-        "a label is claimed only while it leads the next one by this much...",
-        flag="--switch-margin",
-        bounds=Bounds(0, 1, hi_open=True),
-        doc="A label is claimed only while it leads the next one by this much probability...",
-    )
-    switch_hops: int = setting(
-        2,
-        "...and a new one only after this many consecutive hops of that lead",
-        flag="--switch-hops",
-        bounds=(1, 1000),
-        doc="...and a new label only after this many consecutive hops of that lead; until then, and whenever "
-        'no label leads by the margin, the state is "uncertain" and no label is claimed.',
+    evidence_weight: float = setting(
+        0.3,
+        "how much one hop counts as evidence (0-1]: more = quicker, jumpier",
+        flag="--evidence-weight",
+        bounds=Bounds(0, 1, lo_open=True),
+        doc="How much one hop's model output counts as evidence (its calibrated probabilities are raised to "
+        "this power): a hop's 3 s patch overlaps its neighbours', so a hop is worth less than an independent "
+        "look at the music. More makes the shown mood quicker and jumpier.",
     )
     min_confidence: float = setting(
-        0.40,
-        "below this smoothed probability of the leading label the state is uncertain",
+        0.5,
+        "below this belief in the leading mood the state is uncertain",
         flag="--min-confidence",
         bounds=(0, 1),
-        doc='Below this smoothed probability of the most probable label the state is "uncertain" too '
-        "(chosen on the shipped models' validation clips: see the README).",
+        doc='Below this belief in the most probable mood the state is "uncertain" and no label is claimed.',
+    )
+    jump_db: float = setting(
+        12.0,
+        "a hop this many dB louder or quieter than the last seconds starts the belief afresh",
+        flag="--jump-db",
+        bounds=(1, 200),
+        doc="A hop whose level differs by more than this many dB from the level of the seconds before (a new "
+        "song at another loudness, a volume knob) lets the belief go back to even odds; a pause (a silent hop) "
+        "does too. 200 = never.",
     )
 
 

@@ -401,7 +401,7 @@ def test_sigterm_while_the_sound_server_is_frozen_exits_within_2_s(pulse: PulseS
 
 def test_sighup_stops_cleanly_and_starts_again_with_the_config_reread(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text("[smoothing]\nswitch_hops = 2\n")
+    config.write_text("[smoothing]\nmood_seconds = 60\n")
     proc = _jsonl_daemon("--source", "demo", "--config", str(config))
     try:
         _events_until(proc, lambda e: e.get("type") == "emotion", 60)
@@ -413,7 +413,7 @@ def test_sighup_stops_cleanly_and_starts_again_with_the_config_reread(tmp_path: 
         _events_until(proc, lambda e: e.get("type") == "emotion", 30)
         restart_s = time.monotonic() - t0
         assert proc.poll() is None and proc.pid == pid  # the same process (exec), running again
-        config.write_text("[smoothing]\nswitch_hops = 0\n")  # now wrong: read afresh, refused
+        config.write_text("[smoothing]\nmood_seconds = 0\n")  # now wrong: read afresh, refused
         proc.send_signal(signal.SIGHUP)
         _events_until(proc, lambda e: e.get("kind") == "stopped", 10)
         code = proc.wait(30)
@@ -422,7 +422,7 @@ def test_sighup_stops_cleanly_and_starts_again_with_the_config_reread(tmp_path: 
             proc.kill()
             proc.wait()
     record("sighup", restart_to_first_hop_s=round(restart_s, 2), exit_after_bad_config=code)
-    assert code == 2 and "switch_hops" in (proc.stderr.read() if proc.stderr else "")
+    assert code == 2 and "mood_seconds" in (proc.stderr.read() if proc.stderr else "")
 
 
 # handshake rules, against the real Server in this process

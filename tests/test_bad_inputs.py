@@ -169,7 +169,7 @@ def test_unreadable_config_file(tmp_path: Path, make) -> None:
         (("--hop", "31"), "model.hop_seconds"),  # longer than the 30 s ring
         (("--hop", "inf"), "model.hop_seconds"),
         (("--hop", "nan"), "model.hop_seconds"),
-        (("--time-constant", "nan"), "smoothing.time_constant_s"),  # NaN probabilities otherwise
+        (("--mood-seconds", "nan"), "smoothing.mood_seconds"),  # NaN beliefs otherwise
         (("--port", "70000"), "server.port"),
         (("--source", "bogus"), "bogus"),
         (("--stall-seconds", "0"), "liveness.stall_seconds"),

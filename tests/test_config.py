@@ -46,10 +46,10 @@ def test_values_outside_the_bounds_are_refused_by_name(section: str, key: str, b
     for value in (bounds.lo - step, bounds.hi + step):
         with pytest.raises(ConfigError, match=rf"^{section}\.{key}: must be"):
             config.from_dict({section: {key: kind(value)}}).validate()
-    edges = [bounds.lo] if bounds.hi_open else [bounds.lo, bounds.hi]
-    if bounds.hi_open:
+    edges = [e for e, is_open in ((bounds.lo, bounds.lo_open), (bounds.hi, bounds.hi_open)) if not is_open]
+    for edge in [e for e, is_open in ((bounds.lo, bounds.lo_open), (bounds.hi, bounds.hi_open)) if is_open]:
         with pytest.raises(ConfigError, match=rf"^{section}\.{key}"):
-            config.from_dict({section: {key: kind(bounds.hi)}}).validate()
+            config.from_dict({section: {key: kind(edge)}}).validate()
     for value in edges:  # the edges themselves are allowed (another key's check may still object)
         try:
             config.from_dict({section: {key: kind(value)}}).validate()
@@ -65,7 +65,7 @@ def test_values_outside_the_bounds_are_refused_by_name(section: str, key: str, b
         ("[source]\nrate = 0\n", "source.rate"),
         ("[server]\nmax_message_bytes = 10000000000\n", "server.max_message_bytes"),
         ("[liveness]\nstall_seconds = 1e-9\n", "liveness.stall_seconds"),
-        ("[smoothing]\nswitch_margin = 1.0\n", "smoothing.switch_margin"),
+        ("[smoothing]\nevidence_weight = 0.0\n", "smoothing.evidence_weight"),
         ("a = " + "[" * 30_000 + "]" * 30_000 + "\n", "nested too deeply"),  # was a RecursionError
         ("a = " + "{b=" * 9_000 + "1" + "}" * 9_000 + "\n", "nested too deeply"),
         ("a = " + "[" * 100_000 + "]" * 100_000 + "\n", "larger than 64 KiB"),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from streamer.config import Settings
 from streamer.core.pipeline import Pipeline
@@ -65,9 +66,17 @@ def test_a_toy_family_is_trained_shipped_listed_and_run(
     from streamer.commands import models as models_command
 
     data, models = tmp_path / "data", tmp_path / "models"
-    data.mkdir()
+    for label in ("angry", "happy", "sad"):
+        (data / label).mkdir(parents=True)
+        for seed in range(5):
+            sf.write(data / label / f"{label}{seed}.wav", mood_audio(label, 8.0, seed=seed + 3), 16000)
     argv = ["--data", str(data), "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path), "--models", str(models)]
     assert make_models.main(argv, families=(TOY,), default="3class-toy") == 0
+    # and every shipped file as a lamp sees it: its test part as streams, clean and in a room
+    live = json.loads((models / "live.json").read_text())
+    assert set(live) == {"3class-toy"} and set(live["3class-toy"]) == {"clean", "room"}
+    assert live["3class-toy"]["clean"]["songs"] == 3 * 3  # the test part's clips, three shuffles
+    assert "| `3class-toy` (default) | clean | 9 |" in (models / "README-live.md").read_text()
     assert json.loads((models / "index.json").read_text()) == {
         "default": "3class-toy",
         "models": {"3class-toy": {"family": "toy", "card": "README-toy.md"}},

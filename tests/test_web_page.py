@@ -132,7 +132,7 @@ def test_page_shows_the_label_bars_level_and_strip_and_greys_out_when_events_sto
 
             bus.publish(emotion(23, state="uncertain"))
             await label_shows(page, "uncertain")
-            assert "no mood leads clearly" in await page.text_content("#detail")
+            assert "no mood believed enough" in await page.text_content("#detail")
             assert await page.evaluate("document.querySelectorAll('#bars .bar.lead').length") == 0
             await page.screenshot(path=str(tmp_path / "uncertain.png"), full_page=True)
             bus.publish(emotion(24, state="silence"))

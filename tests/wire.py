@@ -44,6 +44,8 @@ def emotion(seq: int, label: str = "happy", state: str = "emotion") -> EmotionEv
         level=Level(rms_dbfs=-20.0, peak_dbfs=-3.0, clipped=False),
         processing_ms=1.5,
         model="tiny",
+        changed=False,
+        held_s=1.0,
     )
 
 

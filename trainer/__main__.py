@@ -16,7 +16,7 @@ TOOLS = {
     "head": ("trainer.families.musicnn.head", "cross-validate and train the head on musicnn's embeddings"),
     "student": ("trainer.families.musicnn.student", "distil musicnn into the small student"),
     "chains": ("trainer.common.chains", "a model through every capture chain on the test part"),
-    "confidence": ("trainer.studies.confidence", "how min_confidence was chosen"),
+    "live": ("trainer.studies.live", "how the temporal model's defaults were chosen, on validation streams"),
 }
 
 

@@ -1,7 +1,9 @@
 """`make models`: reproduce the shipped models, their cards and models/index.json from the labelled
 data, family by family (trainer.families.registry). Each family trains its runs (``--only``
 names some), then ships what its runs hold: the files, their figures through the daemon's own
-path on the test part, and its card. Everything is resumable: rerunning skips what is finished."""
+path on the test part, and its card; then every shipped file plays the test part as a stream
+(models/README-live.md, trainer.common.live). Everything is resumable: rerunning skips what is
+finished."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from streamer.util.atomic import write_atomic
+from trainer.common.live import write_live_card
 from trainer.common.paths import DEFAULT_DATA, MODELS, RUN_CACHE, RUNS
 from trainer.families.family import Family, Job
 from trainer.families.registry import DEFAULT_MODEL, FAMILIES
@@ -30,6 +34,7 @@ def main(argv: list[str] | None = None, families: tuple[Family, ...] = FAMILIES,
     p.add_argument("--ship-only", action="store_true", help="train nothing; ship what the runs hold")
     p.add_argument("--models", type=Path, default=MODELS, help="where the shipped files and the cards go")
     p.add_argument("--time-budget", type=float, default=TIME_BUDGET_MIN, help="minutes per model")
+    p.add_argument("--no-live", action="store_true", help="skip models/README-live.md (every file as a lamp sees it)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.data.is_dir():
@@ -40,17 +45,21 @@ def main(argv: list[str] | None = None, families: tuple[Family, ...] = FAMILIES,
         print(f"make models: unknown --only name(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
     job = Job(args.data, args.runs, args.cache, args.models, args.time_budget)
+    shipped = False
     for family in families:
         trained = [n for n in names if n in family.runs]
         for name in trained:
             family.train(name, job)
         if args.ship_only or trained:  # else it would rewrite the card from nothing new
             family.ship(job)
-    write_index(args.models, families, default)
+            shipped = True
+    index = write_index(args.models, families, default)
+    if shipped and not args.no_live:
+        write_live_card(args.data, args.models, args.cache / "live", index)
     return 0
 
 
-def write_index(models: Path, families: tuple[Family, ...], default: str = DEFAULT_MODEL) -> None:
+def write_index(models: Path, families: tuple[Family, ...], default: str = DEFAULT_MODEL) -> dict[str, Any]:
     """models/index.json: every shipped file by short name with its family and card, and the
     default model; `moodstream` lists, resolves and describes the shipped models from it."""
     index = {
@@ -65,3 +74,4 @@ def write_index(models: Path, families: tuple[Family, ...], default: str = DEFAU
     if default not in index["models"]:
         raise RuntimeError(f"make models: the default model {default!r} is not in {models}")
     write_atomic(models / "index.json", json.dumps(index, indent=2) + "\n")
+    return index

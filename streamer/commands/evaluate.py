@@ -1,5 +1,7 @@
-"""`moodstream evaluate DATA_DIR [--model FILE] [--chain NAME] --json OUT.json`: score a model on
-a labelled folder the daemon's way (streamer.evaluation.evaluate), print the summary, write the JSON."""
+"""`moodstream evaluate DATA_DIR [--model FILE] [--chain NAME] [--stream] --json OUT.json`: score a model
+on a labelled folder the daemon's way, clip by clip (streamer.evaluation.evaluate) or, with
+``--stream``, as one stream played into the daemon (streamer.evaluation.stream); print the summary,
+write the JSON."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from streamer.config import ConfigError
 from streamer.evaluation.evaluate import evaluate
 from streamer.evaluation.labelled import MetadataError
 from streamer.evaluation.metrics import describe_intervals
+from streamer.evaluation.stream import SETTLE_S, evaluate_stream
 from streamer.model import shipped
 from streamer.model.metadata import ModelFileError
 from streamer.model.runner import ModelRunner
@@ -27,7 +30,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("data_dir", type=Path, help="folder with one sub-folder per label (any audio format or rate)")
     a("--json", type=Path, help="write the metrics here as JSON")
     a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
-    config_mod.add_flags(parser, ("model.path", "model.hop_seconds", "gate.silence_dbfs", "source.channel"))
+    smoothing = tuple(f"smoothing.{f.name}" for section, _, f in config_mod.declared() if section == "smoothing")
+    config_mod.add_flags(parser, ("model.path", "model.hop_seconds", "gate.silence_dbfs", "source.channel", *smoothing))
+    live = parser.add_argument_group("as a lamp sees it (--stream)")
+    live.add_argument(
+        "--stream",
+        action="store_true",
+        help="play the clips back to back as one stream into the daemon and score every hop's shown mood",
+    )
+    live.add_argument("--streams", type=int, default=1, metavar="N", help="seeded shuffles to play (default 1)")
+    live.add_argument(
+        "--gap", type=float, default=0.0, metavar="S", help="seconds of silence between songs (default 0)"
+    )
+    live.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_S,
+        metavar="S",
+        help="a song's first seconds, not scored for accuracy (default %(default)g)",
+    )
+    live.add_argument("--hops", action="store_true", help="keep every hop in the JSON (for studies)")
     # evaluate's own options, not daemon settings (no config key): the capture chain to simulate
     chains = parser.add_argument_group("capture chain (needs the train extra)")
     chains.add_argument(
@@ -53,18 +75,42 @@ def main(args: argparse.Namespace) -> int:
             check_available()
         settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
         runner = ModelRunner(shipped.resolve(settings.model.path))
-        result = evaluate(args.data_dir, runner, settings, args.chain, args.chain_seed)
+        if args.stream:
+            _check_stream_args(args)
+            result = evaluate_stream(
+                args.data_dir,
+                runner,
+                settings,
+                args.chain,
+                args.chain_seed,
+                args.streams,
+                args.gap,
+                args.settle,
+                args.hops,
+            )
+        else:
+            result = evaluate(args.data_dir, runner, settings, args.chain, args.chain_seed)
     except (ConfigError, ModelFileError, MetadataError, FileNotFoundError, ChainError) as exc:
         print(f"moodstream evaluate: {exc}", file=sys.stderr)
         return 2
-    print(_summary(result))  # first: a failed write below must not lose what was measured
+    # first: a failed write below must not lose what was measured
+    print(_stream_summary(result) if args.stream else _summary(result))
     if args.json:
         try:
             write_atomic(args.json, json.dumps(result, indent=2) + "\n")
         except OSError as exc:
             print(f"moodstream evaluate: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
             return 1
-    return 0 if result["n_clips"] else 1
+    return 0 if result.get("n_clips", result.get("songs")) else 1
+
+
+def _check_stream_args(args: argparse.Namespace) -> None:
+    if not 1 <= args.streams <= 100:
+        raise ConfigError(f"--streams {args.streams}: must be 1 to 100")
+    if not 0 <= args.gap <= 60:
+        raise ConfigError(f"--gap {args.gap:g}: must be 0 to 60 seconds")
+    if not 0 <= args.settle <= 600:
+        raise ConfigError(f"--settle {args.settle:g}: must be 0 to 600 seconds")
 
 
 def _check_writable(path: Path) -> None:
@@ -99,3 +145,28 @@ def _summary(r: dict[str, Any]) -> str:
         )
     lines += [f"  skipped {s['file']}: {s['reason']}" for s in r["skipped_files"]]
     return "\n".join(lines)
+
+
+def _stream_summary(r: dict[str, Any]) -> str:
+    iv = r["intervals"]
+
+    def fig(key: str, fmt: str, unit: str = "") -> str:
+        value = r[key]
+        if value is None:
+            return "-"
+        low, high = iv.get(key, (value, value))
+        return f"{value:{fmt}}{unit} ({low:{fmt}}-{high:{fmt}})"
+
+    return "\n".join(
+        [
+            f"{r['model']['name']} on {r['data_dir']} as {r['streams']} stream(s){_chain_note(r)}: "
+            f"{r['songs']} songs, hop {r['hop_seconds']:g} s, scored after {r['settle_s']:g} s of each song",
+            f"  shown mood right {fig('accuracy', '.3f')}, uncertain {fig('uncertain', '.3f')}",
+            f"  changes within songs per 10 min {fig('changes_per_10min', '.1f')}"
+            f" (of the claimed label alone {fig('label_changes_per_10min', '.1f')})",
+            f"  to a new mood: median {fig('latency_median_s', '.1f', ' s')}, p90 {fig('latency_p90_s', '.1f', ' s')},"
+            f" never shown {fig('missed_mood_changes', '.3f')}",
+            f"  same-mood song changes where the label left the mood {fig('false_change_share', '.3f')}",
+            "  (95 % intervals, songs resampled)",
+        ]
+    )

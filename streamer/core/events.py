@@ -55,13 +55,15 @@ class EmotionEvent:
     timestamp: float  # wall clock, seconds since the epoch
     stream_time: float  # seconds of audio consumed since the source started
     state: State
-    label: str | None  # None unless state == "emotion" ("uncertain": no label leads clearly)
-    confidence: float  # smoothed probability of ``label`` (0 when no label)
-    probabilities: dict[str, float]  # smoothed (empty unless the model ran: emotion or uncertain)
+    label: str | None  # None unless state == "emotion" ("uncertain": no mood is believed enough)
+    confidence: float  # the temporal model's belief in ``label`` (0 when no label)
+    probabilities: dict[str, float]  # the temporal model's belief (empty unless the model ran)
     raw: dict[str, float]  # this hop's model output
     level: Level
     processing_ms: float
     model: str
+    changed: bool  # what is shown (the label, or the state without one) differs from the last hop's
+    held_s: float  # seconds of audio since what is shown began
     type: Literal["emotion"] = "emotion"
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from streamer.config import Settings
 from streamer.core.events import EmotionEvent, Level, State
 from streamer.core.ring import feature_ring, sample_ring
-from streamer.core.smoothing import Smoother
+from streamer.core.temporal import MoodFilter
 from streamer.features.frontend import AnyConfig, extractor_for
 
 FLOOR_DBFS = -120.0  # reported for digital silence (log of 0 has no JSON form)
@@ -31,6 +31,8 @@ CLIP_LEVEL = 32767 / 32768  # a sample at int16 full scale or beyond counts as c
 class _Metadata(Protocol):
     @property
     def feature_config(self) -> AnyConfig: ...
+    @property
+    def temperature(self) -> float: ...
 
 
 class Runner(Protocol):
@@ -78,7 +80,11 @@ class Pipeline:
                 f"{self.features.capacity}-frame feature ring"
             )
         self._extractor = extractor_for(feature_config)  # the front-end the model's metadata names
-        self._smoother = Smoother(settings.smoothing, settings.model.hop_seconds)
+        self._filter = MoodFilter(
+            settings.smoothing, settings.model.hop_seconds, len(self.labels), runner.metadata.temperature
+        )
+        self._shown: str | None = None  # what the last hop showed: a label, or its state
+        self._shown_since = 0.0  # stream time when that began
         self.seq = 0
         self.consumed = 0  # samples since the stream started (across resets: stream time goes on)
         self._hop_fill = 0  # samples of the current hop seen so far
@@ -90,7 +96,7 @@ class Pipeline:
         self.samples.clear()
         self.features.clear()
         self._extractor.reset()
-        self._smoother.reset()
+        self._filter.reset()
         self._hop_fill = 0
         self._hop_audio.clear()
         self._hop_cpu = 0.0
@@ -128,36 +134,44 @@ class Pipeline:
         level = level_of(self.samples.latest(self.hop_samples))
         window_frames = self.runner.window_frames
         raw: dict[str, float] = {}
-        smoothed: dict[str, float] = {}
+        belief: dict[str, float] = {}
         label, confidence = None, 0.0
         state: State
         if len(self.features) < window_frames:
             state = "warming_up"
         elif level.rms_dbfs < self.settings.gate.silence_dbfs:
             state = "silence"
+            self._filter.reset()  # a pause: what follows is heard afresh
         else:
             probs = self.runner.predict(self.features.latest(window_frames))
-            smooth, index = self._smoother.update(probs)
+            believed, index = self._filter.update(probs, level.rms_dbfs)
             raw = _as_dict(self.labels, probs)
-            smoothed = _as_dict(self.labels, smooth)
+            belief = _as_dict(self.labels, believed)
             if index is None:
                 state = "uncertain"
             else:
                 state = "emotion"
-                label, confidence = self.labels[index], float(smooth[index])
+                label, confidence = self.labels[index], float(believed[index])
+        stream_time = self.consumed / self.config.sample_rate
+        shown = label or state
+        changed = self._shown is not None and shown != self._shown
+        if shown != self._shown:
+            self._shown, self._shown_since = shown, stream_time - self.settings.model.hop_seconds
         cpu = self._hop_cpu + time.perf_counter() - t0
         event = EmotionEvent(
             seq=self.seq,
             timestamp=time.time(),
-            stream_time=self.consumed / self.config.sample_rate,
+            stream_time=stream_time,
             state=state,
             label=label,
             confidence=confidence,
-            probabilities=smoothed,
+            probabilities=belief,
             raw=raw,
             level=level,
             processing_ms=round(cpu * 1000.0, 3),
             model=self.runner.name,
+            changed=changed,
+            held_s=round(stream_time - self._shown_since, 3),
         )
         self.seq += 1
         self._hop_fill = 0

@@ -54,6 +54,9 @@ class ModelMetadata:
     # feature columns whose mean over the window is subtracted before standardising (the log
     # energy, 0: the model then hears the music, not the microphone's gain)
     centred_columns: tuple[int, ...] = ()
+    # calibration of the probabilities for the temporal model (softmax(log p / temperature)), fitted
+    # on validation hops; 1 = as the network says
+    temperature: float = 1.0
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -79,6 +82,8 @@ class ModelMetadata:
                 f"window_frames {self.window_frames} does not match window_seconds "
                 f"{self.window_seconds} ({self.feature_config.frames_for(self.window_seconds)} frames)"
             )
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0, got {self.temperature}")
         for which, (scale, _) in (("input", self.input_quantization), ("output", self.output_quantization)):
             if not (math.isfinite(scale) and scale >= 0):
                 raise ValueError(f"{which}_quantization scale must be >= 0, got {scale}")
@@ -101,6 +106,7 @@ class ModelMetadata:
             "mean": list(self.mean),
             "std": list(self.std),
             "centred_columns": list(self.centred_columns),
+            "temperature": self.temperature,
             "input_quantization": {"scale": self.input_quantization[0], "zero_point": self.input_quantization[1]},
             "output_quantization": {"scale": self.output_quantization[0], "zero_point": self.output_quantization[1]},
             "training": self.training,
@@ -147,6 +153,7 @@ class ModelMetadata:
                 # files written before the rename carry it as "hop_seconds" (the shipped ones do)
                 train_step_seconds=float(data.get("train_step_seconds", data.get("hop_seconds", 1.0))),
                 centred_columns=tuple(int(c) for c in data.get("centred_columns", ())),
+                temperature=float(data.get("temperature", 1.0)),
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
             )

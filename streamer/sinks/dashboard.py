@@ -111,10 +111,10 @@ class Dashboard:
             word, detail, color = "waiting", "no hop yet", GREY
         elif event["state"] == "emotion":
             word, color = event["label"], self.color(event["label"])
-            detail = f"{100 * event['confidence']:.0f}% confident · hop {event['seq']}"
+            detail = f"{100 * event['confidence']:.0f}% confident · {_held(event)}hop {event['seq']}"
         elif event["state"] == "uncertain":
             word, color = "uncertain", GREY
-            detail = f"no mood leads clearly · hop {event['seq']}"
+            detail = f"no mood believed enough · {_held(event)}hop {event['seq']}"
         else:
             word, color = event["state"].replace("_", " "), GREY
             detail = f"hop {event['seq']}"
@@ -138,7 +138,7 @@ class Dashboard:
                 Text(f"{100 * p:.0f}%"),
                 Text(f"raw {_bar_text(r, BAR_WIDTH // 2)} {100 * r:.0f}%"),
             )
-        return Panel(table, title="probabilities (smoothed, raw)", title_align="left")
+        return Panel(table, title="belief (the temporal model's), raw (this hop's)", title_align="left")
 
     def _timeline(self) -> RenderableType:
         text = Text()
@@ -420,3 +420,12 @@ def _ink(background: str) -> str:
     """Black or white text, whichever reads better on ``background`` (#rrggbb)."""
     r, g, b = (int(background[i : i + 2], 16) for i in (1, 3, 5))
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "white"
+
+
+def _held(event: dict[str, Any]) -> str:
+    """How long what is shown has held ("for 17 s · "); nothing from a daemon that does not say."""
+    held = _number(event.get("held_s"))
+    if held is None:
+        return ""
+    seconds = round(held)
+    return f"for {seconds} s · " if seconds < 120 else f"for {round(seconds / 60)} min · "

@@ -21,14 +21,14 @@ from streamer.util.atomic import write_atomic
 log = logging.getLogger(__name__)
 
 
-def test_part(data: Path, labels: list[str], seed: int = 0, group_column: str | None = None) -> list[str]:
-    """The test part's clips (relative paths), exactly as trainer.families.paper.prepare splits them."""
+def split_part(data: Path, labels: list[str], part: str = "test", seed: int = 0) -> list[str]:
+    """One part's clips (relative paths), exactly as trainer.families.paper.prepare splits them."""
     from trainer.common.dataset import scan
     from trainer.common.split import split_by_group
 
-    clips, _ = scan(data, labels, group_column)
+    clips, _ = scan(data, labels)
     split = split_by_group([c.label for c in clips], [c.group for c in clips], seed)
-    return sorted(clips[i].path.relative_to(data).as_posix() for i in split["test"])
+    return sorted(clips[i].path.relative_to(data).as_posix() for i in split[part])
 
 
 def link_folder(data: Path, files: list[str], dest: Path) -> Path:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     labels = args.labels.split(",")
-    folder = link_folder(args.data, test_part(args.data, labels), args.out / "test-data")
+    folder = link_folder(args.data, split_part(args.data, labels), args.out / "test-data")
     results = chain_evaluations(folder, args.model, args.out, tuple(args.chains.split(",")), args.seed)
     for chain, r in results.items():
         print(f"{chain:7s} macro-F1 {r['macro_f1']:.3f} on {r['n_clips']} clips")

@@ -1,0 +1,232 @@
+"""`python -m trainer live`: how the temporal model's defaults were chosen, on validation streams.
+
+1. Record: each model (default: the two shipped students) plays the validation part of its own
+   split (artist groups, seed 0) as ``--streams`` shuffles into the daemon, clean and through the
+   `room` chain (streamer.evaluation.stream, hops kept); cached per (model file, condition) in --out.
+2. Calibrate: per model, the temperature that minimises the negative log-likelihood of each song's
+   mood under ``softmax(log p / T)`` over the hops whose 3 s window lies inside one song.
+3. Compare: every candidate replays the recorded hops (streamer.evaluation.stream.replay: the same
+   model outputs and levels through the daemon's own MoodFilter), and is scored as the daemon is. The
+   candidates: the EMA + margin + streak smoother the mood filter replaced (its defaults, and a 30 s
+   time constant), and the mood filter over a grid of its settings. The choice: among the settings
+   that keep every (model, condition) within the targets for changes (<= 4 per 10 min within songs)
+   and latency (median <= 6 s), the highest mean accuracy; with none, the highest mean accuracy.
+
+The shipped students' heads were fitted on the training and validation parts, so their validation
+probabilities are a little more confident than on unseen music: the test part (`make models`, the
+card) is what says how the choice holds."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamer.config import Settings, SmoothingSettings
+from streamer.evaluation.stream import (
+    Hop,
+    Song,
+    evaluate_stream,
+    hops_from_json,
+    replay,
+    song_records,
+    summarise,
+)
+from streamer.model.runner import ModelRunner
+from streamer.model.shipped import resolve
+from streamer.util.atomic import write_atomic
+from trainer.common.chains import link_folder, split_part
+from trainer.common.live import TARGET_CHANGES, TARGET_LATENCY_S
+from trainer.common.paths import DEFAULT_DATA, REPO
+
+log = logging.getLogger(__name__)
+
+MODELS = "3class-musicnn-student,4class-musicnn-student"
+CONDITIONS = (None, "room")
+GRID = {
+    "mood_seconds": (15.0, 30.0, 60.0, 120.0, 300.0),
+    "evidence_weight": (0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+    "min_confidence": (0.4, 0.5, 0.6, 0.7),
+    "jump_db": (6.0, 12.0, 200.0),
+}
+EMA = ({"time_constant_s": 3.0, "switch_margin": 0.1, "switch_hops": 2, "min_confidence": 0.4},)
+EMA_SLOW = ({"time_constant_s": 30.0, "switch_margin": 0.1, "switch_hops": 2, "min_confidence": 0.4},)
+
+
+@dataclass
+class Recording:
+    """One model's streams of one condition: where each song lay and what the daemon heard."""
+
+    labels: tuple[str, ...]
+    hop_s: float
+    streams: list[tuple[list[Song], list[Hop]]]
+
+
+def record(model: Path, data: Path, out: Path, chain: str | None, streams: int, part: str = "val") -> Recording:
+    """The model's validation streams through the daemon, cached by the model file's bytes."""
+    runner = ModelRunner(model)
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+    file = out / f"{model.stem}-{part}-{chain or 'clean'}-{streams}-{digest}.json"
+    if not file.is_file():
+        dest = out / f"{len(runner.labels)}class-{part}"
+        folder = link_folder(data, split_part(data, list(runner.labels), part), dest)
+        result = evaluate_stream(folder, runner, Settings(), chain, 0, streams, keep_hops=True)
+        write_atomic(file, json.dumps(result) + "\n")
+    result = json.loads(file.read_text())
+    return Recording(
+        tuple(result["labels"]),
+        result["hop_seconds"],
+        [([Song(**s) for s in k["songs"]], hops_from_json(k["hops"])) for k in result["hops"]],
+    )
+
+
+def temperature(recordings: Sequence[Recording], window_s: float = 3.008) -> float:
+    """The calibration temperature minimising the songs' negative log-likelihood (golden section)."""
+    logp, y = [], []
+    for rec in recordings:
+        for songs, hops in rec.streams:
+            k = 0
+            for song in songs:
+                while k < len(hops) and hops[k].time_s - window_s < song.start_s:
+                    k += 1
+                while k < len(hops) and hops[k].time_s <= song.end_s:
+                    if hops[k].raw:
+                        logp.append(np.log(np.maximum(hops[k].raw, 1e-3)))
+                        y.append(rec.labels.index(song.label))
+                    k += 1
+    x, target = np.asarray(logp), np.asarray(y)
+
+    def nll(t: float) -> float:
+        z = x / t
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z[np.arange(len(z)), target] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    lo, hi = 0.1, 10.0
+    for _ in range(60):
+        a, b = lo + (hi - lo) * 0.382, lo + (hi - lo) * 0.618
+        lo, hi = (lo, b) if nll(a) < nll(b) else (a, hi)
+    return round((lo + hi) / 2, 3)
+
+
+class Ema:
+    """The smoother the mood filter replaced (EMA, then a label only while it leads by a margin, a
+    new one only after a streak): the baseline, kept here to measure against."""
+
+    def __init__(
+        self, time_constant_s: float, switch_margin: float, switch_hops: int, min_confidence: float, hop_s: float
+    ):
+        self.alpha = 1.0 - math.exp(-hop_s / time_constant_s)
+        self.margin, self.hops, self.floor = switch_margin, switch_hops, min_confidence
+        self.smoothed: np.ndarray | None = None
+        self.label: int | None = None
+        self.candidate: int | None = None
+        self.streak = 0
+
+    def update(self, raw: np.ndarray) -> int | None:
+        self.smoothed = raw if self.smoothed is None else self.alpha * raw + (1 - self.alpha) * self.smoothed
+        p = self.smoothed
+        leader = int(np.argmax(p))
+        second = float(np.partition(p, -2)[-2])
+        if p[leader] < self.floor or p[leader] - second < self.margin:
+            self.candidate, self.streak = None, 0
+            self.label = None
+            return None
+        if leader == self.label:
+            return leader
+        if leader != self.candidate:
+            self.candidate, self.streak = leader, 0
+        self.streak += 1
+        self.label = leader if self.streak >= self.hops else None
+        return self.label
+
+
+def replay_ema(hops: Sequence[Hop], labels: Sequence[str], settings: dict[str, Any], hop_s: float) -> list[Hop]:
+    ema = Ema(hop_s=hop_s, **settings)
+    out = []
+    for h in hops:
+        if h.shown in ("silence", "warming_up"):
+            out.append(h)
+            continue
+        index = ema.update(np.asarray(h.raw))
+        label = labels[index] if index is not None else None
+        out.append(replace(h, shown=label or "uncertain", label=label))
+    return out
+
+
+def score(rec: Recording, shown: list[list[Hop]]) -> dict[str, Any]:
+    records = [r for (songs, _), hops in zip(rec.streams, shown, strict=True) for r in song_records(songs, hops)]
+    return summarise(records)
+
+
+def compare(recordings: dict[tuple[str, str], Recording], temperatures: dict[str, float]) -> list[dict[str, Any]]:
+    """Every candidate's figures per (model, condition), best first by the choice rule."""
+    rows = []
+    candidates: list[tuple[str, dict[str, Any]]] = [("ema", s) for s in (*EMA, *EMA_SLOW)]
+    candidates += [("mood_filter", dict(zip(GRID, v, strict=True))) for v in itertools.product(*GRID.values())]
+    for kind, settings in candidates:
+        figures = {}
+        for (model, condition), rec in recordings.items():
+            if kind == "ema":
+                shown = [replay_ema(hops, rec.labels, settings, rec.hop_s) for _, hops in rec.streams]
+            else:
+                smoothing = SmoothingSettings(**settings)
+                t = temperatures[model]
+                shown = [replay(hops, rec.labels, smoothing, rec.hop_s, t) for _, hops in rec.streams]
+            figures[f"{model}/{condition}"] = score(rec, shown)
+        rows.append({"kind": kind, "settings": settings, "figures": figures, **_verdict(figures)})
+    return sorted(rows, key=lambda r: (not r["within_targets"], -r["mean_accuracy"]))
+
+
+def _verdict(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    within = all(
+        (f["changes_per_10min"] or 0) <= TARGET_CHANGES and (f["latency_median_s"] or math.inf) <= TARGET_LATENCY_S
+        for f in figures.values()
+    )
+    return {"within_targets": within, "mean_accuracy": float(np.mean([f["accuracy"] or 0 for f in figures.values()]))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer live", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--models", default=MODELS, help="comma-separated model files or shipped short names")
+    p.add_argument("--streams", type=int, default=3, help="shuffles of the validation part per condition")
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "live", help="recordings and the study's JSON")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    recordings: dict[tuple[str, str], Recording] = {}
+    for spec in args.models.split(","):
+        model = resolve(spec)
+        for chain in CONDITIONS:
+            log.info("recording %s %s", model.name, chain or "clean")
+            recordings[(model.stem, chain or "clean")] = record(model, args.data, args.out, chain, args.streams)
+    temperatures = {
+        m: temperature([rec for (model, _), rec in recordings.items() if model == m]) for m, _ in recordings
+    }
+    rows = compare(recordings, temperatures)
+    study = {"temperatures": temperatures, "targets": {"changes": TARGET_CHANGES, "latency_s": TARGET_LATENCY_S}}
+    write_atomic(args.out / "study.json", json.dumps({**study, "rows": rows}, indent=1) + "\n")
+    print(f"temperatures: {temperatures}")
+    for row in [r for r in rows if r["kind"] == "ema"] + rows[:10]:
+        print(_line(row))
+    return 0
+
+
+def _line(row: dict[str, Any]) -> str:
+    cells = [
+        f"{k}: acc {f['accuracy']:.3f} unc {f['uncertain']:.3f} chg {f['changes_per_10min']:.1f} "
+        f"lat {f['latency_median_s'] or math.nan:.1f}"
+        for k, f in row["figures"].items()
+    ]
+    return f"{row['kind']} {row['settings']} within={row['within_targets']} mean={row['mean_accuracy']:.3f}\n  " + (
+        "\n  ".join(cells)
+    )
