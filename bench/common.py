@@ -133,4 +133,5 @@ def fake_emotion(seq: int, label: str, probabilities: dict[str, float], hop_s: f
         model="bench",
         changed=False,
         held_s=seq * hop_s,
+        novelty=0.0,
     )

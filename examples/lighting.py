@@ -5,7 +5,7 @@
     python examples/lighting.py ws://pi.local:8765/ --token SECRET --wled wled.local
 
 The colour is the mix of the labels' colours (sent by the daemon in ``hello``) weighted by the
-smoothed probabilities, so a mood that is half happy and half sad lights in between; silence
+temporal model's belief (``probabilities``), so a mood that is half happy and half sad lights in between; silence
 dims the light. The light fades towards that colour exponentially (``--fade`` seconds to get most
 of the way), updated ``--rate`` times a second; WLED gets ``POST /json/state`` with the colour only
 when it changes. Needs only ``websockets`` and the standard library; reconnects when the daemon

@@ -211,12 +211,12 @@ class SmoothingSettings:
     """The temporal model (streamer/core/temporal.py): how the shown mood follows the music."""
 
     mood_seconds: float = setting(
-        60.0,
-        "how long a mood lasts on average, in s: longer = steadier, shorter = quicker to change",
+        300.0,
+        "how long a mood lasts within one song, in s: longer = steadier, shorter = quicker",
         flag="--mood-seconds",
         bounds=(1, 86400),
-        doc="How long one mood lasts on average, in seconds. The temporal model expects a change about this "
-        "often: longer makes the shown mood steadier within a song and slower at a real change.",
+        doc="How long a mood lasts within one song, on average, in seconds (a new song draws its mood afresh "
+        "anyway). Longer keeps the shown mood steadier within a song; shorter follows a song that changes.",
     )
     evidence_weight: float = setting(
         0.3,
@@ -234,14 +234,13 @@ class SmoothingSettings:
         bounds=(0, 1),
         doc='Below this belief in the most probable mood the state is "uncertain" and no label is claimed.',
     )
-    jump_db: float = setting(
-        12.0,
-        "a hop this many dB louder or quieter than the last seconds starts the belief afresh",
-        flag="--jump-db",
-        bounds=(1, 200),
-        doc="A hop whose level differs by more than this many dB from the level of the seconds before (a new "
-        "song at another loudness, a volume knob) lets the belief go back to even odds; a pause (a silent hop) "
-        "does too. 200 = never.",
+    song_seconds: float = setting(
+        180.0,
+        "how long a song lasts on average, in s: the change detector's prior",
+        flag="--song-seconds",
+        bounds=(5, 86400),
+        doc="How long one song lasts on average, in seconds: how often the change detector expects new music "
+        "before it hears any. What it hears decides: a jump in timbre or level starts the belief afresh.",
     )
 
 

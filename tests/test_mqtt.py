@@ -173,9 +173,9 @@ def test_state_and_attributes_arrive_for_a_file_source(broker: Broker, tmp_path:
     states = rec.payloads("moodstream/kitchen/state")
     assert [a["seq"] for a in attributes] == list(range(16))  # every hop, none lost
     assert states[:9] == ["warming_up"] * 9 and states[-3:] == ["silence"] * 3  # the window is 10 s
-    # the state is the claimed label or "uncertain" (no label): the first classified hop claims none
-    # yet (a label must lead clearly for switch_hops = 2 hops), and by the last music hop one is claimed
-    assert states[9] == "uncertain" and states[12] in ("angry", "happy", "sad"), states
+    # the state is the claimed label, or "uncertain" when no mood is believed enough; by the last
+    # music hop one is claimed
+    assert states[9] in ("uncertain", "angry", "happy", "sad") and states[12] in ("angry", "happy", "sad"), states
     for state, attrs in zip(states[9:13], attributes[9:13], strict=True):
         assert set(attrs["probabilities"]) == {"angry", "happy", "sad"} and attrs["state"] in ("uncertain", "emotion")
         if state == "uncertain":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +60,17 @@ def test_one_event_per_hop_through_the_whole_pipeline(
     assert len(events) == 25  # 12.5 s / 0.5 s
     assert [e.seq for e in events] == list(range(25))
     assert [e.stream_time for e in events] == pytest.approx([0.5 * (i + 1) for i in range(25)])
-    # the 2 s window fills after 4 hops of 0.5 s; a label is claimed once it has led clearly for
-    # switch_hops (2) hops, so the first classified hop is uncertain
-    assert [e.state for e in events[:5]] == ["warming_up"] * 3 + ["uncertain", "emotion"]
+    # the 2 s window fills after 4 hops of 0.5 s; the tiny model is sure of its moods, so the
+    # first classified hop already claims one
+    assert [e.state for e in events[:4]] == ["warming_up"] * 3 + ["emotion"]
     assert all(e.state in ("emotion", "uncertain") for e in events[3:])
+    # the shown label changes once, from happy to sad, and nothing flickers in between
+    claimed = [e.label for e in events if e.label]
+    assert [k for i, k in enumerate(claimed) if i == 0 or k != claimed[i - 1]] == ["happy", "sad"]
+    # changed marks every hop whose shown state differs from the last one's; held_s counts since then
+    for before, e in itertools.pairwise(events):
+        assert e.changed == ((e.label or e.state) != (before.label or before.state))
+        assert e.held_s == pytest.approx(0.5 if e.changed else before.held_s + 0.5)
     assert all(e.label is None and e.raw == {} for e in events[:3])
     for e in events[3:]:
         assert list(e.raw) == list(TINY_LABELS) == list(e.probabilities)
@@ -74,7 +82,7 @@ def test_one_event_per_hop_through_the_whole_pipeline(
         assert e.model == "tiny-test" and e.processing_ms > 0
     assert events[8].label == "happy"  # 4.5 s: inside the happy part
     assert events[23].raw["sad"] > 0.5  # 12 s: the window is all sad
-    assert events[-1].label == "sad"  # smoothing and hysteresis have switched by then
+    assert events[-1].label == "sad"  # the temporal model has switched by then
 
 
 def test_chunk_sizes_do_not_change_the_events(runner: ModelRunner, tiny_model: Path, tiny_model_audio) -> None:
@@ -97,8 +105,10 @@ def test_silence_gate_claims_no_emotion(runner: ModelRunner, tiny_model: Path, t
     quiet = np.random.default_rng(0).normal(0, 10 ** (-60 / 20), 2 * 16000).astype(np.float32)
     audio = np.concatenate([music, np.zeros(2 * 16000, np.float32), quiet, music])
     events = Pipeline(runner, settings_for(tiny_model, silence_dbfs=-50.0)).process(audio)
-    # the first claim waits for switch_hops (2) clear hops; after the silence the label still leads
-    assert [e.state for e in events] == (["warming_up", "uncertain", "emotion"] + ["silence"] * 4 + ["emotion"] * 3)
+    assert [e.state for e in events] == (["warming_up", "emotion", "emotion"] + ["silence"] * 4 + ["emotion"] * 3)
+    # a pause: the music after it is heard afresh, its belief built from its own hops alone
+    assert [e.changed for e in events] == [False, True, False, True, False, False, False, True, False, False]
+    assert events[7].probabilities["happy"] < events[2].probabilities["happy"]
     for e in events[3:7]:
         assert e.label is None and e.confidence == 0.0 and e.raw == {} and e.probabilities == {}
     assert events[3].level.rms_dbfs == events[3].level.peak_dbfs == FLOOR_DBFS
@@ -160,9 +170,10 @@ def test_reset_after_a_gap_warms_up_again_and_keeps_counting(
     pipeline = Pipeline(runner, settings_for(tiny_model))
     first = pipeline.process(tiny_model_audio("happy", 3.5))
     pipeline.reset()
-    second = pipeline.process(tiny_model_audio("happy", 3.0))
-    assert [e.state for e in first] == ["warming_up", "uncertain", "emotion"]
-    assert [e.state for e in second] == ["warming_up", "uncertain", "emotion"]
+    second = pipeline.process(tiny_model_audio("sad", 3.0))
+    assert [e.label or e.state for e in first] == ["warming_up", "happy", "happy"]
+    # after the gap nothing of the happy music is left: the first hop already shows sad
+    assert [e.label or e.state for e in second] == ["warming_up", "sad", "sad"]
     assert [e.seq for e in first + second] == list(range(6))
     assert second[0].stream_time == pytest.approx(4.5)  # the dropped half hop still counts
 

@@ -21,7 +21,7 @@ from streamer.model.runner import ModelRunner
 
 def hops(shown: list[str], start: float = 1.0) -> list[Hop]:
     states = ("uncertain", "silence", "warming_up")
-    return [Hop(start + i, s, None if s in states else s, (0.5, 0.5), -20.0) for i, s in enumerate(shown)]
+    return [Hop(start + i, s, None if s in states else s, (0.5, 0.5), -20.0, 0.0) for i, s in enumerate(shown)]
 
 
 def test_a_perfect_stream_scores_perfectly() -> None:
@@ -112,15 +112,22 @@ def test_the_stream_runs_through_the_daemon_itself(
 
 @pytest.mark.slow
 def test_replaying_the_recorded_hops_gives_what_the_daemon_showed(folder: Path, tiny_model: Path) -> None:
-    """What the study compares settings with (replay) is the daemon's own temporal model."""
+    """What the study compares settings with (pipeline_hops, then replay) is the daemon's own path."""
     runner = ModelRunner(tiny_model)
-    for smoothing in (SmoothingSettings(), SmoothingSettings(mood_seconds=5.0, evidence_weight=0.9, jump_db=3.0)):
+    for smoothing in (
+        SmoothingSettings(),
+        SmoothingSettings(mood_seconds=5.0, evidence_weight=0.9, min_confidence=0.8),
+    ):
         settings = Settings(smoothing=smoothing)
-        result = stream.evaluate_stream(folder, runner, settings, gap_s=1.5, keep_hops=True)
-        recorded = stream.hops_from_json(result["hops"][0]["hops"])
+        daemon = stream.evaluate_stream(folder, runner, settings, gap_s=1.5, keep_hops=True)
+        piped = stream.evaluate_stream(folder, runner, settings, gap_s=1.5, keep_hops=True, player=stream.pipeline_hops)
+        assert piped["hops"][0]["hops"]["shown"] == daemon["hops"][0]["hops"]["shown"]
+        assert piped["hops"][0]["hops"]["novelty"] == daemon["hops"][0]["hops"]["novelty"]
+        recorded = stream.hops_from_json(piped["hops"][0]["hops"])
         assert any(h.shown == "silence" for h in recorded)  # the gaps: pauses that reset the filter
         again = replay(recorded, runner.labels, smoothing, 1.0, runner.metadata.temperature)
         assert [h.shown for h in again] == [h.shown for h in recorded]
+        assert [h.novelty for h in again] == [h.novelty for h in recorded]
 
 
 @pytest.mark.slow

@@ -46,6 +46,7 @@ def emotion(seq: int, label: str = "happy", state: str = "emotion") -> EmotionEv
         model="tiny",
         changed=False,
         held_s=1.0,
+        novelty=0.0,
     )
 
 

@@ -64,6 +64,7 @@ class EmotionEvent:
     model: str
     changed: bool  # what is shown (the label, or the state without one) differs from the last hop's
     held_s: float  # seconds of audio since what is shown began
+    novelty: float  # the change detector's probability that new music (a new song) started at this hop
     type: Literal["emotion"] = "emotion"
 
 

@@ -22,7 +22,7 @@ from streamer.config import Settings
 from streamer.core.events import EmotionEvent, Level, State
 from streamer.core.ring import feature_ring, sample_ring
 from streamer.core.temporal import MoodFilter
-from streamer.features.frontend import AnyConfig, extractor_for
+from streamer.features.frontend import AnyConfig, extractor_for, front_end
 
 FLOOR_DBFS = -120.0  # reported for digital silence (log of 0 has no JSON form)
 CLIP_LEVEL = 32767 / 32768  # a sample at int16 full scale or beyond counts as clipped
@@ -80,9 +80,11 @@ class Pipeline:
                 f"{self.features.capacity}-frame feature ring"
             )
         self._extractor = extractor_for(feature_config)  # the front-end the model's metadata names
+        self._timbre = front_end(feature_config).timbre
         self._filter = MoodFilter(
             settings.smoothing, settings.model.hop_seconds, len(self.labels), runner.metadata.temperature
         )
+        self.summary: np.ndarray | None = None  # the last audible hop's timbre and level (studies replay it)
         self._shown: str | None = None  # what the last hop showed: a label, or its state
         self._shown_since = 0.0  # stream time when that began
         self.seq = 0
@@ -129,29 +131,29 @@ class Pipeline:
 
     def _finish_hop(self) -> EmotionEvent:
         t0 = time.perf_counter()
-        self.features.push(self._extractor.push(np.concatenate(self._hop_audio)))
+        frames = self._extractor.push(np.concatenate(self._hop_audio))
+        self.features.push(frames)
         self._hop_audio.clear()
         level = level_of(self.samples.latest(self.hop_samples))
         window_frames = self.runner.window_frames
         raw: dict[str, float] = {}
         belief: dict[str, float] = {}
-        label, confidence = None, 0.0
-        state: State
-        if len(self.features) < window_frames:
-            state = "warming_up"
-        elif level.rms_dbfs < self.settings.gate.silence_dbfs:
-            state = "silence"
+        label, confidence, novelty = None, 0.0, 0.0
+        silent = level.rms_dbfs < self.settings.gate.silence_dbfs
+        warm = len(self.features) >= window_frames
+        probs = self.runner.predict(self.features.latest(window_frames)) if warm and not silent else None
+        index = None
+        if silent:
             self._filter.reset()  # a pause: what follows is heard afresh
         else:
-            probs = self.runner.predict(self.features.latest(window_frames))
-            believed, index = self._filter.update(probs, level.rms_dbfs)
+            self.summary = np.append(self._timbre(frames), level.rms_dbfs)
+            believed, index, novelty = self._filter.update(self.summary, probs)
+        state: State = "warming_up" if not warm else "silence" if silent else "uncertain"
+        if probs is not None:
             raw = _as_dict(self.labels, probs)
             belief = _as_dict(self.labels, believed)
-            if index is None:
-                state = "uncertain"
-            else:
-                state = "emotion"
-                label, confidence = self.labels[index], float(believed[index])
+            if index is not None:
+                state, label, confidence = "emotion", self.labels[index], float(believed[index])
         stream_time = self.consumed / self.config.sample_rate
         shown = label or state
         changed = self._shown is not None and shown != self._shown
@@ -172,6 +174,7 @@ class Pipeline:
             model=self.runner.name,
             changed=changed,
             held_s=round(stream_time - self._shown_since, 3),
+            novelty=round(novelty, 4),
         )
         self.seq += 1
         self._hop_fill = 0

@@ -1,18 +1,18 @@
 """The temporal model: the mood of the music playing now, from one patch of evidence per hop.
 
-A sticky hidden-Markov forward filter. The hidden state is the mood of what is playing; from one hop
-to the next it stays with probability ``1 - eps`` (``eps = 1 - exp(-hop / mood_seconds)``: a mood lasts
-``mood_seconds`` on average) and otherwise moves to another mood. Each hop's model output is evidence:
-its calibrated probabilities (the model file's ``temperature``) raised to ``evidence_weight``, since
-a hop's patch overlaps its neighbours' and is not an independent look at the music. So the belief
-accumulates within a song, steadier the longer the song agrees with itself, and a new mood takes
-over once the evidence against the old one outweighs ``log(1/eps)``: a few hops of clear music.
+The music is a sequence of songs, and a song has one mood (or drifts slowly). A change detector
+(streamer.core.changepoint) follows the sound's timbre and level and keeps, for every possible time
+since the current song began, how probable it is. For each of those run lengths the filter
+accumulates the model's evidence over that run alone: each hop's calibrated probabilities (the model
+file's ``temperature``) raised to ``evidence_weight`` (a hop's 3 s patch overlaps its neighbours'
+and is not an independent look at the music), leaking with a time constant of ``mood_seconds`` so
+that a song whose mood changes is followed. The belief is the mixture of those per-run beliefs,
+weighted by how probable each run is. So the evidence accumulates within a song, and when the music
+changes the short runs take over and the old song's evidence drops out, within a few hops; where it
+was a false alarm, the long run keeps most of the weight. A pause (a silent hop) resets everything.
 
-The music can also change abruptly: a pause (a silent hop: the pipeline resets the filter) or a jump
-in level of more than ``jump_db`` from the level of the hops before (a new song at another loudness,
-a door, a volume knob); such a hop lets the belief go back towards even odds at once. The label
-shown is the most probable mood while its belief is at least ``min_confidence``; otherwise
-"uncertain"."""
+The label shown is the most probable mood while its belief is at least ``min_confidence``;
+otherwise "uncertain"."""
 
 from __future__ import annotations
 
@@ -21,52 +21,41 @@ import math
 import numpy as np
 
 from streamer.config import SmoothingSettings
+from streamer.core.changepoint import ChangeDetector
 
 FLOOR = 1e-3  # int8 outputs reach exact 0 (steps of 1/256): a floor keeps one hop from vetoing a mood
-LEVEL_TIME_S = 5.0  # the level a jump is measured against: an average over about this long
-
-
-def switch_probability(mood_seconds: float, hop_seconds: float) -> float:
-    """Chance per hop that the mood changes, for moods lasting ``mood_seconds`` on average."""
-    return 1.0 - math.exp(-hop_seconds / mood_seconds)
 
 
 class MoodFilter:
-    """Feed one hop's model probabilities (and its level) at a time; read the belief and the label
-    shown (None: uncertain)."""
+    """Feed every audible hop's summary (and the model's probabilities when it ran); read the belief,
+    the label shown (None: uncertain) and how probable it is that new music started at this hop."""
 
     def __init__(self, settings: SmoothingSettings, hop_seconds: float, n_labels: int, temperature: float = 1.0):
         self.settings = settings
         self.n = n_labels
-        self.eps = switch_probability(settings.mood_seconds, hop_seconds)
+        self.keep = math.exp(-hop_seconds / settings.mood_seconds)
         self.power = settings.evidence_weight / temperature
-        self._level_alpha = 1.0 - math.exp(-hop_seconds / LEVEL_TIME_S)
+        self.changes = ChangeDetector(hop_seconds, settings.song_seconds)
         self.reset()
 
     def reset(self) -> None:
         """Forget the music so far (a pause, a lost input): even odds, no label shown."""
+        self.changes.reset()
+        self._log_mood = np.zeros((0, self.n))  # per run length: the accumulated log evidence
         self.belief = np.full(self.n, 1.0 / self.n)
         self.label: int | None = None
-        self._level: float | None = None
 
-    def update(self, raw: np.ndarray, rms_dbfs: float) -> tuple[np.ndarray, int | None]:
-        """One hop: the belief over the moods and the label index shown (None: uncertain)."""
-        eps = self._jump_eps(rms_dbfs)
-        b = self.belief
-        if self.n > 1:
-            b = (1.0 - eps) * b + eps * (1.0 - b) / (self.n - 1)  # stay, or move to another mood
-        evidence = np.power(np.maximum(np.asarray(raw, dtype=np.float64), FLOOR), self.power)
-        b = b * evidence
-        self.belief = b / b.sum()
+    def update(self, summary: np.ndarray, raw: np.ndarray | None) -> tuple[np.ndarray, int | None, float]:
+        """One audible hop: the belief over the moods, the label index shown and the novelty (the
+        probability that new music started here). ``raw`` is None while the model's window fills."""
+        runs = self.changes.update(summary)
+        evidence = np.zeros(self.n) if raw is None else self.power * np.log(np.maximum(raw, FLOOR))
+        grown = self.keep * self._log_mood[: runs.size - 1] + evidence
+        self._log_mood = np.vstack([evidence[None], grown])
+        per_run = np.exp(self._log_mood - self._log_mood.max(axis=1, keepdims=True))
+        per_run /= per_run.sum(axis=1, keepdims=True)
+        belief = runs @ per_run
+        self.belief = belief / belief.sum()
         top = int(np.argmax(self.belief))
         self.label = top if self.belief[top] >= self.settings.min_confidence else None
-        return self.belief.copy(), self.label
-
-    def _jump_eps(self, rms_dbfs: float) -> float:
-        """The switch probability of this hop: the usual one, or even odds after a jump in level."""
-        jumped = self._level is not None and abs(rms_dbfs - self._level) > self.settings.jump_db
-        if self._level is None or jumped:
-            self._level = rms_dbfs
-        else:
-            self._level += self._level_alpha * (rms_dbfs - self._level)
-        return (1.0 - 1.0 / self.n) if jumped else self.eps
+        return self.belief.copy(), self.label, float(runs[0])

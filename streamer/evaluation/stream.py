@@ -23,7 +23,7 @@ import asyncio
 import dataclasses
 import itertools
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ from streamer.audio.decode import AudioError, load_audio
 from streamer.audio.sources import FileSource
 from streamer.config import Settings, SmoothingSettings, block_seconds_for
 from streamer.core.events import EmotionEvent
+from streamer.core.pipeline import Pipeline
 from streamer.core.temporal import MoodFilter
 from streamer.daemon import Daemon
 from streamer.evaluation.labelled import audio_files, label_folders
@@ -65,6 +66,8 @@ class Hop:
     label: str | None
     raw: tuple[float, ...]
     rms_dbfs: float
+    novelty: float  # the change detector's probability that a new song started at this hop
+    summary: tuple[float, ...] = ()  # what the change detector heard (kept by pipeline_hops, for replay)
 
 
 def playlist(files: Sequence[T], seed: int) -> list[T]:
@@ -122,19 +125,28 @@ async def _daemon_events(wav: Path, runner: Any, settings: Settings) -> list[Emo
     return [e async for e in events if isinstance(e, EmotionEvent)]
 
 
+def _hop(e: EmotionEvent, summary: tuple[float, ...] = ()) -> Hop:
+    label = e.label if e.state == "emotion" else None
+    return Hop(e.stream_time, label or e.state, label, tuple(e.raw.values()), e.level.rms_dbfs, e.novelty, summary)
+
+
 def daemon_hops(wav: Path, runner: Any, settings: Settings) -> list[Hop]:
     quiet = dataclasses.replace(settings, server=dataclasses.replace(settings.server, enabled=False))
-    events = asyncio.run(_daemon_events(wav, runner, quiet))
-    return [
-        Hop(
-            e.stream_time,
-            e.label if e.state == "emotion" and e.label else e.state,
-            e.label if e.state == "emotion" else None,
-            tuple(e.raw.values()),
-            e.level.rms_dbfs,
-        )
-        for e in events
-    ]
+    return [_hop(e) for e in asyncio.run(_daemon_events(wav, runner, quiet))]
+
+
+def pipeline_hops(wav: Path, runner: Any, settings: Settings) -> list[Hop]:
+    """The hops of the daemon's pipeline on a file, each with the summary its change detector heard:
+    what a study needs to replay other settings of the mood filter (a test holds these hops equal to
+    :func:`daemon_hops`)."""
+    pipeline = Pipeline(runner, settings)
+    audio = load_audio(wav, runner.metadata.feature_config.sample_rate)
+    hops = []
+    for start in range(0, audio.size, pipeline.hop_samples):
+        for e in pipeline.process(audio[start : start + pipeline.hop_samples]):
+            audible = e.state != "silence" and pipeline.summary is not None
+            hops.append(_hop(e, tuple(map(float, pipeline.summary)) if audible else ()))  # type: ignore[arg-type]
+    return hops
 
 
 def _extra_changes(before: str | None, shown: Sequence[str], mood: str) -> int:
@@ -148,21 +160,21 @@ def _extra_changes(before: str | None, shown: Sequence[str], mood: str) -> int:
 def replay(
     hops: Sequence[Hop], labels: Sequence[str], smoothing: SmoothingSettings, hop_s: float, temperature: float = 1.0
 ) -> list[Hop]:
-    """The hops a daemon with other temporal settings would have shown: the same model outputs and
-    levels through :class:`~streamer.core.temporal.MoodFilter` as the pipeline drives it (a silent
-    hop resets it, a warming-up hop does not reach it). Studies compare settings this way without
+    """The hops a daemon with other settings of the mood filter would have shown: the same model
+    outputs and summaries (from :func:`pipeline_hops`) through :class:`~streamer.core.temporal.MoodFilter`
+    as the pipeline drives it (a silent hop resets it). Studies compare settings this way without
     running the network again; a test holds it equal to the daemon."""
     mood = MoodFilter(smoothing, hop_s, len(labels), temperature)
     out = []
     for h in hops:
         if h.shown == "silence":
             mood.reset()
-        if h.shown in ("silence", "warming_up"):
             out.append(h)
             continue
-        _, index = mood.update(np.asarray(h.raw), h.rms_dbfs)
-        label = labels[index] if index is not None else None
-        out.append(dataclasses.replace(h, shown=label or "uncertain", label=label))
+        _, index, novelty = mood.update(np.asarray(h.summary), np.asarray(h.raw) if h.raw else None)
+        label = labels[index] if index is not None and h.raw else None
+        shown = "warming_up" if not h.raw else label or "uncertain"
+        out.append(dataclasses.replace(h, shown=shown, label=label, novelty=round(novelty, 4)))
     return out
 
 
@@ -259,8 +271,11 @@ def evaluate_stream(
     gap_s: float = 0.0,
     settle_s: float = SETTLE_S,
     keep_hops: bool = False,
+    player: Callable[[Path, Any, Settings], list[Hop]] = daemon_hops,
 ) -> dict[str, Any]:
-    """``streams`` seeded shuffles of the folder, each through the daemon; figures over all songs."""
+    """``streams`` seeded shuffles of the folder, each through the daemon (or ``player``: a study
+    plays them through :func:`pipeline_hops` to keep what the change detector heard); figures over
+    all songs."""
     files = labelled_files(data_dir, runner.labels)
     records: list[dict[str, Any]] = []
     kept = []
@@ -270,7 +285,7 @@ def evaluate_stream(
         for seed in range(streams):
             wav = Path(tmp) / f"stream-{seed}.wav"
             songs = render(playlist(clips, seed), rate, wav, gap_s)
-            hops = daemon_hops(wav, runner, settings)
+            hops = player(wav, runner, settings)
             wav.unlink()
             records += song_records(songs, hops, settle_s)
             if keep_hops:
@@ -296,9 +311,12 @@ def evaluate_stream(
 def hops_from_json(data: dict[str, list[Any]]) -> list[Hop]:
     """Inverse of :func:`hops_json`."""
     states = ("uncertain", "silence", "warming_up")
+    columns = zip(
+        data["time_s"], data["shown"], data["raw"], data["rms_dbfs"], data["novelty"], data["summary"], strict=True
+    )
     return [
-        Hop(t, shown, None if shown in states else shown, tuple(raw), rms)
-        for t, shown, raw, rms in zip(data["time_s"], data["shown"], data["raw"], data["rms_dbfs"], strict=True)
+        Hop(t, shown, None if shown in states else shown, tuple(raw), rms, n, tuple(x))
+        for t, shown, raw, rms, n, x in columns
     ]
 
 
@@ -309,4 +327,6 @@ def hops_json(hops: Sequence[Hop]) -> dict[str, list[Any]]:
         "shown": [h.shown for h in hops],
         "raw": [list(h.raw) for h in hops],
         "rms_dbfs": [h.rms_dbfs for h in hops],
+        "novelty": [h.novelty for h in hops],
+        "summary": [list(h.summary) for h in hops],
     }

@@ -31,13 +31,15 @@ class Extractor(Protocol):
 
 @dataclass(frozen=True)
 class FrontEnd:
-    """A front-end: its settings type, its streaming extractor, and what a window of its frames
-    becomes before the model's standardisation (``window_input``)."""
+    """A front-end: its settings type, its streaming extractor, what a window of its frames becomes
+    before the model's standardisation (``window_input``), and the timbre of a hop's frames (a short
+    level-free vector, in dB-like units, that the change detector follows: ``timbre``)."""
 
     kind: str
     settings: type[FrameSettings]
     extractor: Callable[[Any], Extractor]
     window_input: Callable[[np.ndarray, Any], np.ndarray]  # (window, settings)
+    timbre: Callable[[np.ndarray], np.ndarray]  # one hop's frames -> a vector
 
 
 FRONT_ENDS: dict[str, FrontEnd] = {}
@@ -51,8 +53,20 @@ def _as_float32(window: np.ndarray, _config: Any) -> np.ndarray:
     return np.asarray(window, dtype=np.float32)
 
 
-register(FrontEnd(FeatureConfig.kind, FeatureConfig, FeatureExtractor, _as_float32))
-register(FrontEnd(LogMelConfig.kind, LogMelConfig, LogMelExtractor, model_input))
+def _cepstral_shape(frames: np.ndarray) -> np.ndarray:
+    """MFCC 1-12 (the spectral envelope's shape; column 0 is the log energy, the level)."""
+    return np.asarray(frames, dtype=np.float64)[:, 1:13].mean(axis=0)
+
+
+def _band_shape(frames: np.ndarray) -> np.ndarray:
+    """The mel power in 16 bands, in dB relative to their mean (the level taken out)."""
+    power = np.asarray(frames, dtype=np.float64).mean(axis=0)
+    bands = 10.0 * np.log10(np.array([b.mean() for b in np.array_split(power, 16)]) + 1e-10)
+    return bands - bands.mean()
+
+
+register(FrontEnd(FeatureConfig.kind, FeatureConfig, FeatureExtractor, _as_float32, _cepstral_shape))
+register(FrontEnd(LogMelConfig.kind, LogMelConfig, LogMelExtractor, model_input, _band_shape))
 MFCC_CONTRAST = FeatureConfig.kind  # files written before the ``features`` field are this kind
 
 

@@ -55,7 +55,7 @@ HOP_COLUMNS = ("time", "seq", "duration", "state", "label", "confidence", "proba
 
 @dataclass(frozen=True)
 class Hop:
-    """One stored hop (``probabilities`` smoothed, empty unless the model ran)."""
+    """One stored hop (``probabilities``: the temporal model's belief, empty unless the model ran)."""
 
     time: float
     seq: int
