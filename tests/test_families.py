@@ -15,6 +15,7 @@ import soundfile as sf
 from streamer.config import Settings
 from streamer.core.pipeline import Pipeline
 from streamer.model import shipped
+from streamer.model.metadata import read_metadata, weights_digest
 from streamer.model.runner import ModelRunner
 from trainer import make_models
 from trainer.families.family import Family, Job
@@ -77,6 +78,10 @@ def test_a_toy_family_is_trained_shipped_listed_and_run(
     assert set(live) == {"3class-toy"} and set(live["3class-toy"]) == {"clean", "room"}
     assert live["3class-toy"]["clean"]["songs"] == 3 * 3  # the test part's clips, three shuffles
     assert "| `3class-toy` (default) | clean | 9 |" in (models / "README-live.md").read_text()
+    # calibrated on its validation part: the temperature is in the file, the weights are untouched
+    shipped_file, trained = models / "moodstream-3class-toy.tflite", tmp_path / "runs/toy-3class/tiny-int8.tflite"
+    assert read_metadata(shipped_file).temperature != read_metadata(trained).temperature == 1.0
+    assert weights_digest(shipped_file.read_bytes()) == weights_digest(trained.read_bytes())
     assert json.loads((models / "index.json").read_text()) == {
         "default": "3class-toy",
         "models": {"3class-toy": {"family": "toy", "card": "README-toy.md"}},

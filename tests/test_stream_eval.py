@@ -128,6 +128,9 @@ def test_replaying_the_recorded_hops_gives_what_the_daemon_showed(folder: Path, 
         again = replay(recorded, runner.labels, smoothing, 1.0, runner.metadata.temperature)
         assert [h.shown for h in again] == [h.shown for h in recorded]
         assert [h.novelty for h in again] == [h.novelty for h in recorded]
+        runs = stream.detect(recorded, 1.0, smoothing.song_seconds)  # once, for many replays
+        fast = replay(recorded, runner.labels, smoothing, 1.0, runner.metadata.temperature, runs)
+        assert [h.shown for h in fast] == [h.shown for h in recorded]
 
 
 @pytest.mark.slow

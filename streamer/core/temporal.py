@@ -48,7 +48,10 @@ class MoodFilter:
     def update(self, summary: np.ndarray, raw: np.ndarray | None) -> tuple[np.ndarray, int | None, float]:
         """One audible hop: the belief over the moods, the label index shown and the novelty (the
         probability that new music started here). ``raw`` is None while the model's window fills."""
-        runs = self.changes.update(summary)
+        return self.follow(self.changes.update(summary), raw)
+
+    def follow(self, runs: np.ndarray, raw: np.ndarray | None) -> tuple[np.ndarray, int | None, float]:
+        """:meth:`update` given the change detector's answer for this hop (P(run length))."""
         evidence = np.zeros(self.n) if raw is None else self.power * np.log(np.maximum(raw, FLOOR))
         grown = self.keep * self._log_mood[: runs.size - 1] + evidence
         self._log_mood = np.vstack([evidence[None], grown])

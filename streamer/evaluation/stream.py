@@ -35,6 +35,7 @@ from streamer.audio.chain import apply_chain, clip_seed
 from streamer.audio.decode import AudioError, load_audio
 from streamer.audio.sources import FileSource
 from streamer.config import Settings, SmoothingSettings, block_seconds_for
+from streamer.core.changepoint import ChangeDetector
 from streamer.core.events import EmotionEvent
 from streamer.core.pipeline import Pipeline
 from streamer.core.temporal import MoodFilter
@@ -158,24 +159,47 @@ def _extra_changes(before: str | None, shown: Sequence[str], mood: str) -> int:
 
 
 def replay(
-    hops: Sequence[Hop], labels: Sequence[str], smoothing: SmoothingSettings, hop_s: float, temperature: float = 1.0
+    hops: Sequence[Hop],
+    labels: Sequence[str],
+    smoothing: SmoothingSettings,
+    hop_s: float,
+    temperature: float = 1.0,
+    runs: Sequence[np.ndarray | None] | None = None,
 ) -> list[Hop]:
     """The hops a daemon with other settings of the mood filter would have shown: the same model
     outputs and summaries (from :func:`pipeline_hops`) through :class:`~streamer.core.temporal.MoodFilter`
     as the pipeline drives it (a silent hop resets it). Studies compare settings this way without
-    running the network again; a test holds it equal to the daemon."""
+    running the network again; a test holds it equal to the daemon. ``runs``: the change detector's
+    answers per hop (:func:`detect`), when a study replays many settings of the same song length."""
     mood = MoodFilter(smoothing, hop_s, len(labels), temperature)
     out = []
-    for h in hops:
+    for i, h in enumerate(hops):
         if h.shown == "silence":
             mood.reset()
             out.append(h)
             continue
-        _, index, novelty = mood.update(np.asarray(h.summary), np.asarray(h.raw) if h.raw else None)
+        raw = np.asarray(h.raw) if h.raw else None
+        if runs is None:
+            _, index, novelty = mood.update(np.asarray(h.summary), raw)
+        else:
+            _, index, novelty = mood.follow(runs[i], raw)  # type: ignore[arg-type]
         label = labels[index] if index is not None and h.raw else None
         shown = "warming_up" if not h.raw else label or "uncertain"
         out.append(dataclasses.replace(h, shown=shown, label=label, novelty=round(novelty, 4)))
     return out
+
+
+def detect(hops: Sequence[Hop], hop_s: float, song_seconds: float) -> list[np.ndarray | None]:
+    """The change detector's answer (P(run length)) at every audible hop, as the pipeline drives it."""
+    changes = ChangeDetector(hop_s, song_seconds)
+    runs: list[np.ndarray | None] = []
+    for h in hops:
+        if h.shown == "silence":
+            changes.reset()
+            runs.append(None)
+        else:
+            runs.append(changes.update(np.asarray(h.summary)))
+    return runs
 
 
 def song_records(songs: Sequence[Song], hops: Sequence[Hop], settle_s: float = SETTLE_S) -> list[dict[str, Any]]:

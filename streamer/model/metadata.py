@@ -8,6 +8,7 @@ becomes a :class:`ModelFileError` that names the file and says what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
@@ -207,6 +208,22 @@ def read_metadata(path: str | Path, expected_sample_rate: int = EXPECTED_SAMPLE_
 
 def metadata_bytes(data: bytes, where: str = "model") -> bytes:
     """The raw bytes of the "moodstream" metadata entry of a TFLite flatbuffer."""
+    reader, buffers, index = _metadata_buffer(data, where)
+    return reader.buffer_data(buffers[index])
+
+
+def weights_digest(data: bytes, where: str = "model") -> str:
+    """sha256 over every buffer of the model but its metadata (the weights and constants): what the
+    network computes, unchanged when only the metadata is rewritten (a new calibration, say)."""
+    reader, buffers, index = _metadata_buffer(data, where)
+    digest = hashlib.sha256()
+    for i, buffer in enumerate(buffers):
+        if i != index and reader.has_data(buffer):
+            digest.update(reader.buffer_data(buffer))
+    return digest.hexdigest()
+
+
+def _metadata_buffer(data: bytes, where: str) -> tuple[_Reader, list[int], int]:
     reader = _Reader(data, where)
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelFileError(f"{where}: not a TFLite model file (no TFL3 identifier)")
@@ -218,7 +235,7 @@ def metadata_bytes(data: bytes, where: str = "model") -> bytes:
         index = reader.scalar(entry, _METADATA_BUFFER, "<I")
         if index >= len(buffers):
             raise ModelFileError(f"{where}: corrupt or truncated file (metadata buffer {index} missing)")
-        return reader.buffer_data(buffers[index])
+        return reader, buffers, index
     raise ModelFileError(f"{where}: no moodstream metadata inside (not a moodstream model file)")
 
 
@@ -272,6 +289,9 @@ class _Reader:
         if start + n > len(self.data):
             raise ModelFileError(f"{self.where}: corrupt or truncated model file")
         return self.data[start : start + n].decode("utf-8", errors="replace")
+
+    def has_data(self, buffer: int) -> bool:
+        return bool(self._vector(buffer, _BUFFER_DATA)[1] or self.scalar(buffer, _BUFFER_SIZE, "<Q"))
 
     def buffer_data(self, buffer: int) -> bytes:
         """Inline data, or data stored after the flatbuffer (offset/size, used by large models)."""

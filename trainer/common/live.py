@@ -1,18 +1,31 @@
-"""models/README-live.md: every shipped model as a lamp sees it. Each file plays the test part of
-its own split (artist groups, seed 0) as ``STREAMS`` seeded shuffles into the daemon with its
-default settings (streamer.evaluation.stream), clean and through the `room` chain; figures cached by
-the file's bytes and the settings, so that `make models` reruns only what changed."""
+"""Every shipped model as a lamp sees it (models/README-live.md), and what the temporal model needs
+of the file to get there: its calibration.
+
+Calibration: each file plays the validation part of its own split (artist groups, seed 0) through
+the daemon's pipeline, clean and through the `room` chain; the temperature that makes its per-hop
+probabilities honest (the negative log-likelihood of the song's mood, over the hops whose window
+lies inside one song) is written into the file's metadata, where the daemon's mood filter reads it.
+
+The card: each file plays the test part of its split as ``STREAMS`` seeded shuffles into the
+daemon with its default settings (streamer.evaluation.stream), clean and through the `room` chain.
+Recordings and figures are cached by the file's weights and the settings, so that `make models`
+reruns only what changed."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from streamer.config import Settings
-from streamer.evaluation.stream import evaluate_stream
+from streamer.evaluation.stream import Hop, Song, evaluate_stream, hops_from_json, pipeline_hops
+from streamer.model.metadata import read_metadata, weights_digest
 from streamer.model.runner import ModelRunner
 from streamer.util.atomic import write_atomic
 from trainer.common.chains import link_folder, split_part
@@ -22,6 +35,78 @@ CONDITIONS = ("clean", "room")
 TARGET_RIGHT = {"clean": 0.82, "room": 0.75}  # issue 24's targets for what a lamp sees
 TARGET_CHANGES = 4.0
 TARGET_LATENCY_S = 6.0
+
+
+RECORDING_VERSION = 2  # hops with the change detector's summaries
+
+
+@dataclass
+class Recording:
+    """One model's streams of one condition: where each song lay and what the daemon heard."""
+
+    labels: tuple[str, ...]
+    hop_s: float
+    streams: list[tuple[list[Song], list[Hop]]]
+
+
+def record(model: Path, data: Path, out: Path, chain: str | None, streams: int, part: str = "val") -> Recording:
+    """One part of the model's split played through the daemon's pipeline (``streams`` shuffles, hops
+    kept with their summaries), cached by the file's weights."""
+    runner = ModelRunner(model)
+    digest = weights_digest(model.read_bytes(), str(model))[:12]
+    file = out / f"{model.stem}-{part}-{chain or 'clean'}-{streams}-{digest}-v{RECORDING_VERSION}.json"
+    if not file.is_file():
+        dest = out / f"{len(runner.labels)}class-{part}"
+        folder = link_folder(data, split_part(data, list(runner.labels), part), dest)
+        result = evaluate_stream(folder, runner, Settings(), chain, 0, streams, keep_hops=True, player=pipeline_hops)
+        write_atomic(file, json.dumps(result) + "\n")
+    result = json.loads(file.read_text())
+    return Recording(
+        tuple(result["labels"]),
+        result["hop_seconds"],
+        [([Song(**s) for s in k["songs"]], hops_from_json(k["hops"])) for k in result["hops"]],
+    )
+
+
+def fit_temperature(recordings: Sequence[Recording], window_s: float = 3.008) -> float:
+    """The calibration temperature minimising the songs' negative log-likelihood (golden section)."""
+    logp, y = [], []
+    for rec in recordings:
+        for songs, hops in rec.streams:
+            k = 0
+            for song in songs:
+                while k < len(hops) and hops[k].time_s - window_s < song.start_s:
+                    k += 1
+                while k < len(hops) and hops[k].time_s <= song.end_s:
+                    if hops[k].raw:
+                        logp.append(np.log(np.maximum(hops[k].raw, 1e-3)))
+                        y.append(rec.labels.index(song.label))
+                    k += 1
+    x, target = np.asarray(logp), np.asarray(y)
+
+    def nll(t: float) -> float:
+        z = x / t
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z[np.arange(len(z)), target] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    lo, hi = 0.1, 10.0
+    for _ in range(60):
+        a, b = lo + (hi - lo) * 0.382, lo + (hi - lo) * 0.618
+        lo, hi = (lo, b) if nll(a) < nll(b) else (a, hi)
+    return round((lo + hi) / 2, 3)
+
+
+def calibrate(data: Path, model: Path, out: Path) -> float:
+    """Fit the file's temperature on its validation part (one stream, clean and room) and write it
+    into its metadata when it moved; returns it."""
+    from trainer.common.export import embed_metadata
+
+    recordings = [record(model, data, out, chain, 1) for chain in (None, "room")]
+    meta = read_metadata(model)
+    fitted = fit_temperature(recordings, meta.window_seconds)
+    if abs(fitted - meta.temperature) > 0.005:
+        write_atomic(model, embed_metadata(model.read_bytes(), dataclasses.replace(meta, temperature=fitted).to_json()))
+    return fitted
 
 
 def live_figures(data: Path, model: Path, out: Path, settings: Settings | None = None) -> dict[str, dict[str, Any]]:
@@ -114,8 +199,11 @@ def live_card(figures: dict[str, dict[str, dict[str, Any]]], default: str) -> st
 
 
 def write_live_card(data: Path, models: Path, out: Path, index: dict[str, Any]) -> None:
-    """Figures for every shipped model in ``index`` (models/index.json), then the card."""
-    figures = {short: live_figures(data, models / f"moodstream-{short}.tflite", out) for short in index["models"]}
+    """Calibrate every shipped model in ``index`` (models/index.json), play its test part, write the card."""
+    files = {short: models / f"moodstream-{short}.tflite" for short in index["models"]}
+    for file in files.values():
+        calibrate(data, file, out)
+    figures = {short: live_figures(data, file, out) for short, file in files.items()}
     write_atomic(models / "live.json", json.dumps(_summary(figures), indent=1) + "\n")
     write_atomic(models / "README-live.md", live_card(figures, index["default"]))
 

@@ -19,34 +19,22 @@ card) is what says how the choice holds."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from streamer.config import Settings, SmoothingSettings
-from streamer.evaluation.stream import (
-    Hop,
-    Song,
-    evaluate_stream,
-    hops_from_json,
-    pipeline_hops,
-    replay,
-    song_records,
-    summarise,
-)
-from streamer.model.runner import ModelRunner
+from streamer.config import SmoothingSettings
+from streamer.evaluation.stream import Hop, detect, replay, song_records, summarise
 from streamer.model.shipped import resolve
 from streamer.util.atomic import write_atomic
-from trainer.common.chains import link_folder, split_part
-from trainer.common.live import TARGET_CHANGES, TARGET_LATENCY_S
+from trainer.common.live import TARGET_CHANGES, TARGET_LATENCY_S, Recording, fit_temperature, record
 from trainer.common.paths import DEFAULT_DATA, REPO
 
 log = logging.getLogger(__name__)
@@ -61,61 +49,6 @@ GRID = {  # the change detector's song_seconds stays the prior of a typical song
 PATCHES = (1, 3)  # patches per hop: this hop's, or the geometric mean of the last three (no more CPU)
 EMA = ({"time_constant_s": 3.0, "switch_margin": 0.1, "switch_hops": 2, "min_confidence": 0.4},)
 EMA_SLOW = ({"time_constant_s": 30.0, "switch_margin": 0.1, "switch_hops": 2, "min_confidence": 0.4},)
-
-
-@dataclass
-class Recording:
-    """One model's streams of one condition: where each song lay and what the daemon heard."""
-
-    labels: tuple[str, ...]
-    hop_s: float
-    streams: list[tuple[list[Song], list[Hop]]]
-
-
-def record(model: Path, data: Path, out: Path, chain: str | None, streams: int, part: str = "val") -> Recording:
-    """The model's validation streams through the daemon, cached by the model file's bytes."""
-    runner = ModelRunner(model)
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
-    file = out / f"{model.stem}-{part}-{chain or 'clean'}-{streams}-{digest}-v2.json"
-    if not file.is_file():
-        dest = out / f"{len(runner.labels)}class-{part}"
-        folder = link_folder(data, split_part(data, list(runner.labels), part), dest)
-        result = evaluate_stream(folder, runner, Settings(), chain, 0, streams, keep_hops=True, player=pipeline_hops)
-        write_atomic(file, json.dumps(result) + "\n")
-    result = json.loads(file.read_text())
-    return Recording(
-        tuple(result["labels"]),
-        result["hop_seconds"],
-        [([Song(**s) for s in k["songs"]], hops_from_json(k["hops"])) for k in result["hops"]],
-    )
-
-
-def temperature(recordings: Sequence[Recording], window_s: float = 3.008) -> float:
-    """The calibration temperature minimising the songs' negative log-likelihood (golden section)."""
-    logp, y = [], []
-    for rec in recordings:
-        for songs, hops in rec.streams:
-            k = 0
-            for song in songs:
-                while k < len(hops) and hops[k].time_s - window_s < song.start_s:
-                    k += 1
-                while k < len(hops) and hops[k].time_s <= song.end_s:
-                    if hops[k].raw:
-                        logp.append(np.log(np.maximum(hops[k].raw, 1e-3)))
-                        y.append(rec.labels.index(song.label))
-                    k += 1
-    x, target = np.asarray(logp), np.asarray(y)
-
-    def nll(t: float) -> float:
-        z = x / t
-        z = z - z.max(axis=1, keepdims=True)
-        return float(-(z[np.arange(len(z)), target] - np.log(np.exp(z).sum(axis=1))).mean())
-
-    lo, hi = 0.1, 10.0
-    for _ in range(60):
-        a, b = lo + (hi - lo) * 0.382, lo + (hi - lo) * 0.618
-        lo, hi = (lo, b) if nll(a) < nll(b) else (a, hi)
-    return round((lo + hi) / 2, 3)
 
 
 class Ema:
@@ -195,6 +128,8 @@ def compare(recordings: dict[tuple[str, str], Recording], temperatures: dict[str
         for k in PATCHES
         for v in itertools.product(*GRID.values())
     ]
+    song_seconds = SmoothingSettings().song_seconds
+    runs = {key: [detect(hops, rec.hop_s, song_seconds) for _, hops in rec.streams] for key, rec in recordings.items()}
     for kind, settings in candidates:
         figures = {}
         for (model, condition), rec in recordings.items():
@@ -204,8 +139,8 @@ def compare(recordings: dict[tuple[str, str], Recording], temperatures: dict[str
                 smoothing = SmoothingSettings(**{k: v for k, v in settings.items() if k != "patches"})
                 t = temperatures[model]
                 shown = [
-                    replay(pooled(hops, settings["patches"]), rec.labels, smoothing, rec.hop_s, t)
-                    for _, hops in rec.streams
+                    replay(pooled(hops, settings["patches"]), rec.labels, smoothing, rec.hop_s, t, r)
+                    for (_, hops), r in zip(rec.streams, runs[(model, condition)], strict=True)
                 ]
             figures[f"{model}/{condition}"] = score(rec, shown)
         rows.append({"kind": kind, "settings": settings, "figures": figures, **_verdict(figures)})
@@ -236,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("recording %s %s", model.name, chain or "clean")
             recordings[(model.stem, chain or "clean")] = record(model, args.data, args.out, chain, args.streams)
     temperatures = {
-        m: temperature([rec for (model, _), rec in recordings.items() if model == m]) for m, _ in recordings
+        m: fit_temperature([rec for (model, _), rec in recordings.items() if model == m]) for m, _ in recordings
     }
     rows = compare(recordings, temperatures)
     study = {"temperatures": temperatures, "targets": {"changes": TARGET_CHANGES, "latency_s": TARGET_LATENCY_S}}
