@@ -10,13 +10,13 @@ The per-hop cost is measured here: `FeatureExtractor.push` of 1 s of audio plus 
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
 
 from bench.common import ROOT, Section, Skipped, fmt, table, target
 from streamer.audio.chain import CHAINS
+from streamer.model.metadata import weights_digest
 from streamer.util.timing import cpu_seconds, stats
 
 CHAINS_JSON = ROOT / "models" / "chains.json"
@@ -63,7 +63,7 @@ def run(quick: bool = False) -> Section:
     rows, data, targets, stale = [], {}, [], []
     for name, entry in figures.items():
         path = ROOT / "models" / name
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        if not path.is_file() or weights_digest(path.read_bytes()) != entry["weights_sha256"]:
             stale.append(name)
             continue
         cells = []

@@ -235,10 +235,10 @@ def test_evaluate_without_a_chain_imports_no_chain_library() -> None:
 
 @pytest.mark.slow  # uses the session's tiny model
 def test_bench_reports_the_chain_table_of_the_shipped_files_only(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
-    import hashlib
     import shutil
 
     from bench import chains as bench_chains
+    from streamer.model.metadata import weights_digest
 
     (tmp_path / "models").mkdir()
     shutil.copy(tiny_model, tmp_path / "models" / "a.tflite")
@@ -252,11 +252,11 @@ def test_bench_reports_the_chain_table_of_the_shipped_files_only(tiny_model: Pat
     }
     figures = {
         "a.tflite": {
-            "sha256": hashlib.sha256(tiny_model.read_bytes()).hexdigest(),
+            "weights_sha256": weights_digest(tiny_model.read_bytes()),
             "candidate": "chain-mix",
             "chains": {c: {**ev, "macro_f1": 0.5 - 0.01 * i} for i, c in enumerate(CHAINS)},
         },
-        "b.tflite": {"sha256": "0" * 64, "candidate": "clean", "chains": {"clean": ev}},
+        "b.tflite": {"weights_sha256": "0" * 64, "candidate": "clean", "chains": {"clean": ev}},
     }
     (tmp_path / "models" / "chains.json").write_text(json.dumps(figures))
     monkeypatch.setattr(bench_chains, "ROOT", tmp_path)

@@ -3,6 +3,7 @@ int8 file, int8 vs float agreement, and clear errors for every kind of unusable 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,16 @@ def test_an_unreadable_model_file_is_a_model_file_error(
     monkeypatch.setattr(Path, "open", denied)
     with pytest.raises(ModelFileError, match="cannot read the model file: Permission denied"):
         read_metadata(copy)
+
+
+def test_the_weights_digest_ignores_the_metadata(tiny_model: Path, tmp_path: Path) -> None:
+    """A new calibration rewrites the file but not what the network computes: caches key on the weights."""
+    from streamer.model.metadata import weights_digest
+    from trainer.common.export import embed_metadata
+
+    data = tiny_model.read_bytes()
+    meta = read_metadata(tiny_model)
+    calibrated = embed_metadata(data, dataclasses.replace(meta, temperature=1.7).to_json())
+    assert calibrated != data and weights_digest(calibrated) == weights_digest(data)
+    shipped = (shipped_models_dir() / "moodstream-3class.tflite").read_bytes()
+    assert weights_digest(shipped) != weights_digest(data)

@@ -17,6 +17,7 @@ TOOLS = {
     "student": ("trainer.families.musicnn.student", "distil musicnn into the small student"),
     "chains": ("trainer.common.chains", "a model through every capture chain on the test part"),
     "live": ("trainer.studies.live", "how the temporal model's defaults were chosen, on validation streams"),
+    "live-card": ("trainer.common.live", "calibrate the shipped models and write models/README-live.md"),
 }
 
 

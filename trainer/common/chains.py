@@ -8,7 +8,6 @@ the split that `make models` uses (trainer.common.split, seed 0) as a folder of 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.audio.chain import CHAINS
+from streamer.model.metadata import weights_digest
 from streamer.util.atomic import write_atomic
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,14 @@ def chain_evaluations(
 ) -> dict[str, dict[str, Any]]:
     """{chain: evaluate's result} for ``model`` on ``folder`` (at ``hop_seconds``, else the default
     settings' hop); each kept in ``out/<chain>.json`` and reused when the model file has the same
-    bytes and the hop is the same."""
+    weights and the hop is the same."""
     from streamer.config import ModelSettings, Settings
     from streamer.evaluation.evaluate import evaluate
     from streamer.model.runner import ModelRunner
 
     runner = ModelRunner(model)
     settings = Settings() if hop_seconds is None else Settings(model=ModelSettings(hop_seconds=hop_seconds))
-    stamp: dict[str, Any] = {"model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(), "seed": seed}
+    stamp: dict[str, Any] = {"weights_sha256": weights_digest(model.read_bytes()), "seed": seed}
     if hop_seconds is not None:  # the default hop's results were stamped without it
         stamp["hop_seconds"] = hop_seconds
     out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,3 +225,20 @@ def _summary(figures: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
         "stamp",
     )
     return {short: {c: {k: r.get(k) for k in keep} for c, r in res.items()} for short, res in figures.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m trainer live-card`: the last step of `make models` alone, for the files in models/."""
+    import argparse
+
+    from streamer.model.shipped import index as shipped_index
+    from trainer.common.paths import DEFAULT_DATA, MODELS, RUN_CACHE
+
+    p = argparse.ArgumentParser(prog="python -m trainer live-card", description=main.__doc__)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--models", type=Path, default=MODELS)
+    p.add_argument("--cache", type=Path, default=RUN_CACHE / "live")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    write_live_card(args.data, args.models, args.cache, shipped_index(args.models))
+    return 0

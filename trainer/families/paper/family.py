@@ -7,11 +7,11 @@ capture chain (trainer.common.chains), and models/README.md is written with the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from streamer.model.metadata import weights_digest
 from streamer.util.atomic import write_atomic
 from trainer.common.chains import chain_evaluations
 from trainer.common.evaluation import test_folder
@@ -114,11 +114,11 @@ def _before(models: Path) -> dict[str, Any]:
 
 
 def _chain_summary(models: Path, shipped: dict[str, Any]) -> dict[str, Any]:
-    """What `make bench` reports without the data: each shipped file (by content) and its chain figures."""
+    """What `make bench` reports without the data: each shipped file (by its weights) and its chain figures."""
     keys = ("macro_f1", "accuracy", "n_clips", "intervals", "group_intervals", "chain")
     return {
         s["file"]: {
-            "sha256": hashlib.sha256((models / s["file"]).read_bytes()).hexdigest(),
+            "weights_sha256": weights_digest((models / s["file"]).read_bytes()),
             "candidate": s["candidate"],
             "chains": {c: {k: r.get(k) for k in keys} for c, r in s["chains"].items()},
         }
