@@ -21,6 +21,7 @@ from streamer import config as config_mod
 from streamer.commands.history_plot import PlotUnavailable, plot  # imports matplotlib only when it draws
 from streamer.config import ConfigError
 from streamer.sinks.history import Hop, find_session, open_readonly, parse_duration, read_hops, read_marks, summarise
+from streamer.util import terminal
 from streamer.util.atomic import write_atomic
 
 
@@ -92,7 +93,7 @@ def _range(args: argparse.Namespace, conn: sqlite3.Connection) -> tuple[float, f
             raise HistoryError("--session takes no --since, --from or --to")
         found = find_session(read_marks(conn), args.session, now)
         if found is None:
-            names = sorted({m.message for m in read_marks(conn)})
+            names = sorted({terminal.safe(m.message) for m in read_marks(conn)})
             raise HistoryError(f"no session {args.session!r} in the marks ({', '.join(names) or 'there are none'})")
         return found[0], found[1] + 1e-6, f"session {args.session}"
     if args.since and (args.start or args.end):
@@ -134,9 +135,9 @@ def report(summary: dict[str, Any], title: str) -> str:
     for label, minutes in summary["minutes"].items():
         longest = summary["longest"].get(label)
         stretch = f"  longest {_span(longest['seconds'])} from {_clock(longest['from'])}" if longest else ""
-        lines.append(f"  {label:10s} {minutes:8.1f} min{stretch}")
+        lines.append(f"  {terminal.safe(label):10s} {minutes:8.1f} min{stretch}")
     for state, minutes in summary["other_minutes"].items():
-        lines.append(f"  {state.replace('_', ' '):10s} {minutes:8.1f} min (no mood claimed)")
+        lines.append(f"  {terminal.safe(state.replace('_', ' ')):10s} {minutes:8.1f} min (no mood claimed)")
     lines.append(f"  switches   {summary['switches']}")
     return "\n".join(lines)
 

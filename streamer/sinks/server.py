@@ -297,12 +297,16 @@ class Server:
             self._per_address.pop(address, None)
 
     async def _reply(self, text: str) -> str:
-        """The encoded reply to one text frame: a registered request's handler (mark, get_history),
-        else protocol.reply_text (ping, get_state from the cached state, errors)."""
-        request = protocol.request_of(text)
-        handler = self.requests.get(request["type"]) if request is not None else None
-        if request is None or handler is None:
-            return protocol.reply_text(text, self.state_text)
+        """The encoded reply to one text frame, once the frame passed its request schema: a
+        registered request's handler (mark, get_history), else protocol.answer_text (ping,
+        get_state from the cached state); an error reply for anything else."""
+        try:
+            request = protocol.parse_request(text)
+        except protocol.ProtocolError as exc:
+            return protocol.encode(protocol.error(exc.code, str(exc), exc.request_id))
+        handler = self.requests.get(request["type"])
+        if handler is None:
+            return protocol.answer_text(request, self.state_text)
         try:
             return protocol.encode(protocol.with_id(await handler(request), request.get("id")))
         except ValueError as exc:  # ProtocolError included
