@@ -413,16 +413,51 @@ def test_sighup_stops_cleanly_and_starts_again_with_the_config_reread(tmp_path: 
         _events_until(proc, lambda e: e.get("type") == "emotion", 30)
         restart_s = time.monotonic() - t0
         assert proc.poll() is None and proc.pid == pid  # the same process (exec), running again
-        config.write_text("[smoothing]\nswitch_hops = 0\n")  # now wrong: read afresh, refused
+        config.write_text("[smoothing]\nswitch_hops = 0\n")  # now wrong: refused, the running one kept
         proc.send_signal(signal.SIGHUP)
-        _events_until(proc, lambda e: e.get("kind") == "stopped", 10)
-        code = proc.wait(30)
+        refused = _events_until(proc, lambda e: e.get("kind") in ("reload_failed", "stopped"), 30)[-1]
+        assert refused["kind"] == "reload_failed" and "switch_hops" in refused["message"], refused
+        after = _events_until(proc, lambda e: e.get("type") == "emotion", 10)
+        assert proc.poll() is None and not any(e.get("kind") == "stopped" for e in after)
+        config.write_text("[smoothing]\nswitch_hops = 3\n")  # fixed: the next SIGHUP restarts
+        proc.send_signal(signal.SIGHUP)
+        _events_until(proc, lambda e: e.get("kind") == "stopped", 30)
+        _events_until(proc, lambda e: e.get("type") == "emotion", 60)
+        stop_s = sigterm_seconds(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    record("sighup", restart_to_first_hop_s=round(restart_s, 2), exit_after_bad_config=code)
-    assert code == 2 and "switch_hops" in (proc.stderr.read() if proc.stderr else "")
+    record("sighup", restart_to_first_hop_s=round(restart_s, 2), bad_config="reload_failed, kept running")
+    assert stop_s <= SIGTERM_LIMIT_S and proc.returncode == 0, stop_s
+
+
+def test_sighup_storms_never_kill_the_daemon() -> None:
+    """20 SIGHUPs 50 ms apart, then pairs 0.1 to 0.3 s apart: each used to kill it (issue 27)."""
+    proc = _jsonl_daemon("--source", "demo")
+    try:
+        _events_until(proc, lambda e: e.get("type") == "emotion", 60)
+        pid = proc.pid
+        for _ in range(20):
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.05)
+        for gap in (0.1, 0.2, 0.3):
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(gap)
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(1.0)
+        calm = time.time()
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        events = _events_until(proc, lambda e: e.get("type") == "emotion" and e["timestamp"] > calm + 2, 90)
+        restarts = sum(e.get("kind") == "stopped" for e in events)
+        assert proc.poll() is None and proc.pid == pid
+        stop_s = sigterm_seconds(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    record("sighup_storm", signals=26, alive=True, restarts_seen=restarts, sigterm_s=round(stop_s, 2))
+    assert stop_s <= SIGTERM_LIMIT_S and proc.returncode == 0, stop_s
 
 
 # handshake rules, against the real Server in this process
