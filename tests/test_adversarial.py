@@ -472,6 +472,17 @@ async def _status_of(port: int, request: bytes) -> bytes:
     return data
 
 
+async def _status_in_pieces(port: int, pieces: list[bytes]) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for piece in pieces:
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    data = await asyncio.wait_for(reader.read(65536), 10)
+    writer.close()
+    return data
+
+
 def _ws_request(path: str = "/", **headers: str) -> bytes:
     lines = [f"GET {path} HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"]
     lines.append("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==")
@@ -529,6 +540,15 @@ def test_only_get_serves_the_page_and_head_has_no_body() -> None:
             assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n"), head[-40:]
             post = await _status_of(p, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
             assert post.startswith(b"HTTP/1.1 405") and b"Allow: GET, HEAD" in post
+            # with a body (which websockets' parser refuses), and sent in pieces: 405 all the same
+            for request in (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+                b"DELETE /x HTTP/1.1\r\n\r\n",
+            ):
+                assert (await _status_of(p, request)).startswith(b"HTTP/1.1 405"), request
+            assert (
+                await _status_in_pieces(p, [b"PO", b"ST / HTTP/1.1\r\n", b"Content-Length: 3\r\n\r\nabc"])
+            ).startswith(b"HTTP/1.1 405")
             get = await _status_of(p, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert get.startswith(b"HTTP/1.1 200") and b"<html" in get.lower()
 
