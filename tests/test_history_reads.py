@@ -130,8 +130,10 @@ def test_a_stretch_open_across_batches_is_one_row(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite"
     stored(db, hops, batch=3)
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT start, end, label, hops FROM stretches").fetchall() == [(T0 - 1, T0 + 9, "sad", 10)]
-    assert historydb.open_tip(conn) == Tip(historydb.Stretch(T0 - 1, T0 + 9, "sad", 10, 1), T0 + 9)
+    assert conn.execute("SELECT start, end, label, hops, switch FROM stretches").fetchall() == [
+        (T0 - 1, T0 + 9, "sad", 10, 0)
+    ]
+    assert historydb.open_tip(conn) == Tip(historydb.Stretch(T0 - 1, T0 + 9, "sad", 10, False, 1), T0 + 9, "sad")
 
 
 # through the server, as a page asks

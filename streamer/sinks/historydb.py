@@ -6,7 +6,8 @@ same transaction, so that a question about a month reads tens of thousands of ro
 - ``minutes``: per minute and (state, label), the hops, their seconds and their summed level; the
   bins and the minutes per mood of a range come from it;
 - ``stretches``: every unbroken stretch of one claimed mood (consecutive hops that claimed it, no
-  gap in time): label switches and the longest stretch of each mood come from it.
+  gap in time), and whether its mood differs from the previous stretch's (a switch): label
+  switches and the longest stretch of each mood come from it.
 
 A database written before the roll-ups existed (``user_version`` 0) gets them built once, by the
 writer, when it first opens the file. Rows that cannot be written at shutdown go to a spool file
@@ -42,8 +43,9 @@ CREATE TABLE IF NOT EXISTS minutes (minute INTEGER NOT NULL, state TEXT NOT NULL
     hops INTEGER NOT NULL, seconds REAL NOT NULL, level_sum REAL NOT NULL,
     PRIMARY KEY (minute, state, label)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stretches (start REAL NOT NULL, end REAL NOT NULL, label TEXT NOT NULL,
-    hops INTEGER NOT NULL);
+    hops INTEGER NOT NULL, switch INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS stretches_end ON stretches(end);
+CREATE INDEX IF NOT EXISTS stretches_label ON stretches(label, end);
 """
 HOP_COLUMNS = ("time", "seq", "duration", "state", "label", "confidence", "probabilities", "rms_dbfs", "model")
 NO_LABEL = ""  # the minutes table's label of a hop that claimed none (NULL cannot be in a primary key)
@@ -109,6 +111,7 @@ class Stretch:
     end: float
     label: str
     hops: int
+    switch: bool  # its label differs from the previous stretch's
     rowid: int | None = None  # its row, once written
 
 
@@ -119,32 +122,35 @@ def contiguous(hop_time: float, duration: float, last_time: float | None) -> boo
 
 @dataclass(frozen=True)
 class Tip:
-    """The writer's view of the newest stored hop: the stretch it may extend, and its time."""
+    """The writer's view of the newest stored hop: the stretch it may extend, its time, and the
+    label of the newest stretch (a new one of another label is a switch)."""
 
     stretch: Stretch | None = None
     last_time: float | None = None
+    previous_label: str | None = None
 
 
 def extend(tip: Tip, hops: Iterable[tuple[float, float, str, str | None]]) -> tuple[Tip, list[Stretch]]:
     """Stretches that (time, duration, state, label) hops, in time order, close or open after
     ``tip``: the finished ones and, last, the open one (the new tip's)."""
-    stretch, last_time = tip.stretch, tip.last_time
+    stretch, last_time, previous = tip.stretch, tip.last_time, tip.previous_label
     out: list[Stretch] = []
     for time, duration, state, label in hops:
         if state == "emotion" and label is not None:
             if stretch is not None and stretch.label == label and contiguous(time, duration, last_time):
-                stretch = Stretch(stretch.start, time, label, stretch.hops + 1, stretch.rowid)
+                stretch = Stretch(stretch.start, time, label, stretch.hops + 1, stretch.switch, stretch.rowid)
             else:
                 if stretch is not None:
                     out.append(stretch)
-                stretch = Stretch(time - duration, time, label, 1)
+                stretch = Stretch(time - duration, time, label, 1, previous is not None and label != previous)
+                previous = label
         elif stretch is not None:
             out.append(stretch)
             stretch = None
         last_time = time
     if stretch is not None:
         out.append(stretch)
-    return Tip(stretch, last_time), out
+    return Tip(stretch, last_time, previous), out
 
 
 def connect(path: str | Path, busy_timeout_s: float = 5.0) -> sqlite3.Connection:
@@ -190,9 +196,11 @@ def _backfill(conn: sqlite3.Connection) -> None:
 
 
 def _insert_stretches(conn: sqlite3.Connection, stretches: Sequence[Stretch]) -> None:
-    conn.executemany(
-        "INSERT INTO stretches VALUES (?, ?, ?, ?)", [(s.start, s.end, s.label, s.hops) for s in stretches]
-    )
+    conn.executemany("INSERT INTO stretches VALUES (?, ?, ?, ?, ?)", [_values(s) for s in stretches])
+
+
+def _values(s: Stretch) -> tuple[float, float, str, int, bool]:
+    return (s.start, s.end, s.label, s.hops, s.switch)
 
 
 def open_tip(conn: sqlite3.Connection) -> Tip:
@@ -201,12 +209,14 @@ def open_tip(conn: sqlite3.Connection) -> Tip:
     if newest is None:
         return Tip()
     time, state, label = newest
-    if state != "emotion" or label is None:
+    row = conn.execute(
+        "SELECT rowid, start, end, label, hops, switch FROM stretches ORDER BY end DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
         return Tip(None, time)
-    row = conn.execute("SELECT rowid, start, end, label, hops FROM stretches ORDER BY end DESC LIMIT 1").fetchone()
-    if row is None or row[2] != time or row[3] != label:
-        return Tip(None, time)
-    return Tip(Stretch(row[1], row[2], row[3], row[4], row[0]), time)
+    if state != "emotion" or row[2] != time or row[3] != label:
+        return Tip(None, time, row[3])
+    return Tip(Stretch(row[1], row[2], row[3], row[4], bool(row[5]), row[0]), time, row[3])
 
 
 def write_batch(conn: sqlite3.Connection, tip: Tip, hops: Sequence[Hop], marks: Sequence[Mark]) -> Tip:
@@ -233,13 +243,11 @@ def write_batch(conn: sqlite3.Connection, tip: Tip, hops: Sequence[Hop], marks: 
             )
             written = stretch
         else:
-            cursor = conn.execute(
-                "INSERT INTO stretches VALUES (?, ?, ?, ?)", (stretch.start, stretch.end, stretch.label, stretch.hops)
-            )
-            written = Stretch(stretch.start, stretch.end, stretch.label, stretch.hops, cursor.lastrowid)
+            cursor = conn.execute("INSERT INTO stretches VALUES (?, ?, ?, ?, ?)", _values(stretch))
+            written = Stretch(stretch.start, stretch.end, stretch.label, stretch.hops, stretch.switch, cursor.lastrowid)
     if new_tip.stretch is not None:  # the open stretch is the last one written
         assert written is not None
-        new_tip = Tip(written, new_tip.last_time)
+        new_tip = Tip(written, new_tip.last_time, new_tip.previous_label)
     return new_tip
 
 

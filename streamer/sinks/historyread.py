@@ -249,19 +249,19 @@ def _stretches(conn: sqlite3.Connection, tally: Tally, start: float, end: float,
     assert tally.first is not None and tally.last is not None
     within = "FROM stretches WHERE end >= :start AND start < :end"
     bounds = {"start": start, "end": end, "first": tally.first, "last": tally.last}
-    tally.switches = conn.execute(
-        f"SELECT count(*) FROM (SELECT label, lag(label) OVER (ORDER BY start) AS before {within}) "
-        "WHERE before IS NOT NULL AND label != before",
-        bounds,
-    ).fetchone()[0]
+    # a stretch's switch is against the one before it: the range's first stretch has none within
+    total, first = conn.execute(
+        f"SELECT sum(switch), (SELECT switch {within} ORDER BY end LIMIT 1) {within}", bounds
+    ).fetchone()
+    tally.switches = (total or 0) - (first or 0)
     clipped = "max(start, :first), min(end, :last)"
     for label, begin, finish in conn.execute(
         f"SELECT label, {clipped} FROM (SELECT label, start, end, max(min(end, :last) - max(start, :first)) "
-        f"{within} GROUP BY label)",
+        f"{within} GROUP BY label ORDER BY label)",
         bounds,
     ):
         tally.stretch(label, begin, finish)
-    newest = conn.execute(f"SELECT label, {clipped} {within} ORDER BY start DESC LIMIT 1", bounds).fetchone()
+    newest = conn.execute(f"SELECT label, {clipped} {within} ORDER BY end DESC LIMIT 1", bounds).fetchone()
     if newest is not None:
         tally.previous_label = newest[0]
         _, state, label = last
