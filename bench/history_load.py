@@ -29,7 +29,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from bench.common import CACHE, ROOT, Section, Skipped, fmt, table, target
+from bench.common import CACHE, ROOT, Section, Skipped, table, target
 from streamer.sinks import historydb
 
 DAYS = 30
@@ -201,10 +201,11 @@ def run(quick: bool = False) -> Section:
     return section(results, rows, size_mb, made_s)
 
 
-BEFORE = (  # the issue's probe of the code before issue 27 (same machine, same request)
-    "Before (issue 27's probe of the earlier code, the same request): 1 day 1.0 s and 170 MB peak; "
-    "7 days 8.3 s, 705 MB, a bystander's gap 2.1 s; 30 days 39.9 s, 2.77 GB, gap 6.0 s; 30 days by "
-    "4 clients 166 s, 10.7 GB, gap 24.2 s."
+BEFORE = (  # `python -m bench.history_load --checkout ../main --cases 1:1,7:1,30:1`, this machine
+    "Before (the code before issue 27, measured on 2026-12-06 with `python -m bench.history_load --checkout "
+    "../main` on this machine, load average about 7 from other work): 1 day 1.58 s, peak RSS +74 MiB; "
+    "7 days 16.2 s, +487 MiB, a bystander's largest gap 3.2 s; 30 days 52.6 s, +2,089 MiB, gap 7.1 s "
+    "(issue 27's own probe: 39.9 s, 2.77 GB, gap 6.0 s; by 4 clients at once 166 s, 10.7 GB, gap 24.2 s)."
 )
 
 

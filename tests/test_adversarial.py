@@ -460,6 +460,126 @@ def test_sighup_storms_never_kill_the_daemon() -> None:
     assert stop_s <= SIGTERM_LIMIT_S and proc.returncode == 0, stop_s
 
 
+# the history, marks and requests (issue 27)
+
+
+def test_a_week_of_history_asked_by_4_clients_delays_no_hop(tmp_path: Path) -> None:
+    """4 clients ask at once for a week of 1 s hops (605,000 rows; bench/history_load.py does the
+    month): each gets its answer, a bystander sees every hop on time, the daemon's memory barely moves."""
+    from bench.history_load import make_database, measure
+
+    db = tmp_path / "history.sqlite"
+    make_database(db, days=7)
+    (result,) = measure(ROOT, db, ((7, 4),))
+    record("history_week_4_clients", **result)
+    assert result["reply_type"] == "history" and result["hops"] > 600_000, result
+    assert result["max_gap_s"] <= 1.5, result  # the bench's hop is 1 s: 1.5 hops
+    assert result["rss_growth_mib"] <= 20, result
+
+
+def test_malformed_history_requests_get_errors_and_the_connection_stays(daemon: Daemon) -> None:
+    async def main() -> list[dict[str, Any]]:
+        replies = []
+        async with connect(f"ws://127.0.0.1:{daemon.port}/") as ws:
+            for bad in ('"x"', "null", "[1]", '{"a": 1}', "1e999"):
+                await ws.send(f'{{"type": "get_history", "to": {bad}, "id": 1}}')
+                while (reply := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] not in ("error", "history"):
+                    pass
+                replies.append(reply)
+            await ws.send('{"type": "get_history", "id": 2}')
+            while (reply := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "history":
+                pass
+            assert ws.close_code is None
+        return replies
+
+    replies = asyncio.run(main())
+    record("malformed_get_history", codes=[r.get("code") for r in replies])
+    assert [r["code"] for r in replies] == ["bad_request"] * 5, replies
+    assert daemon.proc.poll() is None
+
+
+def test_sigterm_while_the_history_is_locked_is_bounded_and_spools_the_rows(tmp_path: Path) -> None:
+    db = tmp_path / "history.sqlite"
+    proc = _jsonl_daemon("--source", "demo", "--history", str(db))
+    holder = None
+    try:
+        _events_until(proc, lambda e: e.get("type") == "emotion" and e["seq"] >= 4, 60)
+        holder = subprocess.Popen(  # another process takes the write lock and keeps it
+            [sys.executable, "-c", HOLD_LOCK, str(db)], stdout=subprocess.PIPE, text=True
+        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        stop_s = sigterm_seconds(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    spool = Path(f"{db}.spool")
+    spooled = len(spool.read_text().splitlines()) if spool.exists() else 0
+    record("sigterm_history_locked", sigterm_s=round(stop_s, 2), exit=proc.returncode, rows_spooled=spooled)
+    assert stop_s <= 7.5, stop_s  # half the unit's TimeoutStopSec (15 s)
+    assert proc.returncode == 0 and spooled >= 5, (spooled, stderr)
+    # the next start writes them
+    again = _jsonl_daemon("--source", "demo", "--history", str(db))
+    try:
+        _events_until(again, lambda e: e.get("type") == "emotion", 60)
+        sigterm_seconds(again)
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait()
+    import sqlite3
+
+    stored = sqlite3.connect(db).execute("SELECT count(*) FROM hops").fetchone()[0]
+    assert not spool.exists() and stored >= spooled
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_mark_with_escape_sequences_never_reaches_a_terminal_raw(daemon: Daemon) -> None:
+    evil = "zz\x1b[5;31mBLINK\x1b]0;PWNED\x07"
+    mark = subprocess.run(
+        [sys.executable, "-m", "streamer.cli", "mark", evil, "--url", f"ws://127.0.0.1:{daemon.port}/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    watch = subprocess.Popen(  # piped: one plain line per event
+        [sys.executable, "-m", "streamer.cli", "watch", f"ws://127.0.0.1:{daemon.port}/"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        time.sleep(4)
+        asyncio.run(_send_mark(daemon.port, "fine mark"))
+        time.sleep(2)
+    finally:
+        watch.terminate()
+        out, _ = watch.communicate(timeout=10)
+    record("escape_in_mark", mark_exit=mark.returncode)
+    assert mark.returncode == 2 and "control characters" in mark.stderr, mark.stderr
+    assert b"\x1b" not in out and b"\x07" not in out and b"fine mark" in out, out[-500:]
+
+
+async def _send_mark(port: int, text: str) -> None:
+    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+        await ws.send(json.dumps({"type": "mark", "text": text, "id": 1}))
+        while json.loads(await asyncio.wait_for(ws.recv(), 10)).get("id") != 1:
+            pass
+
+
 # handshake rules, against the real Server in this process
 
 

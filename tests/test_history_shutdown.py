@@ -97,3 +97,16 @@ def test_a_damaged_spool_line_is_skipped_not_fatal(tmp_path: Path, garbage: str,
         f.write(garbage)
     assert len(historydb.read_spool(db)) == 1
     assert "skipping line 2" in caplog.text
+
+
+def test_a_spool_not_written_again_is_spooled_once_not_twice(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(history, "FINAL_WRITE_S", 0.3)
+    db = tmp_path / "h.sqlite"
+    other = locked(db)
+    try:
+        asyncio.run(run_sink(db, 4))  # 5 rows spooled
+        sink, _ = asyncio.run(run_sink(db, 2))  # still locked: the 5 and its own 3, once each
+    finally:
+        other.rollback()
+        other.close()
+    assert len(historydb.read_spool(db)) == 8 and sink.stats()["history_rows_spooled"] == 8

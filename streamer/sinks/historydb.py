@@ -299,21 +299,26 @@ def spool_path(db: str | Path) -> Path:
 
 
 def write_spool(db: str | Path, rows: Sequence[Hop | Mark]) -> Path:
-    """Append ``rows`` to the spool beside ``db`` (rewritten atomically, earlier spooled rows kept)."""
+    """Replace the spool beside ``db`` with ``rows`` (atomically). The writer read the rows of an
+    earlier spool at its start and holds them until they are written, so they are among ``rows``."""
     path = spool_path(db)
-    kept = path.read_text(encoding="utf-8") if path.exists() else ""
     lines = [json.dumps({"hop" if isinstance(r, Hop) else "event": r.row()}) for r in rows]
-    write_atomic(path, kept + "".join(line + "\n" for line in lines))
+    write_atomic(path, "".join(line + "\n" for line in lines))
     return path
 
 
 def read_spool(db: str | Path) -> list[Hop | Mark]:
     """The spooled rows (none when there is no spool); a damaged line is skipped and logged."""
     path = spool_path(db)
-    if not path.exists():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        log.error("history: cannot read the spool %s (%s); its rows stay there", path, exc)
         return []
     rows: list[Hop | Mark] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         try:
             item = json.loads(line)
             if "hop" in item:
