@@ -99,7 +99,8 @@ def run(quick: bool = False) -> Section:
         finally:
             broker.terminate()
             broker.wait()
-    data = {"model": model.path.name, "rounds": rounds, "audio_seconds": paced_s, "alone": stats(plain)}
+    data: dict[str, Any] = {"model": model.path.name, "rounds": rounds, "audio_seconds": paced_s}
+    data["alone"] = stats(plain)
     data["every_sink_10_clients"] = stats(every)
     md = (
         f"`moodstream run --realtime` on {paced_s:g} s of a file with the default model ({model.path.name}), "
