@@ -29,13 +29,17 @@ CLIENT = """
 import asyncio, sys
 from websockets.asyncio.client import connect
 
-async def one(url):
+async def one(url, opened):
     async with connect(url) as ws:
+        opened.append(ws)
+        if len(opened) == int(sys.argv[2]):
+            print("connected", flush=True)
         async for _ in ws:
             pass
 
 async def main(url, n):
-    await asyncio.gather(*(one(url) for _ in range(n)))
+    opened = []
+    await asyncio.gather(*(one(url, opened) for _ in range(n)))
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
@@ -60,7 +64,10 @@ def _steady(args: list[str], paced_s: float, settle_s: float, clients: bool) -> 
         if clients:
             port = _port_of(d)
             url = f"ws://127.0.0.1:{port}/"
-            readers = subprocess.Popen([sys.executable, "-c", CLIENT, url, str(CLIENTS)])
+            readers = subprocess.Popen([sys.executable, "-c", CLIENT, url, str(CLIENTS)], stdout=subprocess.PIPE)
+            assert readers.stdout is not None
+            if readers.stdout.readline().strip() != b"connected":  # every client in, or no figure
+                raise RuntimeError(f"the {CLIENTS} clients did not all connect")
         try:
             ready_at = time.monotonic()
             time.sleep(settle_s)
@@ -82,7 +89,7 @@ def run(quick: bool = False) -> Section:
     paced_s, settle_s, rounds = (8.0, 3.0, 1) if quick else (40.0, 12.0, 3)
     paced = _file(paced_s, "sinks-paced.wav")
     base = ["--model", str(model.path), "--port", "0", "--log-level", "warning", "--source", f"file:{paced}"]
-    base.append("--realtime")
+    base += ["--realtime", "--max-clients-per-address", str(CLIENTS)]  # the clients share one address
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         try:

@@ -227,7 +227,8 @@ def section(results: list[dict[str, Any]], rows: int, size_mb: float, made_s: fl
     targets = []
     for r in month:
         who = f"30-day get_history, {r['clients']} client{'s' if r['clients'] > 1 else ''}"
-        targets.append(target(f"{who}: reply", r["reply_s"], REPLY_TARGET_S, "s"))
+        if r["clients"] == 1:  # the target is one request's; four at once share the two readers
+            targets.append(target(f"{who}: reply", r["reply_s"], REPLY_TARGET_S, "s"))
         targets.append(target(f"{who}: peak RSS above baseline", r["rss_growth_mib"], MEMORY_TARGET_MIB, "MiB"))
         targets.append(target(f"{who}: a bystander's largest gap between hops", r["max_gap_s"], GAP_TARGET_S, "s"))
     markdown = "\n".join(

@@ -282,10 +282,11 @@ class HistorySink:
         from_db = self.enabled and (not self.recent or start < self.recent[0].time)
         if self._readers is None:
             self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="history-read")
-        job = self._read if from_db else self._from_memory
-        future = asyncio.get_running_loop().run_in_executor(
-            self._readers, job, start, end, count, recent, list(self.marks), deadline
-        )
+        loop, marks = asyncio.get_running_loop(), list(self.marks)
+        if from_db:
+            future = loop.run_in_executor(self._readers, self._read, start, end, count, recent, marks, deadline)
+        else:
+            future = loop.run_in_executor(self._readers, self._from_memory, start, end, count, recent, marks)
         try:
             result = await asyncio.wait_for(future, READ_DEADLINE_S + 1.0)  # the reader stops itself before
         except TimeoutError:
@@ -293,7 +294,7 @@ class HistorySink:
         return {"from": start, "to": end, "bin_seconds": (end - start) / count, **result}
 
     def _from_memory(
-        self, start: float, end: float, count: int, recent: list[Hop], marks: list[Mark], deadline: float
+        self, start: float, end: float, count: int, recent: list[Hop], marks: list[Mark]
     ) -> dict[str, Any]:
         bins = historyread.Bins(start, end, count).feed(recent).result()
         summary = historyread.summarise(recent)
@@ -313,7 +314,7 @@ class HistorySink:
         try:
             conn = historydb.open_readonly(self.settings.path)
         except (FileNotFoundError, sqlite3.Error):  # nothing written yet
-            return self._from_memory(start, end, count, recent, memory_marks, deadline)
+            return self._from_memory(start, end, count, recent, memory_marks)
         conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
         try:
             newest = conn.execute("SELECT max(time) FROM hops").fetchone()[0]
@@ -324,7 +325,7 @@ class HistorySink:
             if time.monotonic() > deadline:
                 raise ReadTimeout() from None
             log.warning("history: cannot read %s: %s", self.settings.path, exc)
-            return self._from_memory(start, end, count, recent, memory_marks, deadline)
+            return self._from_memory(start, end, count, recent, memory_marks)
         finally:
             conn.close()
         newest_mark = marks[-1].time if marks else float("-inf")
