@@ -130,10 +130,11 @@ def test_a_stretch_open_across_batches_is_one_row(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite"
     stored(db, hops, batch=3)
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT start, end, label, hops, switch FROM stretches").fetchall() == [
-        (T0 - 1, T0 + 9, "sad", 10, 0)
+    assert conn.execute("SELECT start, first, end, label, hops, switch FROM stretches").fetchall() == [
+        (T0 - 1, T0, T0 + 9, "sad", 10, 0)
     ]
-    assert historydb.open_tip(conn) == Tip(historydb.Stretch(T0 - 1, T0 + 9, "sad", 10, False, 1), T0 + 9, "sad")
+    expected = historydb.Stretch(T0 - 1, T0, T0 + 9, "sad", 10, False, 1)
+    assert historydb.open_tip(conn) == Tip(expected, T0 + 9, "sad")
 
 
 # through the server, as a page asks
@@ -254,3 +255,20 @@ def test_reads_are_one_at_a_time_per_client_and_bounded_in_all(tmp_path: Path, m
             assert most[0] == history.READERS  # four clients: never more than READERS at once
 
     asyncio.run(main())
+
+
+def test_a_stretch_that_begins_just_after_the_range_is_not_in_it(tmp_path: Path) -> None:
+    """Hop stamps jitter: a stretch whose first hop comes 0.999 s after the range's last one starts
+    (a hop's length earlier) inside the range, yet holds none of its hops."""
+    stamps = [T0 + k - (0.001 if k == 6 else 0.0) for k in range(10)]
+    labels = ["happy"] * 3 + [None] * 3 + ["sad"] * 4
+    hops = [
+        Hop(t, k, 1.0, "emotion" if label else "uncertain", label, 0.8, {}, -20.0, "m")
+        for k, (t, label) in enumerate(zip(stamps, labels, strict=True))
+    ]
+    db = tmp_path / "h.sqlite"
+    stored(db, hops)
+    end = stamps[5] + 0.5  # the range ends between the uncertain hops and the sad stretch
+    _, summary = historyread.query(historydb.open_readonly(db), T0 - 5, end, 10)
+    assert summary == expected(hops, T0 - 5, end)
+    assert summary["switches"] == 0 and set(summary["longest"]) == {"happy"}

@@ -17,6 +17,7 @@ beside the database (JSON lines, written atomically) and are written first at th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -42,8 +43,8 @@ CREATE INDEX IF NOT EXISTS events_time ON events(time);
 CREATE TABLE IF NOT EXISTS minutes (minute INTEGER NOT NULL, state TEXT NOT NULL, label TEXT NOT NULL,
     hops INTEGER NOT NULL, seconds REAL NOT NULL, level_sum REAL NOT NULL,
     PRIMARY KEY (minute, state, label)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stretches (start REAL NOT NULL, end REAL NOT NULL, label TEXT NOT NULL,
-    hops INTEGER NOT NULL, switch INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS stretches (start REAL NOT NULL, first REAL NOT NULL, end REAL NOT NULL,
+    label TEXT NOT NULL, hops INTEGER NOT NULL, switch INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS stretches_end ON stretches(end);
 CREATE INDEX IF NOT EXISTS stretches_label ON stretches(label, end);
 """
@@ -108,6 +109,7 @@ class Stretch:
     """An unbroken stretch of one claimed mood: from its first hop's start to its last hop's time."""
 
     start: float
+    first: float  # its first hop's time (which a range holds or not; start is a hop earlier)
     end: float
     label: str
     hops: int
@@ -138,11 +140,13 @@ def extend(tip: Tip, hops: Iterable[tuple[float, float, str, str | None]]) -> tu
     for time, duration, state, label in hops:
         if state == "emotion" and label is not None:
             if stretch is not None and stretch.label == label and contiguous(time, duration, last_time):
-                stretch = Stretch(stretch.start, time, label, stretch.hops + 1, stretch.switch, stretch.rowid)
+                stretch = Stretch(
+                    stretch.start, stretch.first, time, label, stretch.hops + 1, stretch.switch, stretch.rowid
+                )
             else:
                 if stretch is not None:
                     out.append(stretch)
-                stretch = Stretch(time - duration, time, label, 1, previous is not None and label != previous)
+                stretch = Stretch(time - duration, time, time, label, 1, previous is not None and label != previous)
                 previous = label
         elif stretch is not None:
             out.append(stretch)
@@ -196,11 +200,11 @@ def _backfill(conn: sqlite3.Connection) -> None:
 
 
 def _insert_stretches(conn: sqlite3.Connection, stretches: Sequence[Stretch]) -> None:
-    conn.executemany("INSERT INTO stretches VALUES (?, ?, ?, ?, ?)", [_values(s) for s in stretches])
+    conn.executemany("INSERT INTO stretches VALUES (?, ?, ?, ?, ?, ?)", [_values(s) for s in stretches])
 
 
-def _values(s: Stretch) -> tuple[float, float, str, int, bool]:
-    return (s.start, s.end, s.label, s.hops, s.switch)
+def _values(s: Stretch) -> tuple[float, float, float, str, int, bool]:
+    return (s.start, s.first, s.end, s.label, s.hops, s.switch)
 
 
 def open_tip(conn: sqlite3.Connection) -> Tip:
@@ -210,13 +214,14 @@ def open_tip(conn: sqlite3.Connection) -> Tip:
         return Tip()
     time, state, label = newest
     row = conn.execute(
-        "SELECT rowid, start, end, label, hops, switch FROM stretches ORDER BY end DESC LIMIT 1"
+        "SELECT rowid, start, first, end, label, hops, switch FROM stretches ORDER BY end DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return Tip(None, time)
-    if state != "emotion" or row[2] != time or row[3] != label:
-        return Tip(None, time, row[3])
-    return Tip(Stretch(row[1], row[2], row[3], row[4], bool(row[5]), row[0]), time, row[3])
+    rowid, start, first, end, stretch_label, hops, switch = row
+    if state != "emotion" or end != time or stretch_label != label:
+        return Tip(None, time, stretch_label)
+    return Tip(Stretch(start, first, end, stretch_label, hops, bool(switch), rowid), time, stretch_label)
 
 
 def write_batch(conn: sqlite3.Connection, tip: Tip, hops: Sequence[Hop], marks: Sequence[Mark]) -> Tip:
@@ -243,8 +248,8 @@ def write_batch(conn: sqlite3.Connection, tip: Tip, hops: Sequence[Hop], marks: 
             )
             written = stretch
         else:
-            cursor = conn.execute("INSERT INTO stretches VALUES (?, ?, ?, ?, ?)", _values(stretch))
-            written = Stretch(stretch.start, stretch.end, stretch.label, stretch.hops, stretch.switch, cursor.lastrowid)
+            cursor = conn.execute("INSERT INTO stretches VALUES (?, ?, ?, ?, ?, ?)", _values(stretch))
+            written = dataclasses.replace(stretch, rowid=cursor.lastrowid)
     if new_tip.stretch is not None:  # the open stretch is the last one written
         assert written is not None
         new_tip = Tip(written, new_tip.last_time, new_tip.previous_label)

@@ -247,7 +247,7 @@ def _stored_tally(
 def _stretches(conn: sqlite3.Connection, tally: Tally, start: float, end: float, last: Sequence[Any]) -> None:
     """Switches and longest stretches of the range, the last stretch left open for the tail."""
     assert tally.first is not None and tally.last is not None
-    within = "FROM stretches WHERE end >= :start AND start < :end"
+    within = "FROM stretches WHERE end >= :start AND first < :end"  # a hop of it is in the range
     bounds = {"start": start, "end": end, "first": tally.first, "last": tally.last}
     # a stretch's switch is against the one before it: the range's first stretch has none within
     total, first = conn.execute(
