@@ -86,7 +86,7 @@ class Peak:
     """The highest RSS of ``pid`` while it runs, polled every 20 ms on a thread of its own."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self.pid, self.peak, self._stop = pid, rss_mib(pid), threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
 
@@ -97,7 +97,7 @@ class Peak:
     def stop(self) -> float:
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return max(self.peak, rss_mib(self.pid))  # a reply faster than one poll
 
 
 async def _ask(port: int, days: float) -> tuple[float, dict[str, Any]]:
