@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from streamer.sinks.history import Hop, Mark
+from streamer.sinks.historydb import Hop, Mark
 from streamer.sinks.protocol import label_color
 
 GREY = "#b0b0b0"

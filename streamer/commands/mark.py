@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from streamer.commands.client import DEFAULT_URL, FATAL_STATUS, TOKEN_ENV, WatchError, normalise_url
 from streamer.sinks import protocol
+from streamer.util import terminal
 
 REPLY_TIMEOUT_S = 10.0
 
@@ -45,9 +46,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"moodstream mark: {exc}", file=sys.stderr)
         return 2
     except MarkError as exc:
-        print(f"moodstream mark: {exc}", file=sys.stderr)
+        print(f"moodstream mark: {terminal.safe(exc, 500)}", file=sys.stderr)
         return 2 if exc.fatal else 1
-    print(f"marked: {reply['text']}")
+    print(f"marked: {terminal.safe(reply['text'])}")
     return 0
 
 

@@ -84,7 +84,7 @@ class Pipeline:
         self._filter = MoodFilter(
             settings.smoothing, settings.model.hop_seconds, len(self.labels), runner.metadata.temperature
         )
-        self.summary: np.ndarray | None = None  # the last audible hop's timbre and level (studies replay it)
+        self.summary: np.ndarray | None = None  # the last hop's timbre and level, None when silent (studies replay it)
         self._shown: str | None = None  # what the last hop showed: a label, or its state
         self._shown_since = 0.0  # stream time when that began
         self.seq = 0
@@ -143,6 +143,7 @@ class Pipeline:
         warm = len(self.features) >= window_frames
         probs = self.runner.predict(self.features.latest(window_frames)) if warm and not silent else None
         index = None
+        self.summary = None
         if silent:
             self._filter.reset()  # a pause: what follows is heard afresh
         else:

@@ -68,7 +68,7 @@ class Hop:
     raw: tuple[float, ...]
     rms_dbfs: float
     novelty: float  # the change detector's probability that a new song started at this hop
-    summary: tuple[float, ...] = ()  # what the change detector heard (kept by pipeline_hops, for replay)
+    summary: tuple[float, ...] = ()  # what the change detector heard, empty when silent (pipeline_hops keeps it)
 
 
 def playlist(files: Sequence[T], seed: int) -> list[T]:
@@ -145,8 +145,8 @@ def pipeline_hops(wav: Path, runner: Any, settings: Settings) -> list[Hop]:
     hops = []
     for start in range(0, audio.size, pipeline.hop_samples):
         for e in pipeline.process(audio[start : start + pipeline.hop_samples]):
-            audible = e.state != "silence" and pipeline.summary is not None
-            hops.append(_hop(e, tuple(map(float, pipeline.summary)) if audible else ()))  # type: ignore[arg-type]
+            summary = pipeline.summary
+            hops.append(_hop(e, () if summary is None else tuple(map(float, summary))))
     return hops
 
 
@@ -174,7 +174,7 @@ def replay(
     mood = MoodFilter(smoothing, hop_s, len(labels), temperature)
     out = []
     for i, h in enumerate(hops):
-        if h.shown == "silence":
+        if not h.summary:  # silent: the pipeline reset the filter
             mood.reset()
             out.append(h)
             continue
@@ -194,7 +194,7 @@ def detect(hops: Sequence[Hop], hop_s: float, song_seconds: float) -> list[np.nd
     changes = ChangeDetector(hop_s, song_seconds)
     runs: list[np.ndarray | None] = []
     for h in hops:
-        if h.shown == "silence":
+        if not h.summary:
             changes.reset()
             runs.append(None)
         else:
