@@ -55,7 +55,9 @@ class RmsExtractor:
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(frontend, "FRONT_ENDS", dict(frontend.FRONT_ENDS))  # the test's own registry
-    frontend.register(FrontEnd(RmsSettings.kind, RmsSettings, RmsExtractor, lambda w, s: np.log(w + 1e-6)))
+    frontend.register(
+        FrontEnd(RmsSettings.kind, RmsSettings, RmsExtractor, lambda w, s: np.log(w + 1e-6), lambda f: f.mean(axis=0))
+    )
 
 
 def test_a_registered_front_end_is_read_from_metadata_and_framed_by_its_extractor(toy: None) -> None:

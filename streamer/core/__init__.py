@@ -1,1 +1,1 @@
-"""Per hop: rings, the pipeline from samples to one event, smoothing, and the event bus."""
+"""Per hop: rings, the pipeline from samples to one event, change detector, temporal model, event bus."""
