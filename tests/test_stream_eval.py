@@ -68,6 +68,13 @@ def test_a_mood_never_shown_is_a_missed_change() -> None:
     assert figures["accuracy"] == pytest.approx(0.5, abs=0.05)
 
 
+def test_a_folder_with_no_song_the_model_knows_scores_nothing(tmp_path: Path, tiny_model: Path) -> None:
+    (tmp_path / "calm").mkdir()  # a label the tiny model does not have
+    sf.write(tmp_path / "calm" / "a.wav", mood_audio("sad", 3.0), 16000)
+    result = stream.evaluate_stream(tmp_path, ModelRunner(tiny_model), Settings())
+    assert result["songs"] == 0 and result["accuracy"] is None and result["intervals"] == {}
+
+
 def test_intervals_resample_songs() -> None:
     songs = [Song(str(i), "angry", 10.0 * i, 10.0 * (i + 1)) for i in range(20)]
     shown = [("angry" if (t // 10) % 2 else "sad") for t in range(200)]

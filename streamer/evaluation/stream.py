@@ -270,7 +270,7 @@ def intervals(records: Sequence[dict[str, Any]], seed: int = 0, n: int = BOOTSTR
     """95 % percentile intervals of every figure, the songs resampled with replacement."""
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {}
-    for _ in range(n):
+    for _ in range(n if records else 0):
         sample = [records[i] for i in rng.integers(0, len(records), len(records))]
         for key, value in summarise(sample).items():
             if value is not None:
@@ -306,7 +306,7 @@ def evaluate_stream(
     rate = runner.metadata.feature_config.sample_rate
     with tempfile.TemporaryDirectory(prefix="moodstream-stream-") as tmp:
         clips = prepare(files, rate, Path(tmp), chain, chain_seed)
-        for seed in range(streams):
+        for seed in range(streams if clips else 0):
             wav = Path(tmp) / f"stream-{seed}.wav"
             songs = render(playlist(clips, seed), rate, wav, gap_s)
             hops = player(wav, runner, settings)
