@@ -227,13 +227,27 @@ class SmoothingSettings:
         "this power): a hop's 3 s patch overlaps its neighbours', so a hop is worth less than an independent "
         "look at the music. More makes the shown mood quicker and jumpier.",
     )
+    switch_confidence: float = setting(
+        0.7,
+        "a mood is shown once believed this much (a new one replaces the one shown)",
+        flag="--switch-confidence",
+        bounds=(0, 1),
+        doc="A mood is shown once the temporal model believes it this much; then a new mood replaces it only "
+        "when believed this much in turn, so the lamp changes once per change of music, not back and forth.",
+    )
     min_confidence: float = setting(
-        0.5,
-        "below this belief in the leading mood the state is uncertain",
+        0.0,
+        "the mood shown is held while believed at least this much; below, uncertain",
         flag="--min-confidence",
         bounds=(0, 1),
-        doc='Below this belief in the most probable mood the state is "uncertain" and no label is claimed.',
+        doc="The mood shown is held while believed at least this much; below it, and until another mood is "
+        'believed switch_confidence, the state is "uncertain" and no label is claimed.',
     )
+
+    def check(self) -> None:
+        if self.min_confidence > self.switch_confidence:
+            raise ConfigError("smoothing.min_confidence: must not be above smoothing.switch_confidence")
+
     song_seconds: float = setting(
         180.0,
         "how long a song lasts on average, in s: the change detector's prior",

@@ -132,11 +132,12 @@ def test_replaying_the_recorded_hops_gives_what_the_daemon_showed(folder: Path, 
         assert piped["hops"][0]["hops"]["novelty"] == daemon["hops"][0]["hops"]["novelty"]
         recorded = stream.hops_from_json(piped["hops"][0]["hops"])
         assert any(h.shown == "silence" for h in recorded)  # the gaps: pauses that reset the filter
-        again = replay(recorded, runner.labels, smoothing, 1.0, runner.metadata.temperature)
+        meta = runner.metadata
+        again = replay(recorded, runner.labels, smoothing, 1.0, meta.temperature)
         assert [h.shown for h in again] == [h.shown for h in recorded]
         assert [h.novelty for h in again] == [h.novelty for h in recorded]
         runs = stream.detect(recorded, 1.0, smoothing.song_seconds)  # once, for many replays
-        fast = replay(recorded, runner.labels, smoothing, 1.0, runner.metadata.temperature, runs)
+        fast = replay(recorded, runner.labels, smoothing, 1.0, meta.temperature, runs=runs)
         assert [h.shown for h in fast] == [h.shown for h in recorded]
 
 

@@ -59,6 +59,14 @@ class MoodFilter:
         per_run /= per_run.sum(axis=1, keepdims=True)
         belief = runs @ per_run
         self.belief = belief / belief.sum()
-        top = int(np.argmax(self.belief))
-        self.label = top if self.belief[top] >= self.settings.min_confidence else None
+        self.label = self._shown(self.belief)
         return self.belief.copy(), self.label, float(runs[0])
+
+    def _shown(self, belief: np.ndarray) -> int | None:
+        """A Schmitt trigger on the belief: a mood is taken up once believed ``switch_confidence``, and
+        held while believed at least ``min_confidence``; in between, nothing new is claimed."""
+        top = int(np.argmax(belief))
+        if belief[top] >= self.settings.switch_confidence:
+            return top
+        held = self.label
+        return held if held is not None and belief[held] >= self.settings.min_confidence else None

@@ -169,7 +169,8 @@ def replay(
     """The hops a daemon with other settings of the mood filter would have shown: the same model
     outputs and summaries (from :func:`pipeline_hops`) through :class:`~streamer.core.temporal.MoodFilter`
     as the pipeline drives it (a silent hop resets it). Studies compare settings this way without
-    running the network again; a test holds it equal to the daemon. ``runs``: the change detector's
+    running the network again; a test holds it equal to the daemon (``temperature``: the model
+    file's). ``runs``: the change detector's
     answers per hop (:func:`detect`), when a study replays many settings of the same song length."""
     mood = MoodFilter(smoothing, hop_s, len(labels), temperature)
     out = []
@@ -316,7 +317,7 @@ def evaluate_stream(
                 kept.append({"seed": seed, "songs": [dataclasses.asdict(s) for s in songs], "hops": hops_json(hops)})
     return {
         "labels": list(runner.labels),
-        "model": {"name": runner.name, "path": str(runner.path)},
+        "model": {"name": runner.name, "path": str(runner.path), "window_seconds": runner.metadata.window_seconds},
         "data_dir": str(data_dir),
         "chain": {"name": chain or "none", "seed": chain_seed if chain else None},
         "hop_seconds": settings.model.hop_seconds,
