@@ -3,7 +3,8 @@
 The capture task reads the source through :class:`~streamer.audio.liveness.Liveness`, which never gives up
 on a live input, feeds the pipeline and publishes its events; every sink (JSONL, history, WebSocket
 server, dashboard, MQTT, systemd notify) is a task reading the bus (:class:`~streamer.sinks.base.Sink`);
-the mDNS advertisement runs as one too, as long, though it needs no events. SIGINT/SIGTERM
+the mDNS advertisement runs as one too, as long, though it needs no events; with the demo source, its
+guide logs what the demo plays and what the model shows. SIGINT/SIGTERM
 close the stream, then the bus, and the sinks drain what is pending before the process exits.
 """
 
@@ -19,12 +20,13 @@ from typing import Any
 
 from streamer import version
 from streamer.audio import liveness
-from streamer.audio.sources import Source
+from streamer.audio.sources import DemoSource, Source
 from streamer.config import Settings
 from streamer.core.events import EventBus, StatusEvent, StatusKind, to_dict
 from streamer.core.pipeline import Pipeline
 from streamer.sinks import mdns, server
 from streamer.sinks.base import Sink
+from streamer.sinks.demo_guide import DemoGuide
 from streamer.sinks.history import HistorySink
 from streamer.sinks.jsonl import JsonlSink
 from streamer.sinks.notify import Notifier, NotifySink
@@ -98,6 +100,8 @@ class Daemon:
         """Open the source (errors propagate: nothing is running yet), then serve until ``stop``
         is set or a finite source (file, stdin) ends."""
         sinks = build_sinks(self.settings, self.runner, self.describe, self.notifier, stop)
+        if isinstance(self.source, DemoSource):  # says what the demo plays and what the model shows
+            sinks.append(DemoGuide(self.source.music, self.settings.model.hop_seconds))
         opened = False
         try:
             opened = await self.liveness.open(stop)  # False: stopped first (SIGTERM while a device hangs)

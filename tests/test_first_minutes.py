@@ -206,3 +206,33 @@ def test_the_aarch64_download_line_asks_for_every_tag_the_measured_run_needed() 
     tags = re.findall(r"--platform (\S+)", line)
     assert set(tags) == set(PLATFORMS) and "manylinux_2_27_aarch64" in tags
     assert "--python-version 3.11" in line and "'.[pi]'" in line and "'setuptools>=77'" in line
+
+
+@pytest.mark.slow
+def test_a_first_run_on_the_demo_logs_in_one_format_says_where_to_look_once_and_what_plays() -> None:
+    """No line in another format (LiteRT's own "INFO: Created TensorFlow Lite XNNPACK delegate"),
+    "listening" once (not websockets' "server listening" beside ours), then the demo's first line."""
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run", "--source", "demo", "--port", "0"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        while "demo: moodstream plays" not in (line := proc.stderr.readline()):
+            assert line, "the daemon ended early: " + "".join(lines)
+            lines.append(line)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    lines += [line, *rest.splitlines(keepends=True)]
+    ours = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")
+    assert [x for x in lines if not ours.match(x)] == []
+    assert sum("listening: open http://" in x or "server listening" in x for x in lines) == 1, lines
+    assert 'now playing "happy" (bright major pop' in line
+    assert proc.returncode == 0

@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         runner = ModelRunner(shipped.resolve(settings.model.path))
         block = config_mod.block_seconds_for(settings)
-        source = build_source(dataclasses.replace(settings.source, block_seconds=block))
+        source = build_source(dataclasses.replace(settings.source, block_seconds=block), labels=runner.labels)
         daemon = Daemon(settings, runner, source)
     except (ModelFileError, SourceError, ValueError) as exc:
         print(f"moodstream: {exc}", file=sys.stderr)
