@@ -116,17 +116,20 @@ class Daemon:
         sinks_stop = asyncio.Event()  # set once the bus is closed and its last events queued
         services = [asyncio.create_task(sink.run(self.bus, sinks_stop), name=sink.name) for sink in sinks]
         await asyncio.sleep(0)  # each sink subscribes before the first event
-        capture = asyncio.create_task(self._capture(stop))
+        capture: asyncio.Task[None] | None = None
         try:
+            await _listening(sinks, services)  # a taken port ends the start before any event is written
+            capture = asyncio.create_task(self._capture(stop))
             await _first_failure([capture, *services])
         finally:
-            if not capture.done():
+            if capture is not None and not capture.done():
                 capture.cancel()
-            await asyncio.gather(capture, return_exceptions=True)
+            await asyncio.gather(*[capture] if capture else [], return_exceptions=True)
             await self.liveness.close()
-            info = self.describe()
-            final = {**info["counters"], **info.get("server", {})}
-            self.bus.publish(StatusEvent("stopped", "moodstream stopped", details=final))
+            if capture is not None:  # a start that failed (a taken port) publishes nothing
+                info = self.describe()
+                final = {**info["counters"], **info.get("server", {})}
+                self.bus.publish(StatusEvent("stopped", "moodstream stopped", details=final))
             self.bus.close()  # sinks drain what is queued, then see the end
             sinks_stop.set()
             failing = sys.exc_info()[1]  # already on its way to the caller: not logged twice
@@ -200,6 +203,17 @@ def _model_info(runner: Any, hop_seconds: float) -> dict[str, Any]:
         "hop_seconds": hop_seconds,
         "backend": runner.backend,
     }
+
+
+async def _listening(sinks: list[Sink], services: list[asyncio.Task[None]]) -> None:
+    """Wait until the WebSocket server listens; re-raise its failure (a taken port) at once."""
+    for sink, task in zip(sinks, services, strict=True):
+        if isinstance(sink, server.Server):
+            ready = asyncio.create_task(sink.listening.wait())
+            await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            if task.done() and (error := task.exception()) is not None:
+                raise error
 
 
 async def _first_failure(tasks: list[asyncio.Task[Any]]) -> None:

@@ -4,6 +4,7 @@ without its extra."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,10 +12,13 @@ import socket
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import soundfile
 
+from streamer.audio.synth import music
 from streamer.model import shipped
 from streamer.model.metadata import ModelFileError, read_metadata
 from streamer.sinks import urls
@@ -143,18 +147,58 @@ def test_where_to_look_names_the_lan_address_and_the_token_without_showing_it() 
     )
 
 
-@pytest.mark.slow
-def test_a_busy_port_says_what_probably_holds_it_and_exits_1() -> None:
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port another program listens on (as the service would on 8765)."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        result = moodstream("run", "--source", "demo", "--port", str(port))
+        yield taken.getsockname()[1]
+
+
+@pytest.fixture
+def song(tmp_path: Path) -> Path:
+    path = tmp_path / "song.wav"
+    soundfile.write(path, music(4.0), 16000)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["demo", "file"])
+def test_a_busy_port_names_a_free_one_and_ends_the_start_before_any_event(
+    taken_port: int, song: Path, source: str
+) -> None:
+    spec = ["--source", "demo"] if source == "demo" else ["--source", f"file:{song}", "--realtime"]
+    result = moodstream("run", *spec, "--port", str(taken_port), "--jsonl", "-")
     assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""  # not one JSON line first
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith(f"moodstream: cannot listen on 127.0.0.1:{port}"), message
-    assert "another moodstream or the service running" in message and "--port" in message
+    assert message.startswith(f"moodstream: cannot listen on 127.0.0.1:{taken_port}"), message
+    free = int(re.search(r"`moodstream run --port (\d+) \.\.\.`", message)[1])  # type: ignore[index]
+    assert free > taken_port and "another moodstream or the service" in message and "--no-server" in message
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", free))  # the port it names is free
+
+
+@pytest.mark.slow
+def test_a_busy_port_under_make_names_the_make_line(taken_port: int) -> None:
+    env = dict(os.environ, MAKELEVEL="1")
+    env.pop("NOTIFY_SOCKET", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer.cli", "run", "--source", "demo", "--port", str(taken_port)],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1 and re.search(r'`make run RUN_ARGS="--port \d+"`', result.stderr), result.stderr
+
+
+@pytest.mark.slow
+def test_a_file_read_as_fast_as_it_decodes_opens_no_server_unless_asked(taken_port: int, song: Path) -> None:
+    fast = moodstream("run", "--source", f"file:{song}", "--jsonl", "-", "--port", str(taken_port))
+    assert fast.returncode == 0, fast.stderr
+    assert [json.loads(line)["type"] for line in fast.stdout.splitlines()].count("emotion") == 4
+    assert "open http" not in fast.stderr and "--realtime paces it" in fast.stderr
+    served = moodstream("run", "--source", f"file:{song}", "--server", "--port", "0")
+    assert served.returncode == 0 and "listening: open http://127.0.0.1:" in served.stderr, served.stderr
 
 
 BLOCK_TRAIN_EXTRA = """

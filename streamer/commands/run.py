@@ -15,25 +15,30 @@ from pathlib import Path
 
 from streamer import config as config_mod
 from streamer.audio.sources import DeviceNotFound, NoInputDevice, PortAudioWedged, SourceError, build_source
-from streamer.config import ConfigError
+from streamer.config import ConfigError, ServerSettings
 from streamer.daemon import Daemon
 from streamer.model import shipped
 from streamer.model.metadata import ModelFileError
 from streamer.model.runner import ModelRunner
-from streamer.sinks import server
+from streamer.sinks import server, urls
 from streamer.sinks.jsonl import OutputError
 from streamer.util import logs
 
 log = logging.getLogger(__name__)
 
 RELOAD = -1  # _serve's answer to SIGHUP: main starts the process again (exec) with its config re-read
-BUSY_PORT_HINT = "; is another moodstream or the service running (systemctl status moodstream)? --port picks another"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
     a("--source", help="device | file:PATH | stdin | demo | auto (default: device)")
+    a(
+        "--server",
+        action="store_true",
+        help="serve the WebSocket and the page also for a file read as fast as it decodes (without "
+        "--realtime), which otherwise runs without them",
+    )
     config_mod.add_flags(parser)
 
 
@@ -44,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"moodstream: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings.output.log_level)
+    settings = _server_for_the_source(settings, args.server)
     try:
         runner = ModelRunner(shipped.resolve(settings.model.path))
         block = config_mod.block_seconds_for(settings)
@@ -71,8 +77,31 @@ def main(args: argparse.Namespace) -> int:
         return 1
     except (SourceError, server.ServerError, OutputError, PortAudioWedged) as exc:
         busy = isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EADDRINUSE
-        print(f"moodstream: {exc}{BUSY_PORT_HINT if busy else ''}", file=sys.stderr)
+        print(f"moodstream: {exc}{busy_port_hint(settings.server) if busy else ''}", file=sys.stderr)
         return 1
+
+
+def _server_for_the_source(settings: config_mod.Settings, asked: bool) -> config_mod.Settings:
+    """A file read as fast as it decodes is over in moments: no server, no page to open, no port
+    taken from the service, unless ``--server`` asks for one."""
+    source = settings.source
+    if not settings.server.enabled or asked or source.kind != "file" or source.realtime:
+        return settings
+    log.info(
+        "reading %s as fast as it decodes: no WebSocket server (--realtime paces it like a live input)", source.path
+    )
+    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, enabled=False))
+
+
+def busy_port_hint(settings: ServerSettings) -> str:
+    """What to do about a taken port, naming a free one (and the `make run` line when make started us)."""
+    free = urls.free_port(settings.host, settings.port + 1)
+    flag = f"--port {free}" if free else "--port 0"
+    run = f'make run RUN_ARGS="{flag}"' if "MAKELEVEL" in os.environ else f"moodstream run {flag} ..."
+    return (
+        "; another moodstream or the service (systemctl status moodstream) holds it: stop that one, or "
+        f"`{run}` (--port 0: any free port; --no-server: none)"
+    )
 
 
 async def _serve(daemon: Daemon) -> int:
