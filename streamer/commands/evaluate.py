@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("data_dir", type=Path, help="folder with one sub-folder per label (any audio format or rate)")
     a("--json", type=Path, help="write the metrics here as JSON")
-    a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
+    config_mod.add_config_flag(parser)
     config_mod.add_flags(parser, ("model.path", "model.hop_seconds", "gate.silence_dbfs", "source.channel"))
     # evaluate's own options, not daemon settings (no config key): the capture chain to simulate
     chains = parser.add_argument_group("capture chain (needs the train extra)")
@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
         if args.chain is not None:
             check_name(args.chain)
             check_available()
-        settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
+        settings = config_mod.from_args(args)
         runner = ModelRunner(shipped.resolve(settings.model.path))
         result = evaluate(args.data_dir, runner, settings, args.chain, args.chain_seed)
     except (ConfigError, ModelFileError, MetadataError, FileNotFoundError, ChainError) as exc:

@@ -35,7 +35,7 @@ class HistoryError(RuntimeError):
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--db", type=Path, help="the history database (default: [history] path of the config)")
-    a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
+    config_mod.add_config_flag(parser)
     a("--since", help="the last 90s, 30m, 2h, 1d... (default: 1d)")
     a("--from", dest="start", metavar="T", help="start: 2026-11-30T14:00, 14:00 (today) or epoch seconds")
     a("--to", dest="end", metavar="T", help="end (default: now)")
@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        db = args.db or _configured_db(args.config)
+        db = args.db or _configured_db(args)
         try:
             conn = open_readonly(db)
         except FileNotFoundError as exc:
@@ -78,8 +78,8 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configured_db(config: Path | None) -> Path:
-    path = config_mod.load(config).history.path
+def _configured_db(args: argparse.Namespace) -> Path:
+    path = config_mod.from_args(args).history.path
     if not path:
         raise HistoryError("no history database: give --db PATH or set [history] path in the config")
     return Path(path)

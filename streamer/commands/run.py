@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 from streamer import config as config_mod
 from streamer.audio.sources import DeviceNotFound, NoInputDevice, PortAudioWedged, SourceError, build_source
@@ -31,7 +30,7 @@ RELOAD = -1  # _serve's answer to SIGHUP: main starts the process again (exec) w
 
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
+    config_mod.add_config_flag(parser)
     a("--source", help="device | file:PATH | stdin | demo | auto (default: device)")
     a(
         "--server",
@@ -44,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        settings = config_mod.load(args.config, config_mod.overrides_from_args(args), os.environ)
+        settings = config_mod.from_args(args)
     except ConfigError as exc:
         print(f"moodstream: configuration error: {exc}", file=sys.stderr)
         return 2
