@@ -406,7 +406,7 @@ class LivenessSettings:
 
 
 MQTT_PASSWORD_ENV = "MOODSTREAM_MQTT_PASSWORD"  # the broker password without a file (never a flag)
-MQTT_PUBLISH = ("hop", "change")
+MQTT_PUBLISH = ("change", "hop")
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
 
@@ -461,15 +461,17 @@ class MqttSettings:
         doc="Home Assistant's discovery prefix; an empty string means no discovery messages.",
     )
     publish: str = setting(
-        "hop",
-        "hop | change (on change, and every interval_s)",
+        "change",
+        "change (when the shown mood or state changes, and every interval_s) | hop",
         flag="--mqtt-publish",
         choices=MQTT_PUBLISH,
-        doc='"hop" = the state and attributes at every hop; "change" = when the state changes...',
+        doc='"change" = the state and attributes when the shown mood or state changes, and as a heartbeat at '
+        'least every interval_s (Home Assistant records a row per update: see docs/home-assistant.md); "hop" = '
+        "at every hop (for a light that follows every hop's colour)...",
     )
     interval_s: float = setting(
         30.0,
-        'with publish = "change": republish at least this often',
+        'with publish = "change": republish at least this often (the heartbeat)',
         bounds=(0.1, 86400),
         doc='...and, with "change", at least every this many seconds.',
     )

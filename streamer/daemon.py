@@ -188,7 +188,7 @@ def build_sinks(
     if settings.mqtt.url:
         from streamer.sinks.mqtt import MqttSink  # aiomqtt: a daemon without [mqtt] never loads it
 
-        sinks.append(MqttSink(settings.mqtt, runner.name, settings.gate.silence_dbfs))
+        sinks.append(MqttSink(settings.mqtt, runner.name, settings.gate.silence_dbfs, runner.labels))
     if notifier.enabled:
         sinks.append(NotifySink(notifier))
     return sinks

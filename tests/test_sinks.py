@@ -70,7 +70,7 @@ def _sinks(tmp_path: Path, notify_path: str, broker: Broker | None) -> dict[str,
         "dashboard": lambda bus: LocalDashboard(describe_for(bus), Console(file=io.StringIO())),
         "server": lambda bus: Server(ServerSettings(port=0), describe_for(bus)),
         "history": lambda bus: HistorySink(HistorySettings(path=str(tmp_path / "h.db"), flush_seconds=0.1), 1.0),
-        "mqtt": lambda bus: MqttSink(MqttSettings(url=broker.url if broker else "", client_id="contract"), "t", -50.0),
+        "mqtt": lambda bus: MqttSink(MqttSettings(url=broker.url if broker else "", client_id="ct"), "t", -50.0, ()),
         "mdns": lambda bus: Advertiser(ServerSettings(host="0.0.0.0"), _NeverListening(), {}),  # type: ignore[arg-type]
         "demo": lambda bus: DemoGuide(DemoMusic(), 1.0),
     }

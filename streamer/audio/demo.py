@@ -124,13 +124,14 @@ class _Band:
         self._backing: dict[int, np.ndarray] = {}
         self._drums = _drum_kit(sr, self._rng)
         self._room = _room(mood.reverb_s, sr, self._rng) if mood.reverb else None
-        self._tail = np.zeros(0)
+        self._tail: np.ndarray = np.zeros(0, dtype=np.float32)
+        self._spectrum: tuple[int, np.ndarray] | None = None
 
     def next_bar(self) -> np.ndarray:
         m = self.mood
         degree = m.progression[self._bar % len(m.progression)]
-        if degree not in self._backing:
-            self._backing[degree] = self._backing_bar(degree)
+        if degree not in self._backing:  # float32: a ballad's four bars are 0.9 MB so, not 1.8
+            self._backing[degree] = self._backing_bar(degree).astype(np.float32)
         out = self._backing[degree].copy()
         if m.lead:
             out += m.lead * self._lead(degree, out.size)
@@ -160,8 +161,8 @@ class _Band:
                 env = np.where(phase >= beat / 2, np.exp(-12.0 * (phase - beat / 2).clip(0) / sr), 0.0)
             else:
                 env = np.minimum(1.0, t / 0.1) * np.minimum(1.0, (t[-1] - t) / 0.2 + 0.05)
-            voices = [_osc(t, hz * detune, m.tilt, 8) for hz in chord for detune in (1.0, 1.004)]
-            out += m.chords * env * sum(voices) / len(voices)
+            voices = sum(_osc(t, hz * detune, m.tilt, 8) for hz in chord for detune in (1.0, 1.004))  # one at a time
+            out += m.chords * env * voices / 6
         if m.guitar:  # power chords (root, fifth, octave) on eighths, distorted
             pick = 0.4 + 0.6 * np.exp(-8.0 * ((t * sr) % (beat / 2)) / sr)
             strings = sum(_osc(t, hz, 0.8, 10) for hz in (chord[0] / 2, chord[0] * 0.75, chord[0]))
@@ -169,23 +170,35 @@ class _Band:
         return out
 
     def _lead(self, degree: int, n: int) -> np.ndarray:
-        """A melody over the chord an octave up, one note per step, with vibrato."""
+        """A melody over the chord an octave up, with vibrato: one note per step, made note by note
+        (a ballad's bar is 3.6 s: whole-bar arrays would cost megabytes a bar)."""
         m, sr = self.mood, self.sr
-        t = np.arange(n) / sr
-        step = self._beat / m.lead_steps / sr
-        index = (t // step).astype(int)
-        notes = np.array([_note(m, int(d)) for d in degree + 7 + self._rng.integers(0, 5, index[-1] + 1)])
-        vibrato = 1.0 + 0.004 * np.sin(2 * np.pi * 5.5 * t)
-        phase = np.cumsum(notes[index] * vibrato) / sr
-        return np.exp(-2.0 * (t % step) / step) * _table(1.2, 5)[(phase * TABLE).astype(np.int64) % TABLE]
+        step = round(self._beat / m.lead_steps)  # samples per note
+        out = np.zeros(n, dtype=np.float32)
+        table, phase = _table(1.2, 5), 0.0
+        for start in range(0, n, step):
+            k = np.arange(min(step, n - start))
+            hz = _note(m, degree + 7 + int(self._rng.integers(0, 5)))
+            cycles = phase + np.cumsum(hz * (1.0 + 0.004 * np.sin(2 * np.pi * 5.5 * (start + k) / sr))) / sr
+            phase = float(cycles[-1]) % 1.0
+            out[start : start + k.size] = np.exp(-2.0 * k / step) * table[(cycles * TABLE).astype(np.int64) % TABLE]
+        return out
+
+    def _room_spectrum(self, size: int) -> np.ndarray:
+        """The room's response in the frequency domain, made once per FFT size."""
+        assert self._room is not None
+        if self._spectrum is None or self._spectrum[0] != size:
+            self._spectrum = (size, np.fft.rfft(self._room.astype(np.float32), size))
+        return self._spectrum[1]
 
     def _reverberate(self, dry: np.ndarray) -> np.ndarray:
         """The room's response to this bar plus the tail of the bars before (FFT convolution)."""
         assert self._room is not None
         size = 1 << (dry.size + self._room.size - 1).bit_length()
-        wet = np.fft.irfft(np.fft.rfft(dry, size) * np.fft.rfft(self._room, size), size)[: dry.size + self._room.size]
+        spectrum = np.fft.rfft(dry.astype(np.float32), size) * self._room_spectrum(size)
+        wet = np.fft.irfft(spectrum, size)[: dry.size + self._room.size]
         wet[: self._tail.size] += self._tail
-        self._tail = wet[dry.size :]
+        self._tail = wet[dry.size :].copy()  # not a view that would keep the whole bar alive
         return wet[: dry.size]
 
 
