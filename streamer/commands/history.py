@@ -20,7 +20,16 @@ from typing import Any
 from streamer import config as config_mod
 from streamer.commands.history_plot import PlotUnavailable, plot  # imports matplotlib only when it draws
 from streamer.config import ConfigError
-from streamer.sinks.history import Hop, find_session, open_readonly, parse_duration, read_hops, read_marks, summarise
+from streamer.sinks.history import (
+    Hop,
+    find_session,
+    open_readonly,
+    parse_duration,
+    read_hops,
+    read_marks,
+    sessions,
+    summarise,
+)
 from streamer.util.atomic import write_atomic
 
 
@@ -90,10 +99,14 @@ def _range(args: argparse.Namespace, conn: sqlite3.Connection) -> tuple[float, f
     if args.session:
         if args.since or args.start or args.end:
             raise HistoryError("--session takes no --since, --from or --to")
-        found = find_session(read_marks(conn), args.session, now)
+        marks = read_marks(conn)
+        found = find_session(marks, args.session, now)
         if found is None:
-            names = sorted({m.message for m in read_marks(conn)})
-            raise HistoryError(f"no session {args.session!r} in the marks ({', '.join(names) or 'there are none'})")
+            names = sorted({s["name"] for s in sessions(marks, now)})
+            raise HistoryError(
+                f"no session {args.session!r} in the marks (sessions: {', '.join(names) or 'none'}; a session is "
+                'marked "NAME start" ... "NAME end")'
+            )
         return found[0], found[1] + 1e-6, f"session {args.session}"
     if args.since and (args.start or args.end):
         raise HistoryError("give --since or --from/--to, not both")
