@@ -297,9 +297,18 @@ def test_history_plot_without_matplotlib_names_the_extra(tmp_path: Path) -> None
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )
     assert run.returncode == 1
-    assert run.stderr.strip().splitlines()[-1] == (
-        "moodstream history: --plot needs matplotlib: pip install 'moodstream[plot]' (the plot extra)"
+    editable = f"{sys.executable} -m pip install -e '{ROOT}[plot]'"  # the extra, by this interpreter
+    assert (
+        run.stderr.strip().splitlines()[-1]
+        == f"moodstream history: --plot needs matplotlib, the plot extra: {editable}"
     )
+
+
+def test_an_extra_outside_a_checkout_is_its_own_packages(tmp_path: Path) -> None:
+    """Installed from the wheel, there is no '.[plot]' to install and moodstream is not on the index."""
+    from streamer.util.extras import install_hint
+
+    assert install_hint("plot", checkout=tmp_path) == f"{sys.executable} -m pip install 'matplotlib>=3.7'"
 
 
 def _store(db: Path, hops: list[Hop], marks: list[Mark]) -> None:
