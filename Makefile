@@ -47,7 +47,9 @@ test: system-packages lint $(MUSICNN)
 test-fast: system-packages lint $(MUSICNN)
 	$(PY) -m pytest -m "not slow"
 
+# The emulated Raspberry Pi run needs debootstrap and qemu-user-static (.ci/bench-packages).
 bench: $(VENV)/.all
+	@.ci/system-packages .ci/bench-packages
 	$(PY) -m bench
 
 models: $(VENV)/.all $(MUSICNN)
