@@ -107,7 +107,8 @@ def _range(args: argparse.Namespace, conn: sqlite3.Connection) -> tuple[float, f
                 f"no session {args.session!r} in the marks (sessions: {', '.join(names) or 'none'}; a session is "
                 'marked "NAME start" ... "NAME end")'
             )
-        return found[0], found[1] + 1e-6, f"session {args.session}"
+        name = args.session.strip()
+        return found[0], found[1] + 1e-6, name if name.lower().startswith("session") else f"session {name}"
     if args.since and (args.start or args.end):
         raise HistoryError("give --since or --from/--to, not both")
     if args.start or args.end:
