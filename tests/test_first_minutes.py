@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def moodstream(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET" and not k.startswith("MOODSTREAM_")}
     return subprocess.run(
         [sys.executable, "-m", "streamer.cli", *args],
         capture_output=True,
@@ -187,14 +187,15 @@ def test_a_busy_port_names_a_free_one_and_ends_the_start_before_any_event(
 
 
 @pytest.mark.slow
-def test_a_busy_port_under_make_names_the_make_line(taken_port: int) -> None:
-    env = dict(os.environ, MAKELEVEL="1")
+def test_a_busy_port_under_make_run_names_the_make_line(taken_port: int) -> None:
+    env = dict(os.environ, MOODSTREAM_MAKE_RUN="1")  # what the Makefile's run target sets
     env.pop("NOTIFY_SOCKET", None)
     result = subprocess.run(
         [sys.executable, "-m", "streamer.cli", "run", "--source", "demo", "--port", str(taken_port)],
         capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
     )  # fmt: skip
     assert result.returncode == 1 and re.search(r'`make run RUN_ARGS="--port \d+"`', result.stderr), result.stderr
+    assert "MOODSTREAM_MAKE_RUN=1" in (REPO / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n")[0]
 
 
 @pytest.mark.slow

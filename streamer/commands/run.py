@@ -93,10 +93,11 @@ def _server_for_the_source(settings: config_mod.Settings, asked: bool) -> config
 
 
 def busy_port_hint(settings: ServerSettings) -> str:
-    """What to do about a taken port, naming a free one (and the `make run` line when make started us)."""
+    """What to do about a taken port, naming a free one (and the `make run` line when `make run`
+    started us: the Makefile says so in MOODSTREAM_MAKE_RUN)."""
     free = urls.free_port(settings.host, settings.port + 1)
     flag = f"--port {free}" if free else "--port 0"
-    run = f'make run RUN_ARGS="{flag}"' if "MAKELEVEL" in os.environ else f"moodstream run {flag} ..."
+    run = f'make run RUN_ARGS="{flag}"' if os.environ.get("MOODSTREAM_MAKE_RUN") else f"moodstream run {flag} ..."
     return (
         "; another moodstream or the service (systemctl status moodstream) holds it: stop that one, or "
         f"`{run}` (--port 0: any free port; --no-server: none)"
