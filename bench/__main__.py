@@ -36,6 +36,8 @@ BENCHMARKS = {
     "latency": "bench.latency",
     "fanout": "bench.fanout",
     "adversarial": "bench.adversarial",  # tests/test_adversarial.py's numbers (issue 17)
+    "history": "bench.history_load",  # a month of history under requests (issue 27)
+    "sinks": "bench.all_sinks",  # every sink on and 10 clients (issue 27)
     "fleet": "bench.fleet",
     "aarch64": "bench.aarch64",
     "chains": "bench.chains",  # reads models/chains.json (make models); measures the per-hop cost

@@ -119,8 +119,40 @@ def section_from(records: list[dict[str, Any]]) -> Section:
         r = cases["sighup"]
         lines.append(
             f"- SIGHUP: stopped and running again (same process), its first hop "
-            f"{r['restart_to_first_hop_s']:.2f} s later; after the config was made wrong, SIGHUP exits "
-            f"{r['exit_after_bad_config']}."
+            f"{r['restart_to_first_hop_s']:.2f} s later; with the config made wrong, SIGHUP is refused "
+            "(`reload_failed`, the key named) and the daemon runs on; fixed, the next SIGHUP restarts it."
+        )
+    if "sighup_storm" in cases:
+        r = cases["sighup_storm"]
+        lines.append(
+            f"- {r['signals']} SIGHUPs (20 at 50 ms, then pairs 0.1 to 0.3 s apart): still running, the same "
+            f"process ({r['restarts_seen']} restarts seen), SIGTERM afterwards {r['sigterm_s']:.2f} s."
+        )
+    if "sigterm_history_locked" in cases:
+        r = cases["sigterm_history_locked"]
+        lines.append(
+            f"- SIGTERM while another process holds the history database locked: exit {r['exit']} after "
+            f"{r['sigterm_s']:.2f} s (the unit's TimeoutStopSec is 15 s), {r['rows_spooled']} rows spooled "
+            "and written at the next start."
+        )
+        targets.append(target("SIGTERM while the history database is locked", r["sigterm_s"], 7.5, "s"))
+    if "malformed_get_history" in cases:
+        codes = ", ".join(str(c) for c in cases["malformed_get_history"]["codes"])
+        lines.append(
+            f"- get_history with `to` a string, null, [1], an object or 1e999: errors {codes}; connection kept."
+        )
+    if "escape_in_mark" in cases:
+        code = cases["escape_in_mark"]["mark_exit"]
+        lines.append(
+            f"- a mark holding escape sequences: refused (`moodstream mark` exit {code}); "
+            "`moodstream watch` piped printed no control character."
+        )
+    if "history_week_4_clients" in cases:
+        r = cases["history_week_4_clients"]
+        lines.append(
+            f"- 4 clients ask for a week of history at once ({r['hops']:,} hops, 2000 bins): replies in "
+            f"{r['reply_s']:.2f} s, the daemon's RSS +{r['rss_growth_mib']:.1f} MiB at its peak, a bystander's "
+            f'largest gap between hops {r["max_gap_s"]:.2f} s (hops 1 s apart; the month: "A month of history" below).'
         )
     if lines:
         markdown += ["", *lines]

@@ -377,6 +377,23 @@ class ServerSettings:
     def check(self) -> None:
         if not self.host:
             raise ConfigError("server.host: must not be empty (127.0.0.1 = this machine only)")
+        for origin in self.allowed_origins:
+            if not _is_origin(origin):
+                raise ConfigError(
+                    f"server.allowed_origins: {origin!r} is not an origin: give scheme://host[:port] of a page, "
+                    'e.g. "https://lights.example:8080" (no path; "*" and "null" are not accepted)'
+                )
+
+
+def _is_origin(text: str) -> bool:
+    """An http(s) Origin as a browser sends it: scheme, host and perhaps a port, nothing else."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        return False
+    plain = not (parts.path or parts.query or parts.fragment or parts.username or parts.password)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and plain and text == text.strip()
 
 
 @dataclass(frozen=True)
@@ -567,6 +584,13 @@ class HistorySettings:
         bounds=(0, 36500),
         doc="Rows older than this many days are deleted; 0 keeps everything.",
     )
+
+    def check(self) -> None:
+        if self.path and Path(self.path).is_dir():
+            raise ConfigError(
+                f"history.path: {self.path} is a folder; name the database file in it, "
+                f"e.g. {Path(self.path) / 'history.sqlite'}"
+            )
 
 
 @dataclass(frozen=True)

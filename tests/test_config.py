@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,22 @@ def test_every_field_is_declared_with_setting() -> None:
         assert f.metadata.get("help"), f"{section}.{f.name}: declare it with config.setting(...)"
         if kind in (int, float):
             assert f.metadata["bounds"] is not None, f"{section}.{f.name}: a number needs bounds"
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["*", "null", "not a url", "https://a.example/path", "ftp://a.example", "http://:80", " https://a.example"],
+)
+def test_an_origin_that_no_browser_sends_is_refused_by_name(tmp_path: Path, capsys, origin: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[server]\nallowed_origins = [{json.dumps(origin)}]\n")
+    assert cli.main(["run", "--config", str(path), "--no-server"]) == 2
+    err = capsys.readouterr().err
+    assert "server.allowed_origins" in err and repr(origin) in err and len(err.splitlines()) == 1
+    assert config.ServerSettings(allowed_origins=("https://lights.example:8080", "http://10.0.0.2")).check() is None
+
+
+def test_a_folder_as_the_history_path_is_refused_at_start_up(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match=r"history.path: .* is a folder; .*history.sqlite"):
+        config.load(None, {"history": {"path": str(tmp_path)}})
+    assert config.load(None, {"history": {"path": str(tmp_path / "h.sqlite")}}).history.path

@@ -27,7 +27,9 @@ from streamer import cli
 from streamer.audio.synth import mood_audio
 from streamer.config import HistorySettings
 from streamer.core.events import EventBus, StatusEvent
-from streamer.sinks.history import HistorySink, Hop, Mark, find_session, sessions, summarise
+from streamer.sinks.history import HistorySink
+from streamer.sinks.historydb import Hop, Mark
+from streamer.sinks.historyread import find_session, sessions, summarise
 from tests.wire import emotion, valid
 
 ROOT = Path(__file__).resolve().parent.parent

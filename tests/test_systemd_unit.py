@@ -132,3 +132,19 @@ def test_shipped_config_documents_every_key() -> None:
             while j >= 0 and KEY_LINE.fullmatch(lines[j]):
                 j -= 1
             assert j >= 0 and lines[j].startswith("# ") and len(lines[j]) > 3, f"key without a description: {line}"
+
+
+def test_reload_is_a_sighup_and_only_start_up_mistakes_stay_down() -> None:
+    """`systemctl reload` sends SIGHUP to the main process, which checks the new configuration and
+    runs on with its own when that is wrong (tests/test_adversarial.py: SIGHUP storms, a bad config
+    on reload); exit status 2 comes only from start-up, so RestartPreventExitStatus=2 keeps down only
+    a service that could not start, and any other exit is restarted."""
+    u = unit_entries()
+    assert u["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert u["Service.Restart"] == ["on-failure"]
+    assert u["Service.RestartPreventExitStatus"] == ["2"]
+    assert u["Unit.StartLimitIntervalSec"] == ["0"]
+    stop_s = int(u["Service.TimeoutStopSec"][0].removesuffix("s"))
+    from streamer.sinks import history
+
+    assert stop_s / 2 > history.FINAL_WRITE_S + history.WRITE_BUSY_S + 2.0  # the history's last write fits

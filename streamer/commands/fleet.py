@@ -26,6 +26,7 @@ from streamer.sinks import mqtt
 from streamer.sinks.dashboard import REFRESH_S, Fleet, Screen
 
 ROOT = "moodstream"  # devices are found under ROOT/<device id>/ (the sink's default base topic)
+MAX_PAYLOAD_BYTES = 16384  # a sink's attributes are about 400 bytes; anything far larger is not one
 
 
 class FleetError(RuntimeError):
@@ -96,7 +97,7 @@ async def _refresh(screen: Screen) -> None:
 def device_message(topic: str, payload: Any) -> dict[str, Any] | None:
     """A sink topic and payload -> the Fleet's ``device`` message (None: not one, or an emptied one)."""
     parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != ROOT or not payload:
+    if len(parts) != 3 or parts[0] != ROOT or not payload or len(payload) > MAX_PAYLOAD_BYTES:
         return None
     text = payload.decode("utf-8", "replace") if isinstance(payload, (bytes, bytearray)) else str(payload)
     if parts[2] == "availability":

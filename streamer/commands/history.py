@@ -9,28 +9,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from streamer import config as config_mod
 from streamer.commands.history_plot import PlotUnavailable, plot  # imports matplotlib only when it draws
 from streamer.config import ConfigError
-from streamer.sinks.history import (
-    Hop,
-    find_session,
-    open_readonly,
-    parse_duration,
-    read_hops,
-    read_marks,
-    sessions,
-    summarise,
-)
-from streamer.util.atomic import write_atomic
+from streamer.sinks.historydb import Hop, open_readonly, read_hops, read_marks
+from streamer.sinks.historyread import find_session, parse_duration, query, sessions
+from streamer.util import terminal
+from streamer.util.atomic import open_atomic
 
 
 class HistoryError(RuntimeError):
@@ -62,14 +55,15 @@ def main(args: argparse.Namespace) -> int:
             raise HistoryError(f"{exc} (is [history] path set, and has the daemon run?)") from None
         try:
             start, end, title = _range(args, conn)
-            hops, marks = read_hops(conn, start, end), read_marks(conn, start, end)
+            summary = query(conn, start, end, 1)[1]  # from the roll-ups: a month costs milliseconds
+            if args.csv:
+                _export(conn, start, end, args.csv)
+            marks = read_marks(conn, start, end) if args.plot else []
+            hops = list(read_hops(conn, start, end)) if args.plot else []
         except sqlite3.Error as exc:
             raise HistoryError(f"cannot read {db}: {exc}", code=1) from None
         finally:
             conn.close()
-        summary = summarise(hops)
-        if args.csv:
-            _export(hops, args.csv)
         if args.csv != "-":
             print(report(summary, title))
         if args.plot:
@@ -102,7 +96,7 @@ def _range(args: argparse.Namespace, conn: sqlite3.Connection) -> tuple[float, f
         marks = read_marks(conn)
         found = find_session(marks, args.session, now)
         if found is None:
-            names = sorted({s["name"] for s in sessions(marks, now)})
+            names = sorted({terminal.safe(s["name"]) for s in sessions(marks, now)})
             raise HistoryError(
                 f"no session {args.session!r} in the marks (sessions: {', '.join(names) or 'none'}; a session is "
                 'marked "NAME start" ... "NAME end")'
@@ -148,9 +142,9 @@ def report(summary: dict[str, Any], title: str) -> str:
     for label, minutes in summary["minutes"].items():
         longest = summary["longest"].get(label)
         stretch = f"  longest {_span(longest['seconds'])} from {_clock(longest['from'])}" if longest else ""
-        lines.append(f"  {label:10s} {minutes:8.1f} min{stretch}")
+        lines.append(f"  {terminal.safe(label):10s} {minutes:8.1f} min{stretch}")
     for state, minutes in summary["other_minutes"].items():
-        lines.append(f"  {state.replace('_', ' '):10s} {minutes:8.1f} min (no mood claimed)")
+        lines.append(f"  {terminal.safe(state.replace('_', ' ')):10s} {minutes:8.1f} min (no mood claimed)")
     lines.append(f"  switches   {summary['switches']}")
     return "\n".join(lines)
 
@@ -160,11 +154,8 @@ def _span(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
-def csv_text(hops: list[Hop]) -> str:
-    labels: list[str] = []
-    for hop in hops:
-        labels += [k for k in hop.probabilities if k not in labels]
-    out = io.StringIO()
+def csv_rows(hops: Iterable[Hop], labels: list[str], out: TextIO) -> None:
+    """The hops as CSV, one row each, written as they are read."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["time", "iso_time", "seq", "state", "label", "confidence", *labels, "rms_dbfs", "model"])
     for h in hops:
@@ -172,13 +163,23 @@ def csv_text(hops: list[Hop]) -> str:
         iso = datetime.fromtimestamp(h.time).isoformat(timespec="milliseconds")
         row = [f"{h.time:.3f}", iso, h.seq, h.state, h.label or "", f"{h.confidence:.4f}", *probs, h.rms_dbfs, h.model]
         writer.writerow(row)
-    return out.getvalue()
 
 
-def _export(hops: list[Hop], target: str) -> None:
-    text = csv_text(hops)
+def labels_of(conn: sqlite3.Connection, start: float, end: float) -> list[str]:
+    """The probability columns of a range, in the order they first appear."""
+    cursor = conn.execute(
+        "SELECT key FROM hops, json_each(hops.probabilities) WHERE time >= ? AND time < ? "
+        "GROUP BY key ORDER BY min(time), min(json_each.id)",
+        (start, end),
+    )
+    return [key for (key,) in cursor]
+
+
+def _export(conn: sqlite3.Connection, start: float, end: float, target: str) -> None:
+    labels = labels_of(conn, start, end)
     if target == "-":
-        sys.stdout.write(text)
+        csv_rows(read_hops(conn, start, end), labels, sys.stdout)
         sys.stdout.flush()
-    else:
-        write_atomic(target, text)
+        return
+    with open_atomic(target) as out:
+        csv_rows(read_hops(conn, start, end), labels, out)

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from streamer.sinks.history import Hop, Mark
+from streamer.sinks.historydb import Hop, Mark
 from streamer.sinks.protocol import label_color
 from streamer.util.extras import install_hint
 

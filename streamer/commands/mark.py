@@ -28,6 +28,7 @@ from streamer.commands.client import (
 )
 from streamer.config import ConfigError
 from streamer.sinks import protocol
+from streamer.util import terminal
 
 REPLY_TIMEOUT_S = 10.0
 
@@ -61,9 +62,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"moodstream mark: {exc}", file=sys.stderr)
         return 2
     except MarkError as exc:
-        print(f"moodstream mark: {exc}", file=sys.stderr)
+        print(f"moodstream mark: {terminal.safe(exc, 500)}", file=sys.stderr)
         return 2 if exc.fatal else 1
-    print(f"marked: {reply['text']}")
+    print(f"marked: {terminal.safe(reply['text'])}")
     return 0
 
 

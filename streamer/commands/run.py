@@ -1,5 +1,6 @@
 """`moodstream run`: load the settings and the model, open the source, serve the daemon until a
-signal; SIGHUP restarts it with the configuration read afresh."""
+signal; SIGHUP restarts it with the configuration read afresh, once that configuration passes the
+checks of start-up (streamer/commands/hangup.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from streamer import config as config_mod
 from streamer.audio.sources import DeviceNotFound, NoInputDevice, PortAudioWedged, SourceError, build_source
+from streamer.commands.hangup import Hangups, Reloader
 from streamer.config import ConfigError, ServerSettings
 from streamer.daemon import Daemon
 from streamer.model import shipped
@@ -42,6 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    hangups = Hangups()
+    hangups.install()  # from here to the exec a SIGHUP is a reload, never the end of the process
     try:
         settings = config_mod.from_args(args)
     except ConfigError as exc:
@@ -58,9 +63,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"moodstream: {exc}", file=sys.stderr)
         return 2
     try:
-        code = asyncio.run(_serve(daemon))
+        code = asyncio.run(_serve(daemon, hangups, lambda: _check(args)))
         if code == RELOAD:  # SIGHUP: stopped cleanly; start again in this process, config read afresh
             log.info("SIGHUP: restarting with the configuration read afresh")
+            Hangups.block()  # SIGHUPs from now wait for the next process's handler
             os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
         return code
     except ConfigError as exc:
@@ -104,18 +110,22 @@ def busy_port_hint(settings: ServerSettings) -> str:
     )
 
 
-async def _serve(daemon: Daemon) -> int:
+def _check(args: argparse.Namespace) -> None:
+    """Raise what start-up would refuse with exit 2 in the configuration as it is now."""
+    settings = config_mod.from_args(args)
+    ModelRunner(shipped.resolve(settings.model.path))
+
+
+async def _serve(daemon: Daemon, hangups: Hangups, check: Callable[[], None]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    reload = asyncio.Event()
-
-    def hangup() -> None:
-        reload.set()
-        stop.set()
-
-    loop.add_signal_handler(signal.SIGHUP, hangup)
-    await daemon.run(stop)
+    reloader = Reloader(check, daemon.bus, stop)
+    hangups.attach(loop, reloader.hangup)
+    try:
+        await daemon.run(stop)
+    finally:
+        hangups.detach()
     log.info("stopped after %d hops", daemon.counters["hops"])
-    return RELOAD if reload.is_set() else 0
+    return RELOAD if reloader.accepted else 0

@@ -29,6 +29,7 @@ StatusKind = Literal[
     "mark",  # a session mark from a client (details.text: its text)
     "history_error",  # the history database refused a write (once per failing spell; rows kept)
     "history_ok",  # it writes again
+    "reload_failed",  # SIGHUP: the configuration read afresh is wrong; the daemon runs on with its own
     "stopped",  # the last event before the daemon closes; details are the final counters
     "mqtt_connected",  # the MQTT sink reached its broker (details.broker: its URL), or again
     "mqtt_lost",  # it lost the broker; it reconnects with backoff

@@ -15,7 +15,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from rich.align import Align
 from rich.console import Console, Group, RenderableType
@@ -26,6 +26,7 @@ from rich.text import Text
 
 from streamer.core.events import EventBus, Subscription, to_dict
 from streamer.sinks import protocol
+from streamer.util import terminal
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ METER_FLOOR_DBFS = -60.0
 CLIP_HOLD_S = 3.0  # keep the clipping mark this long after the last clipped hop
 REFRESH_S = 1.0  # how often counters are refreshed (describe() locally, get_state remotely)
 GREY = "#9e9e9e"
+CONNECTION_CHARS = 300  # of the connection line (a URL, then why it ended)
 HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")  # a colour from the wire must not reach rich's style parser
 
 
@@ -62,6 +64,7 @@ class Dashboard:
         self.connection, self.connected = text, ok
 
     def apply(self, message: Message) -> None:
+        message = _safe(message)
         kind = message.get("type")
         if kind in ("hello", "state"):
             self.info = message
@@ -206,6 +209,7 @@ class Dashboard:
 
 def plain_line(message: Message) -> str | None:
     """One log line for a message (no terminal), or None for messages not worth a line."""
+    message = _safe(message)
     kind = message.get("type")
     if kind == "emotion":
         level = message.get("level") or {}
@@ -289,6 +293,7 @@ class Screen:
             self._live.update(self.dashboard.render(), refresh=True)
 
     def connection(self, text: str, ok: bool) -> None:
+        text = terminal.safe(text, CONNECTION_CHARS)  # holds a close reason or an error from the peer
         self.dashboard.set_connection(text, ok)
         if self._live is None:
             self.emit(text)
@@ -347,6 +352,7 @@ class Fleet:
     def apply(self, message: Message) -> None:
         if message.get("type") != "device":
             return
+        message = _safe(message)
         row = self.devices.setdefault(str(message["device"]), {"availability": "?", "attributes": {}})
         for key in ("availability", "attributes"):
             if key in message:
@@ -380,6 +386,12 @@ class Fleet:
         connection = Text(self.connection, style="green" if self.connected else "bold red")
         title = f"moodstream fleet: {len(self.devices)} device{'s' if len(self.devices) != 1 else ''}"
         return Panel(Group(table, connection), title=title, subtitle=Text(self.source_label))
+
+
+def _safe(message: Message) -> Message:
+    """The message with every string fit for a terminal (streamer/util/terminal.py): everything
+    drawn or printed here comes from a daemon, a broker or a model file, not from this program."""
+    return cast(Message, terminal.safe_tree(message))
 
 
 def _number(value: Any) -> float | None:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from streamer.core.events import Event, to_dict
+from streamer.sinks import validate
+from streamer.util import terminal
 
 PROTOCOL_VERSION = 1
 
@@ -46,14 +48,17 @@ PALETTE = {
 
 Message = dict[str, Any]
 MARK_MAX_CHARS = 200
+EXPECTED = ", ".join(validate.REQUESTS)  # the request types, for error messages
 
 
 class ProtocolError(ValueError):
-    """A message that does not follow the protocol; ``code`` is what the error message carries."""
+    """A message that does not follow the protocol; ``code`` is what the error message carries,
+    ``request_id`` the id its reply echoes (when the request had a valid one)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
         super().__init__(message)
         self.code = code
+        self.request_id = request_id
 
 
 def label_color(label: str) -> str:
@@ -98,9 +103,10 @@ def with_id(message: Message, request_id: Any) -> Message:
 
 def reply(text: str, state: Callable[[], Message]) -> Message:
     """The answer to one client text frame: pong, state, or an error (never an exception)."""
-    request = _request(text)
-    if request["type"] == "error":
-        return request
+    try:
+        request = parse_request(text)
+    except ProtocolError as exc:
+        return error(exc.code, str(exc), exc.request_id)
     if request["type"] == "get_state":
         return with_id(state(), request.get("id"))
     return _answer(request)
@@ -109,29 +115,39 @@ def reply(text: str, state: Callable[[], Message]) -> Message:
 def reply_text(text: str, state: Callable[[], str]) -> str:
     """``reply`` encoded, with the state given already encoded: the server encodes its state once
     and reuses it, so that a get_state costs the same small amount however large the state is."""
-    request = _request(text)
+    try:
+        request = parse_request(text)
+    except ProtocolError as exc:
+        return encode(error(exc.code, str(exc), exc.request_id))
+    return answer_text(request, state)
+
+
+def answer_text(request: Message, state: Callable[[], str]) -> str:
+    """The encoded answer to a valid request that no handler of the server took (ping, get_state)."""
     if request["type"] == "get_state":
         request_id = request.get("id")
         encoded = state()
         if request_id is None:
             return encoded
         return f"{encoded[:-1]},{json.dumps('id')}:{encode(request_id)}}}"
-    return encode(request if request["type"] == "error" else _answer(request))
+    return encode(_answer(request))
 
 
-def _request(text: str) -> Message:
-    """The decoded request, or the error message that answers it."""
-    try:
-        request = decode(text)
-    except ProtocolError as exc:
-        return error(exc.code, str(exc))
+def parse_request(text: str | bytes) -> Message:
+    """A request that its schema (``<type>_request`` in schema/protocol.schema.json) accepts; else a
+    ProtocolError with the code of the error reply (invalid_json, not_an_object, missing_type,
+    bad_id, unknown_type, bad_request) and the request's id when it had a valid one."""
+    request = decode(text)
     request_id = request.get("id")
-    if not isinstance(request_id, (str, int, float, type(None))) or isinstance(request_id, bool):
-        return error("bad_id", "id must be a string or a number")
-    if request["type"] == "error":  # not a request a client may send
-        return error(
-            "unknown_type", "unknown message type 'error' (expected ping, get_state, mark or get_history)", request_id
+    if "id" in request and validate.problem(request_id, validate.SCHEMA["$defs"]["id"]) is not None:
+        raise ProtocolError("bad_id", "id must be a string or a number")
+    kind = request["type"]
+    if kind not in validate.REQUESTS:
+        raise ProtocolError(
+            "unknown_type", f"unknown message type {validate.quote(kind)!r} (expected {EXPECTED})", request_id
         )
+    if (problem := validate.request_problem(request)) is not None:
+        raise ProtocolError("bad_request", f"{kind}: {problem}", request_id)
     return request
 
 
@@ -140,38 +156,27 @@ def _answer(request: Message) -> Message:
     kind = request["type"]
     if kind == "ping":
         return pong(request_id)
-    return error(
-        "unknown_type", f"unknown message type {kind!r} (expected ping, get_state, mark or get_history)", request_id
-    )
-
-
-def request_of(text: str | bytes) -> Message | None:
-    """A well-formed request (JSON object, string type, valid id), or None (``reply`` says why)."""
-    try:
-        request = decode(text)
-    except ProtocolError:
-        return None
-    request_id = request.get("id")
-    if not isinstance(request_id, (str, int, float, type(None))) or isinstance(request_id, bool):
-        return None
-    return request
+    return error("unknown_type", f"{kind} is not served here (expected {EXPECTED})", request_id)
 
 
 def mark_text(request: Message) -> str:
-    """The text of a ``mark`` request: one line of 1 to 200 characters."""
+    """The text of a ``mark`` request: one line of 1 to 200 characters, none of them a control
+    character (an escape sequence in a mark would reach every terminal that prints it)."""
     text = request.get("text")
     if not isinstance(text, str) or not text.strip():
         raise ProtocolError("bad_request", 'a mark needs a non-empty string "text"')
     text = " ".join(text.split())
     if len(text) > MARK_MAX_CHARS:
         raise ProtocolError("bad_request", f"a mark's text is at most {MARK_MAX_CHARS} characters")
+    if terminal.unsafe(text):
+        raise ProtocolError("bad_request", "a mark's text must not hold control characters")
     return text
 
 
 def decode(text: str | bytes) -> Message:
     """Parse one message (either direction): a JSON object with a string ``type``."""
     try:
-        message = json.loads(text)
+        message = json.loads(text, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("invalid_json", f"not valid JSON: {exc}") from None
     except RecursionError:
@@ -181,6 +186,10 @@ def decode(text: str | bytes) -> Message:
     if not isinstance(message.get("type"), str):
         raise ProtocolError("missing_type", 'a message needs a string "type"')
     return message
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def encode(message: Message) -> str:

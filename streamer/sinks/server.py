@@ -61,6 +61,7 @@ HANDSHAKES_PER_S = 5.0  # requests (page or WebSocket) one address may make per 
 CONNECTIONS_PER_CLIENT_SLOT = 2  # TCP connections (handshaking or open) allowed per max_clients
 PAGE_PATHS = ("/", "/index.html")
 PAGE_METHODS = ("GET", "HEAD")
+METHOD_BYTES = 8  # the request's first word is read this far ("OPTIONS " is the longest method)
 PAGE_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
     "Cache-Control": "no-store",
@@ -297,12 +298,16 @@ class Server:
             self._per_address.pop(address, None)
 
     async def _reply(self, text: str) -> str:
-        """The encoded reply to one text frame: a registered request's handler (mark, get_history),
-        else protocol.reply_text (ping, get_state from the cached state, errors)."""
-        request = protocol.request_of(text)
-        handler = self.requests.get(request["type"]) if request is not None else None
-        if request is None or handler is None:
-            return protocol.reply_text(text, self.state_text)
+        """The encoded reply to one text frame, once the frame passed its request schema: a
+        registered request's handler (mark, get_history), else protocol.answer_text (ping,
+        get_state from the cached state); an error reply for anything else."""
+        try:
+            request = protocol.parse_request(text)
+        except protocol.ProtocolError as exc:
+            return protocol.encode(protocol.error(exc.code, str(exc), exc.request_id))
+        handler = self.requests.get(request["type"])
+        if handler is None:
+            return protocol.answer_text(request, self.state_text)
         try:
             return protocol.encode(protocol.with_id(await handler(request), request.get("id")))
         except ValueError as exc:  # ProtocolError included
@@ -317,18 +322,14 @@ class Server:
         return {"type": "marked", "text": text, "timestamp": event.timestamp}
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Refuse at the handshake (429 too often, 405 method, 431 headers, 401/429 token, 403 origin, 503 full);
+        """Refuse at the handshake (429 too often, 431 headers, 401/429 token, 403 origin, 503 full);
         serve the page on GET (HEAD: its headers)."""
         s = self._settings
         conn = cast(_Connection, connection)
         if not self._handshakes.take(conn.address):
             self.refused_connections += 1
             return connection.respond(429, "too many requests from this address; wait\n")
-        method = getattr(request, "method", "GET")  # websockets < 15 parses GET only
-        if method not in PAGE_METHODS:
-            response = connection.respond(405, "only GET (and HEAD for the page)\n")
-            response.headers["Allow"] = ", ".join(PAGE_METHODS)
-            return response
+        method = getattr(request, "method", "GET")  # GET or HEAD: others got 405 (_Connection._check_method)
         if sum(1 for _ in request.headers.raw_items()) > MAX_HEADERS:
             return connection.respond(431, "too many header lines\n")
         url = urlsplit(request.path)
@@ -408,6 +409,8 @@ class _Connection(ServerConnection):
         self.admitted = False
         self.limited = False  # over its request rate: being closed
         self._request_bytes = 0
+        self._start = b""  # the first bytes of the request, until its method is known
+        self._method: str | None = None
         rate = owner._settings.requests_per_second
         self._bucket = TokenBucket(rate, max(1.0, rate * BURST_SECONDS))
         self._written = 0  # bytes of our messages put in the transport's buffer
@@ -434,9 +437,29 @@ class _Connection(ServerConnection):
             if self._request_bytes > MAX_REQUEST_BYTES:
                 self.transport.abort()  # no reply: the peer is not a browser
                 return
+            if self._method is None and not self._check_method(data):
+                return
         elif self.limited:
             return  # being closed for its rate; what else it sends is not even parsed
         super().data_received(data)
+
+    def _check_method(self, data: bytes) -> bool:
+        """The request's method, once its first word is in: anything but GET and HEAD gets 405 at
+        once (websockets' parser would drop a request with a body without a word)."""
+        self._start += data[: METHOD_BYTES - len(self._start)]
+        if b" " not in self._start and len(self._start) < METHOD_BYTES:
+            return True
+        self._method = self._start.split(b" ", 1)[0].decode("latin-1")
+        if self._method in PAGE_METHODS:
+            return True
+        body = b"only GET (and HEAD for the page)\n"
+        self.transport.write(
+            b"HTTP/1.1 405 Method Not Allowed\r\nAllow: " + ", ".join(PAGE_METHODS).encode() + b"\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: " + str(len(body)).encode() + b"\r\n"
+            b"Connection: close\r\n\r\n" + body
+        )
+        self.transport.close()  # after the reply is written; what else it sends is not read
+        return False
 
     def process_event(self, event: Any) -> None:
         if isinstance(event, Frame) and event.opcode is not Opcode.CLOSE:
