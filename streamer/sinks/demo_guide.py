@@ -12,6 +12,7 @@ import logging
 
 from streamer.audio.demo import DemoMusic, Mood
 from streamer.core.events import EmotionEvent, EventBus, Subscription
+from streamer.util import terminal
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ class DemoGuide:
         else:
             played = self.music.moods[self._segment % len(self.music.moods)]
             ranked = sorted(self._shown.items(), key=lambda kv: -kv[1])
-            heard = ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in ranked)
+            heard = ", ".join(
+                f"{terminal.safe(k.replace('_', ' '))} {v:.0f} s" for k, v in ranked
+            )  # the model's labels
             message = f'demo: during "{played.name}" the model showed {heard}'
             message += (
                 "; the moods now repeat. Real music judges the model: play some to the input, "
