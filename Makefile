@@ -22,8 +22,9 @@ $(VENV)/.all: pyproject.toml | $(PY)
 	$(PIP) install -e '.[train,dev,pi,plot]'
 	touch $@ $(VENV)/.runtime
 
+# MOODSTREAM_MAKE_RUN: a taken port's hint then names the `make run RUN_ARGS=...` line
 run: $(VENV)/.runtime
-	$(VENV)/bin/moodstream run --source auto $(RUN_ARGS)
+	MOODSTREAM_MAKE_RUN=1 $(VENV)/bin/moodstream run --source auto $(RUN_ARGS)
 
 # System packages first (.ci/packages): installed when run as root, else the apt-get line is
 # printed and the tests that need them skip, saying which.
@@ -47,7 +48,9 @@ test: system-packages lint $(MUSICNN)
 test-fast: system-packages lint $(MUSICNN)
 	$(PY) -m pytest -m "not slow"
 
+# The emulated Raspberry Pi run needs debootstrap and qemu-user-static (.ci/bench-packages).
 bench: $(VENV)/.all
+	@.ci/system-packages .ci/bench-packages
 	$(PY) -m bench
 
 models: $(VENV)/.all $(MUSICNN)

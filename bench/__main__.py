@@ -3,6 +3,7 @@
     python -m bench                 # all of them (what `make bench` runs)
     python -m bench --quick         # tiny sizes and repeats: proves the code paths, not the speed
     python -m bench --only features,aarch64
+    python -m bench --only aarch64 --merge   # rerun one section, keep the others of the last report
 
 The Raspberry Pi estimate is derived from the others' figures at the end.
 A benchmark that cannot run here (a missing tool) is reported as skipped with the reason; one
@@ -82,7 +83,18 @@ def render(info: dict, sections: list[Section], skipped: dict[str, str], failed:
         ),
         "",
     ]
-    targets = [t for s in sections for t in s.targets]
+    out += targets_table([t for s in sections for t in s.targets])
+    for s in sections:
+        out += [f"## {s.title}", "", s.markdown.strip(), ""]
+    for key, why in skipped.items():
+        out += [f"## {key}: skipped", "", why, ""]
+    for key, err in failed.items():
+        out += [f"## {key}: FAILED", "", "```", err.strip(), "```", ""]
+    return "\n".join(out)
+
+
+def targets_table(targets: list[dict]) -> list[str]:
+    out: list[str] = []
     if targets:
         rows = [
             [
@@ -94,13 +106,47 @@ def render(info: dict, sections: list[Section], skipped: dict[str, str], failed:
             for t in targets
         ]
         out += ["## Targets (issue 7)", "", table(["target", "measured", "limit", "verdict"], rows), ""]
-    for s in sections:
-        out += [f"## {s.title}", "", s.markdown.strip(), ""]
-    for key, why in skipped.items():
-        out += [f"## {key}: skipped", "", why, ""]
-    for key, err in failed.items():
-        out += [f"## {key}: FAILED", "", "```", err.strip(), "```", ""]
-    return "\n".join(out)
+    return out
+
+
+def merge(old_md: str, old: dict, new_md: str, report: dict, keys: list[str], info: dict) -> tuple[str, dict]:
+    """The last full report with the sections of ``keys`` (and the estimate derived from them) taken
+    from this run: each replaces the section of the same heading (its key's, when it was skipped or
+    failed), the targets table is rebuilt, and the header says which sections are newer and where."""
+    merged = list(_sections(old_md).items())
+    for heading, text in _sections(new_md).items():
+        if heading.startswith("Targets"):
+            continue
+        key = next((k for k in keys if heading.startswith(f"{k}: ")), "")
+        same = (heading, f"{key}: skipped", f"{key}: FAILED")
+        at = next((i for i, (h, _) in enumerate(merged) if h in same), len(merged))
+        merged[at : at + 1] = [(heading, text)]
+    out = dict(old)
+    out["benchmarks"] = {**old.get("benchmarks", {}), **report["benchmarks"]}
+    out["skipped"] = {
+        k: v for k, v in {**old.get("skipped", {}), **report["skipped"]}.items() if k not in report["benchmarks"]
+    }
+    out["failed"] = {
+        k: v for k, v in {**old.get("failed", {}), **report["failed"]}.items() if k not in report["benchmarks"]
+    }
+    ran = {t["target"] for t in report["targets"]}
+    out["targets"] = [t for t in old.get("targets", []) if t["target"] not in ran] + report["targets"]
+    out.setdefault("merged", []).append({"keys": keys, "machine": info})
+    header, _, _ = old_md.partition("\n## ")
+    note = (
+        f"\n\nSections rerun on {info['date_utc']} (`python -m bench --only {','.join(keys)} --merge`) on "
+        f"{info['cpu']}, {info['cores']} cores; load average at start "
+        f"{', '.join(str(x) for x in info['load_average_at_start'])}: {', '.join(keys)}."
+    )
+    body = [header.rstrip() + note, "", *targets_table(out["targets"])]
+    body += [f"## {h}\n{t}" for h, t in merged if not h.startswith("Targets")]
+    return "\n".join(body).rstrip() + "\n", out
+
+
+def _sections(markdown: str) -> dict[str, str]:
+    """Heading -> the text under it, in order (the part before the first heading left out)."""
+    parts = markdown.split("\n## ")[1:]
+    return {p.partition("\n")[0]: p.partition("\n")[2].rstrip() + "\n" for p in parts}
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -116,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and repeats (for tests)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder for the two reports")
+    parser.add_argument(
+        "--merge", action="store_true", help="with --only: keep the other sections of the reports in --out"
+    )
     args = parser.parse_args(argv)
     keys = [k for k in args.only.split(",") if k] or list(BENCHMARKS)
     unknown = set(keys) - set(BENCHMARKS)
@@ -135,8 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
         "failed": failed,
     }
+    markdown = render(info, sections, skipped, failed, args.quick)
+    if args.merge and (args.out / "benchmarks.json").is_file():
+        old = json.loads((args.out / "benchmarks.json").read_text())
+        markdown, report = merge((args.out / "BENCHMARKS.md").read_text(), old, markdown, report, keys, info)
     write_atomic(args.out / "benchmarks.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(args.out / "BENCHMARKS.md", render(info, sections, skipped, failed, args.quick))
+    write_atomic(args.out / "BENCHMARKS.md", markdown)
     print(f"[bench] wrote {args.out / 'BENCHMARKS.md'} and {args.out / 'benchmarks.json'}", file=sys.stderr)
     for key, err in failed.items():
         print(f"[bench] {key} FAILED:\n{err}", file=sys.stderr)

@@ -25,6 +25,7 @@ import sys
 import tarfile
 import time
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -183,7 +184,10 @@ def prepare_rootfs(wheels: Path, rootfs: Path = ROOTFS) -> float:
     start = time.monotonic()
     for tool in ("debootstrap", "dpkg-deb", "qemu-aarch64-static"):
         if shutil.which(tool) is None:
-            raise Skipped(f"`{tool}` is missing (Debian: `apt-get install qemu-user-static debootstrap`)")
+            raise Skipped(
+                f"`{tool}` is missing: `make bench` installs .ci/bench-packages (debootstrap, qemu-user-static) "
+                "when run as root; else `sudo apt-get install -y debootstrap qemu-user-static`"
+            )
     if os.geteuid() != 0:
         raise Skipped("debootstrap needs root to unpack the arm64 tree")
     partial = rootfs.with_name(rootfs.name + ".partial")
@@ -249,6 +253,13 @@ def emulated(args: list[str], rootfs: Path = ROOTFS, timeout: float = 600) -> su
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
+def _in_steps(diff: float | None, step: float) -> str:
+    """A probability difference in steps of an int8 output (its quantisation scale)."""
+    if not diff or not step:
+        return ""
+    return f" ({diff / step:.0f} step{'s' if round(diff / step) != 1 else ''} of the int8 output's 1/{1 / step:.0f})"
+
+
 def _classify_command(model: Path, audio: Path) -> list[str]:
     return ["run", "--source", f"file:{audio}", "--model", str(model), "--jsonl", "-", "--no-server"]
 
@@ -260,7 +271,7 @@ def _emotions(stdout: str) -> list[dict]:
 
 def classify_emulated(model: Path, audio: Path, rootfs: Path = ROOTFS) -> dict:
     """`moodstream run` on a file inside the emulated arm64 system, and the same run on this host:
-    the raw probabilities of every hop must agree."""
+    the mood shown at every hop and the raw probabilities must agree."""
     start = time.monotonic()
     done = emulated(
         [
@@ -280,16 +291,20 @@ def classify_emulated(model: Path, audio: Path, rootfs: Path = ROOTFS) -> dict:
         timeout=300,
     )
     arm, x86 = _emotions(done.stdout), _emotions(host.stdout)
-    diffs = [abs(a["raw"][k] - b["raw"][k]) for a, b in zip(arm, x86, strict=True) for k in a["raw"]]
+    same_length = len(arm) == len(x86)
+    diffs = [abs(a["raw"][k] - b["raw"][k]) for a, b in zip(arm, x86, strict=False) for k in a["raw"]]
+    shown = [e["label"] or e["state"] for e in arm]
     return {
         "returncode": done.returncode,
         "wall_seconds": wall,
         "emulated_cpu": EMULATED_CPU,
         "machine": next((line.split()[1] for line in done.stdout.splitlines() if line.startswith("machine ")), None),
         "emotion_events": len(arm),
-        "labels": sorted({e["label"] for e in arm}),
+        "labels": sorted(set(shown)),
+        "shown": dict(Counter(shown)),
         "host_emotion_events": len(x86),
-        "max_abs_diff_raw_vs_host": max(diffs) if diffs and len(arm) == len(x86) else None,
+        "same_shown_every_hop": same_length and shown == [e["label"] or e["state"] for e in x86],
+        "max_abs_diff_raw_vs_host": max(diffs) if diffs and same_length else None,
         "last_event": arm[-1] if arm else None,
         "backend_log": next((line for line in done.stderr.splitlines() if "backend=" in line), None),
         "stderr_tail": done.stderr[-1500:],
@@ -329,32 +344,41 @@ def run(quick: bool = False) -> Section:
         audio = CACHE / "arm64-input.wav"
         import soundfile
 
-        from streamer.audio.synth import music
+        from streamer.audio.demo import DemoMusic
+        from streamer.model.metadata import read_metadata
 
-        soundfile.write(audio, music(12.0, seed=3), 16000, subtype="PCM_16")
+        demo = DemoMusic(16000, labels=read_metadata(model.path).labels)  # what `make run` plays
+        seconds = demo.mood_seconds * len(demo.moods)
+        soundfile.write(audio, demo.read(round(seconds * 16000)), 16000, subtype="PCM_16")
         result = classify_emulated(model.path, audio)
         data["emulated"] = {"model": model.path.name, "rootfs_prepare_seconds": prepared_s, **result}
         ok = (
             result["returncode"] == 0
             and result["machine"] == "aarch64"
             and result["emotion_events"] > 0
+            and result["same_shown_every_hop"]
             and result["max_abs_diff_raw_vs_host"] is not None
         )
         md += [
             "",
-            "**Emulated arm64 Debian** (bookworm arm64 unpacked by `debootstrap --foreign` + `dpkg-deb -x`, "
-            "its own python3.11, the aarch64 wheels above in `/opt/site`, run by "
-            f"`qemu-aarch64-static -cpu {EMULATED_CPU} -L`; "
-            f"tree in `cache/arm64-rootfs`{'' if prepared_s is None else f', prepared in {prepared_s:.0f} s'}): "
-            f"`moodstream run --source file:… --model {model.path.name} --jsonl - --no-server` on 12 s of "
-            f"synthetic music. Exit status {result['returncode']}, `platform.machine()` = "
-            f"{result['machine']}, {result['emotion_events']} emotion events (labels "
-            f"{', '.join(result['labels']) or '-'}), {result['wall_seconds']:.0f} s wall clock under emulation "
-            f"(not a speed figure). Interpreter log: `{result['backend_log']}`. The same command on this x86 "
-            f"host gave {result['host_emotion_events']} emotion events; largest difference of a raw "
-            f"probability between the two: {result['max_abs_diff_raw_vs_host']}. "
-            "(With qemu's default `max` CPU, which has SVE/i8mm, XNNPACK's int8 kernels gave outputs up to "
-            "0.08 away from x86's in a manual check; on cortex-a72 and cortex-a76 they were identical.) "
+            "**Emulated arm64 Debian** (bookworm arm64, 64-bit Raspberry Pi OS's base, unpacked by "
+            "`debootstrap --foreign` + `dpkg-deb -x`; its own python3.11, the aarch64 wheels above in "
+            f"`/opt/site`, run by `qemu-aarch64-static -cpu {EMULATED_CPU} -L`, a Pi 4's core; "
+            f"tree in `cache/arm64-rootfs`{'' if prepared_s is None else f', prepared in {prepared_s:.0f} s'}; "
+            "debootstrap and qemu-user-static from .ci/bench-packages): "
+            f"`moodstream run --source file:… --model {model.path.name} --jsonl - --no-server` (the default "
+            f"model) on {seconds:g} s of the demo music (what `make run` plays: "
+            f"{', '.join(m.name for m in demo.moods)}, {demo.mood_seconds:g} s each). Exit status "
+            f"{result['returncode']}, `platform.machine()` = {result['machine']}, {result['emotion_events']} "
+            f"classified hops, shown: {', '.join(f'{k} {v}' for k, v in sorted(result['shown'].items())) or '-'}; "
+            f"{result['wall_seconds']:.0f} s wall clock under emulation (not a speed figure). Interpreter log: "
+            f"`{result['backend_log']}`. The same command on this x86 host gave {result['host_emotion_events']} "
+            f"classified hops; the mood shown at every hop "
+            f"{'the same' if result['same_shown_every_hop'] else '**differs**'} on both; largest difference "
+            f"of a raw probability: {result['max_abs_diff_raw_vs_host']}"
+            + _in_steps(result["max_abs_diff_raw_vs_host"], read_metadata(model.path).output_quantization[0])
+            + ". (With qemu's default `max` CPU, which has SVE/i8mm, XNNPACK picks other int8 kernels: outputs "
+            "up to 0.08 away from x86's in a manual check with the paper family's model.) "
             + ("**It imports and classifies on aarch64.**" if ok else "**It did not work; see the JSON.**"),
         ]
     except Skipped as exc:

@@ -143,7 +143,7 @@ def run(quick: bool = False) -> Section:
     base = ["--model", str(model.path), "--port", "0", "--log-level", "warning"]
     ready, first_event, rss = [], [], []
     for _ in range(runs):
-        with start([*base, "--source", f"file:{short}", "--jsonl", "-"], stdout=subprocess.PIPE) as d:
+        with start([*base, "--source", f"file:{short}", "--server", "--jsonl", "-"], stdout=subprocess.PIPE) as d:
             ready.append(d.wait_ready())
             stdout = d.proc.stdout
             assert stdout is not None  # stdout=PIPE

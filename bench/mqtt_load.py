@@ -52,9 +52,9 @@ async def publish(first: int, count: int, port: int, seconds: float, start_at: f
 
     devices = []
     for i in range(first, first + count):
-        settings = MqttSettings(url=f"mqtt://127.0.0.1:{port}", client_id=f"bench-{i:04d}", queue=100)
+        settings = MqttSettings(url=f"mqtt://127.0.0.1:{port}", client_id=f"bench-{i:04d}", queue=100, publish="hop")
         bus, stop = EventBus(), asyncio.Event()
-        sink = MqttSink(settings, "bench", -50.0)
+        sink = MqttSink(settings, "bench", -50.0, LABELS)
         devices.append((sink, bus, stop, asyncio.create_task(sink.run(bus, stop))))
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while not all(d[0].connected.is_set() for d in devices) and time.monotonic() < deadline:

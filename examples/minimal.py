@@ -1,6 +1,7 @@
 """The smallest moodstream consumer: print each hop's mood (python examples/minimal.py [URL])."""
 
 import asyncio
+import contextlib
 import json
 import sys
 
@@ -15,4 +16,5 @@ async def main(url: str = "ws://127.0.0.1:8765/") -> None:
                 print(event["seq"], event["label"] or event["state"], event["probabilities"])
 
 
-asyncio.run(main(*sys.argv[1:]))
+with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends it quietly
+    asyncio.run(main(*sys.argv[1:]))

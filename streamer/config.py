@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import logging
 import math
 import os
 import re
@@ -40,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 SYSTEM_CONFIG = Path("/etc/moodstream/config.toml")
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -321,9 +323,10 @@ class ServerSettings:
     )
     token: str = setting(
         "",
-        "clients must send this token (?token= or Bearer); a flag shows in ps: prefer the config file",
+        "clients must send this token (?token= or Bearer); or $MOODSTREAM_TOKEN; a flag shows in ps",
         flag="--token",
-        doc='When set, clients must send it (?token=... in the URL, or an "Authorization: Bearer" header).',
+        doc='When set, clients must send it (?token=... in the URL, or an "Authorization: Bearer" header). '
+        "moodstream watch and mark read it from here too. $MOODSTREAM_TOKEN sets it without this file.",
     )
     allowed_origins: tuple[str, ...] = setting(
         (),
@@ -441,7 +444,7 @@ class LivenessSettings:
 
 
 MQTT_PASSWORD_ENV = "MOODSTREAM_MQTT_PASSWORD"  # the broker password without a file (never a flag)
-MQTT_PUBLISH = ("hop", "change")
+MQTT_PUBLISH = ("change", "hop")
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
 
@@ -496,15 +499,17 @@ class MqttSettings:
         doc="Home Assistant's discovery prefix; an empty string means no discovery messages.",
     )
     publish: str = setting(
-        "hop",
-        "hop | change (on change, and every interval_s)",
+        "change",
+        "change (when the shown mood or state changes, and every interval_s) | hop",
         flag="--mqtt-publish",
         choices=MQTT_PUBLISH,
-        doc='"hop" = the state and attributes at every hop; "change" = when the state changes...',
+        doc='"change" = the state and attributes when the shown mood or state changes, and as a heartbeat at '
+        'least every interval_s (Home Assistant records a row per update: see docs/home-assistant.md); "hop" = '
+        "at every hop (for a light that follows every hop's colour)...",
     )
     interval_s: float = setting(
         30.0,
-        'with publish = "change": republish at least this often',
+        'with publish = "change": republish at least this often (the heartbeat)',
         bounds=(0.1, 86400),
         doc='...and, with "change", at least every this many seconds.',
     )
@@ -704,19 +709,44 @@ def _help_default(f: dataclasses.Field[Any]) -> str:
     return text
 
 
+TOKEN_ENV = "MOODSTREAM_TOKEN"  # the WebSocket token without a flag, for the daemon and its clients alike
 # environment variable -> (section, key): secrets that must not be flags (ps shows those)
-ENVIRONMENT: dict[str, tuple[str, str]] = {MQTT_PASSWORD_ENV: ("mqtt", "password")}
+ENVIRONMENT: dict[str, tuple[str, str]] = {MQTT_PASSWORD_ENV: ("mqtt", "password"), TOKEN_ENV: ("server", "token")}
+
+
+def add_config_flag(parser: argparse.ArgumentParser) -> None:
+    """``--config``, the same for every command."""
+    parser.add_argument("--config", type=Path, help=f"TOML settings (default: {SYSTEM_CONFIG} if it exists)")
+
+
+def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None, client: bool = False) -> Settings:
+    """Every command's settings, one way: its ``--config`` file (else SYSTEM_CONFIG when it exists),
+    then the environment (ENVIRONMENT; ``os.environ`` by default), then the flags it has. A client of
+    the daemon (``client``: watch, mark) may run as a user who cannot read the service's config:
+    then it goes on without it, saying so, since the daemon's port and token are in it."""
+    path = getattr(args, "config", None)
+    system = True
+    if client and path is None and SYSTEM_CONFIG.exists() and not os.access(SYSTEM_CONFIG, os.R_OK):
+        log.warning(
+            "moodstream: %s is not readable by this user, so the daemon's port and token in it are not used: "
+            "run with sudo, join its group (sudo adduser $USER moodstream, then log in again), or set $%s",
+            SYSTEM_CONFIG,
+            TOKEN_ENV,
+        )
+        system = False
+    return load(path, overrides_from_args(args), os.environ if environ is None else environ, system=system)
 
 
 def load(
     path: Path | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     environ: Mapping[str, str] | None = None,
+    system: bool = True,
 ) -> Settings:
-    """Settings from a TOML file (or /etc/moodstream/config.toml when it exists), then the secrets in
-    ``environ`` (see ENVIRONMENT), then overrides."""
+    """Settings from a TOML file (or, with ``system``, /etc/moodstream/config.toml when it exists),
+    then the secrets in ``environ`` (see ENVIRONMENT), then overrides."""
     data: dict[str, Any] = {}
-    if path is None and SYSTEM_CONFIG.exists():
+    if path is None and system and SYSTEM_CONFIG.exists():
         path = SYSTEM_CONFIG
     if path is not None:
         try:

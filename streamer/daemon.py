@@ -3,7 +3,8 @@
 The capture task reads the source through :class:`~streamer.audio.liveness.Liveness`, which never gives up
 on a live input, feeds the pipeline and publishes its events; every sink (JSONL, history, WebSocket
 server, dashboard, MQTT, systemd notify) is a task reading the bus (:class:`~streamer.sinks.base.Sink`);
-the mDNS advertisement runs as one too, as long, though it needs no events. SIGINT/SIGTERM
+the mDNS advertisement runs as one too, as long, though it needs no events; with the demo source, its
+guide logs what the demo plays and what the model shows. SIGINT/SIGTERM
 close the stream, then the bus, and the sinks drain what is pending before the process exits.
 """
 
@@ -19,12 +20,13 @@ from typing import Any
 
 from streamer import version
 from streamer.audio import liveness
-from streamer.audio.sources import Source
+from streamer.audio.sources import DemoSource, Source
 from streamer.config import Settings
 from streamer.core.events import EventBus, StatusEvent, StatusKind, to_dict
 from streamer.core.pipeline import Pipeline
 from streamer.sinks import mdns, server
 from streamer.sinks.base import Sink
+from streamer.sinks.demo_guide import DemoGuide
 from streamer.sinks.history import HistorySink
 from streamer.sinks.jsonl import JsonlSink
 from streamer.sinks.notify import Notifier, NotifySink
@@ -98,6 +100,8 @@ class Daemon:
         """Open the source (errors propagate: nothing is running yet), then serve until ``stop``
         is set or a finite source (file, stdin) ends."""
         sinks = build_sinks(self.settings, self.runner, self.describe, self.notifier, stop)
+        if isinstance(self.source, DemoSource):  # says what the demo plays and what the model shows
+            sinks.append(DemoGuide(self.source.music, self.settings.model.hop_seconds))
         opened = False
         try:
             opened = await self.liveness.open(stop)  # False: stopped first (SIGTERM while a device hangs)
@@ -112,17 +116,20 @@ class Daemon:
         sinks_stop = asyncio.Event()  # set once the bus is closed and its last events queued
         services = [asyncio.create_task(sink.run(self.bus, sinks_stop), name=sink.name) for sink in sinks]
         await asyncio.sleep(0)  # each sink subscribes before the first event
-        capture = asyncio.create_task(self._capture(stop))
+        capture: asyncio.Task[None] | None = None
         try:
+            await _listening(sinks, services)  # a taken port ends the start before any event is written
+            capture = asyncio.create_task(self._capture(stop))
             await _first_failure([capture, *services])
         finally:
-            if not capture.done():
+            if capture is not None and not capture.done():
                 capture.cancel()
-            await asyncio.gather(capture, return_exceptions=True)
+            await asyncio.gather(*[capture] if capture else [], return_exceptions=True)
             await self.liveness.close()
-            info = self.describe()
-            final = {**info["counters"], **info.get("server", {})}
-            self.bus.publish(StatusEvent("stopped", "moodstream stopped", details=final))
+            if capture is not None:  # a start that failed (a taken port) publishes nothing
+                info = self.describe()
+                final = {**info["counters"], **info.get("server", {})}
+                self.bus.publish(StatusEvent("stopped", "moodstream stopped", details=final))
             self.bus.close()  # sinks drain what is queued, then see the end
             sinks_stop.set()
             failing = sys.exc_info()[1]  # already on its way to the caller: not logged twice
@@ -181,7 +188,7 @@ def build_sinks(
     if settings.mqtt.url:
         from streamer.sinks.mqtt import MqttSink  # aiomqtt: a daemon without [mqtt] never loads it
 
-        sinks.append(MqttSink(settings.mqtt, runner.name, settings.gate.silence_dbfs))
+        sinks.append(MqttSink(settings.mqtt, runner.name, settings.gate.silence_dbfs, runner.labels))
     if notifier.enabled:
         sinks.append(NotifySink(notifier))
     return sinks
@@ -196,6 +203,17 @@ def _model_info(runner: Any, hop_seconds: float) -> dict[str, Any]:
         "hop_seconds": hop_seconds,
         "backend": runner.backend,
     }
+
+
+async def _listening(sinks: list[Sink], services: list[asyncio.Task[None]]) -> None:
+    """Wait until the WebSocket server listens; re-raise its failure (a taken port) at once."""
+    for sink, task in zip(sinks, services, strict=True):
+        if isinstance(sink, server.Server):
+            ready = asyncio.create_task(sink.listening.wait())
+            await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            if task.done() and (error := task.exception()) is not None:
+                raise error
 
 
 async def _first_failure(tasks: list[asyncio.Task[Any]]) -> None:

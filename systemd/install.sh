@@ -18,6 +18,8 @@
 #                     http://<hostname>.local:8765/?token=...; the daemon advertises itself over mDNS
 #   --device NAME     the capture device for [source] device (part of its name, see
 #                     `moodstream devices`); without it, an interactive install offers the list
+#   --dry-run         make the checks, then say what it would install, change, remove or
+#                     restart, and write nothing
 #
 # Before writing anything it checks that systemd runs here and that the service user can run the
 # chosen Python (a pyenv under /root cannot be). It changes an existing config only for --lan
@@ -46,9 +48,12 @@ PYTHON=python3
 LAN=0
 DEVICE=""
 DEVICE_GIVEN=0
+DRY=0
 
 die() { echo "install.sh: error: $*" >&2; exit 1; }
 say() { echo "install.sh: $*"; }
+# --dry-run: "would ..." instead of doing it; returns 0 (true) when this is a dry run
+dry() { [ "$DRY" -eq 1 ] || return 1; say "would $*"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -63,6 +68,7 @@ while [ $# -gt 0 ]; do
         --device=*) DEVICE=${1#--device=}; DEVICE_GIVEN=1 ;;
         --uninstall) UNINSTALL=1 ;;
         --purge) PURGE=1 ;;
+        --dry-run) DRY=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -70,11 +76,12 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -n "$ROOT" ]; then
-    mkdir -p "$ROOT" || die "cannot create --root $ROOT"
-    ROOT=$(cd "$ROOT" && pwd)
+    if [ "$DRY" -eq 0 ]; then mkdir -p "$ROOT" || die "cannot create --root $ROOT"; fi
+    [ -d "$ROOT" ] || dry "create --root $ROOT" || true
+    [ ! -d "$ROOT" ] || ROOT=$(cd "$ROOT" && pwd)
     [ "$ROOT" != / ] || ROOT=""
 fi
-if [ -z "$ROOT" ] && [ "$(id -u)" -ne 0 ]; then
+if [ -z "$ROOT" ] && [ "$(id -u)" -ne 0 ] && [ "$DRY" -eq 0 ]; then
     die "run as root (sudo $0 $*), or use --root DIR to install into a directory"
 fi
 
@@ -119,10 +126,21 @@ check_python() {
 config_get() { "$PYTHON" "$CONFIGEDIT" get "$CONF" "$@"; }
 
 config_set() {
-    local section=$1 out
+    local section=$1 out pair
     shift
-    out=$("$PYTHON" "$CONFIGEDIT" set "$CONF" "$section" "$@") || die "could not update $CONF"
     local keys=("${@%%=*}")
+    if [ "$DRY" -eq 1 ]; then
+        for pair in "$@"; do
+            if [ ! -e "$CONF" ] || [ "$(config_get "$section" "${pair%%=*}" "")" != "${pair#*=}" ]; then
+                dry "set [$section] ${keys[*]} in $CONF"
+                CONFIG_CHANGED=1
+                return 0
+            fi
+        done
+        say "unchanged [$section] ${keys[*]} in $CONF"
+        return 0
+    fi
+    out=$("$PYTHON" "$CONFIGEDIT" set "$CONF" "$section" "$@") || die "could not update $CONF"
     if [ "$out" = changed ]; then
         CONFIG_CHANGED=1
         say "set [$section] ${keys[*]} in $CONF"
@@ -134,8 +152,8 @@ config_set() {
 # --lan: listen on every address with a token (an existing token is kept: clients know it).
 configure_lan() {
     [ "$LAN" -eq 1 ] || return 0
-    local token
-    token=$(config_get server token "")
+    local token=""
+    [ ! -e "$CONF" ] || token=$(config_get server token "")
     [ -n "$token" ] || token=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(24))')
     config_set server host=0.0.0.0 "token=$token"
 }
@@ -154,9 +172,11 @@ choose_device() {
     if [ "$DEVICE_GIVEN" -eq 0 ]; then
         [ -t 0 ] && [ -t 1 ] || return 0
         local current listing
-        current=$(config_get source device "")
+        current=""
+        [ ! -e "$CONF" ] || current=$(config_get source device "")
         if [ -n "$current" ]; then say "unchanged [source] device in $CONF: $current"; return 0; fi
         [ -x "$VENV/bin/$NAME" ] || return 0
+        if [ "$DRY" -eq 1 ]; then say "would list the inputs and ask which one the service captures"; return 0; fi
         if ! listing=$("$VENV/bin/$NAME" devices 2>&1); then
             say "no capture device to choose from ($listing); the service uses the default input"
             return 0
@@ -179,8 +199,12 @@ systemctl_() {
     if [ -n "$ROOT" ]; then systemctl --root="$ROOT" "$@"; else systemctl "$@"; fi
 }
 
-# Numeric id of a group in the target root (chown by name would look at this machine's groups).
-gid_of() { awk -F: -v n="$1" '$1 == n { print $3 }' "$ROOT/etc/group" 2>/dev/null; }
+# Numeric id of a group in the target root (chown by name would look at this machine's groups);
+# nothing when the root has no etc/group (a bare --root DIR).
+gid_of() {
+    [ -r "$ROOT/etc/group" ] || return 0
+    awk -F: -v n="$1" '$1 == n { print $3 }' "$ROOT/etc/group"
+}
 
 tree_hash() {
     (cd "$1" && find . -name __pycache__ -prune -o -type f -print0 | LC_ALL=C sort -z \
@@ -188,6 +212,16 @@ tree_hash() {
 }
 
 uninstall() {
+    if [ "$DRY" -eq 1 ]; then
+        local path
+        say "would stop and disable $NAME.service"
+        for path in "$UNIT" "$PREFIX"; do [ ! -e "$path" ] || dry "remove $path"; done
+        if [ "$PURGE" -eq 1 ]; then
+            for path in "$CONF_DIR" "$STATE_DIR"; do [ ! -e "$path" ] || dry "remove $path"; done
+            ! grep -q "^$NAME:" "$ROOT/etc/passwd" 2>/dev/null || dry "remove user $NAME"
+        fi
+        return 0
+    fi
     if [ -z "$ROOT" ]; then systemctl_ disable --now "$NAME.service" 2>/dev/null || true
     else systemctl_ disable "$NAME.service" 2>/dev/null || true; fi
     if [ -e "$UNIT" ]; then rm -f "$UNIT"; say "removed $UNIT"; fi
@@ -216,6 +250,7 @@ ensure_user() {
         say "unchanged user $NAME"
         return 0
     fi
+    ! dry "create system user $NAME (group audio)" || return 0
     local args=(--system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin)
     [ -z "$(gid_of audio)" ] || args+=(--groups audio)  # handy for `sudo -u moodstream moodstream devices`
     [ -z "$ROOT" ] || args+=(--root "$ROOT")
@@ -232,6 +267,8 @@ install_snapshot() {
     chmod 0755 "$stage"
     if [ -d "$SRC" ] && diff -r -q -x __pycache__ "$stage" "$SRC" >/dev/null; then
         say "unchanged $SRC"
+    elif dry "install $SRC (a copy of this checkout)"; then
+        CODE_CHANGED=1
     else
         # Copy next to the old one, then swap: a half-copied tree is never live.
         rm -rf "$SRC.new" "$SRC.old"
@@ -247,12 +284,13 @@ install_snapshot() {
 
 install_venv() {
     [ "$PIP" -eq 1 ] || return 0
-    local stamp=$VENV/.installed-src want
-    want=$(tree_hash "$SRC")
-    if [ -x "$VENV/bin/$NAME" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    local stamp=$VENV/.installed-src want=""
+    [ ! -d "$SRC" ] || want=$(tree_hash "$SRC")
+    if [ "$CODE_CHANGED" -eq 0 ] && [ -x "$VENV/bin/$NAME" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
         say "unchanged $VENV"
         return 0
     fi
+    ! dry "install $VENV (pip install -e '$SRC[pi]')" || return 0
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "$PYTHON is older than 3.11 (Raspberry Pi OS bookworm has 3.11; use --python)"
     if [ ! -x "$VENV/bin/python" ]; then
@@ -271,23 +309,26 @@ install_venv() {
 install_config() {
     local gid
     gid=$(gid_of "$NAME")
-    install -d -m 0750 "$CONF_DIR"
     if [ -e "$CONF" ]; then
         say "unchanged $CONF (never overwritten; the default is $SRC/systemd/config.toml)"
+    elif dry "install $CONF (the commented defaults, mode 640)"; then
+        return 0
     else
+        install -d -m 0750 "$CONF_DIR"
         install -m 0640 "$CHECKOUT/systemd/config.toml" "$CONF"
         say "installed $CONF"
     fi
     # The service user reads it through its group; it may hold the WebSocket token.
-    if [ -n "$gid" ] && [ "$(id -u)" -eq 0 ]; then chgrp "$gid" "$CONF_DIR" "$CONF"; fi
+    if [ -n "$gid" ] && [ "$(id -u)" -eq 0 ] && [ "$DRY" -eq 0 ]; then chgrp "$gid" "$CONF_DIR" "$CONF"; fi
 }
 
 install_unit() {
-    install -d -m 0755 "$(dirname "$UNIT")"
     if cmp -s "$CHECKOUT/systemd/$NAME.service" "$UNIT"; then
         say "unchanged $UNIT"
         return 1
     fi
+    ! dry "install $UNIT" || return 0
+    install -d -m 0755 "$(dirname "$UNIT")"
     install -m 0644 "$CHECKOUT/systemd/$NAME.service" "$UNIT"
     say "installed $UNIT"
 }
@@ -300,7 +341,7 @@ fi
 require_systemd
 check_python
 ensure_user
-install -d -m 0755 "$PREFIX"
+[ "$DRY" -eq 1 ] || install -d -m 0755 "$PREFIX"
 CODE_CHANGED=0
 install_snapshot
 install_venv
@@ -309,6 +350,22 @@ configure_lan
 choose_device
 unit_changed=0
 install_unit && unit_changed=1
+if [ "$DRY" -eq 1 ]; then
+    if [ "$SYSTEMCTL" -eq 1 ]; then
+        if [ -n "$ROOT" ]; then enabled() { [ -L "$ROOT/etc/systemd/system/multi-user.target.wants/$NAME.service" ]; }
+        else enabled() { systemctl is-enabled --quiet "$NAME.service" 2>/dev/null; }; fi
+        enabled || dry "enable $NAME.service"
+        if [ -z "$ROOT" ]; then
+            if [ "$unit_changed" -eq 1 ] || [ "$CODE_CHANGED" -eq 1 ] || [ "$CONFIG_CHANGED" -eq 1 ]; then
+                dry "restart $NAME.service"
+            elif ! systemctl is-active --quiet "$NAME.service"; then
+                dry "start $NAME.service"
+            fi
+        fi
+    fi
+    say "dry run: nothing was written"
+    exit 0
+fi
 if [ -z "$ROOT" ]; then
     [ "$unit_changed" -eq 0 ] || systemctl_ daemon-reload
     systemctl_ enable --quiet "$NAME.service"

@@ -4,6 +4,7 @@ without its extra."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,10 +12,13 @@ import socket
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import soundfile
 
+from streamer.audio.synth import music
 from streamer.model import shipped
 from streamer.model.metadata import ModelFileError, read_metadata
 from streamer.sinks import urls
@@ -23,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def moodstream(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET" and not k.startswith("MOODSTREAM_")}
     return subprocess.run(
         [sys.executable, "-m", "streamer.cli", *args],
         capture_output=True,
@@ -62,11 +66,11 @@ def test_models_lists_every_shipped_file_with_the_figures_inside_it() -> None:
         text = "\n".join(block)
         card = shipped.card_of(path.stem.removeprefix("moodstream-"))
         assert f"card: {card.name}" in text and path.name in card.read_text()
-        if "test" in meta.metrics:
-            clip = meta.metrics["test"]["int8"]["clip"]
-            assert f"accuracy {clip['accuracy']:.3f}, macro-F1 {clip['macro_f1']:.3f}" in text
-        else:  # the musicnn family's files carry none: its card has the daemon-path figures
-            assert card.name == "README-musicnn.md" and "no test figures in the file" in text
+        clip = meta.metrics["test"]["int8"]["clip"]  # every shipped file carries its test figures
+        assert f"accuracy {clip['accuracy']:.3f}, macro-F1 {clip['macro_f1']:.3f}" in text
+        if "room" in meta.metrics:  # the musicnn family's: through the simulated room too
+            assert f"through the simulated room macro-F1 {meta.metrics['room']['int8']['clip']['macro_f1']:.3f}" in text
+        assert "no test figures" not in text
         assert f"{path.stat().st_size / 1024:.0f} KB" in text and meta.architecture in text
     assert blocks["3class-musicnn-student"][0].startswith("3class-musicnn-student (default):")
 
@@ -80,14 +84,20 @@ def test_models_piped_into_a_reader_that_stops_early_is_quiet() -> None:
 
 
 def test_the_model_card_agrees_with_what_models_reads_from_the_files() -> None:
-    """The card's macro-F1 column is written by hand-free code too; the two must not drift."""
+    """The cards' figures are written by hand-free code too; the files' and the cards' must not drift."""
     card = (REPO / "models/README.md").read_text()
+    musicnn = json.loads((REPO / "models/metrics-3class-musicnn.json").read_text())
     for short, path in shipped.shipped().items():
-        if shipped.card_of(short).name != "README.md":
-            continue  # the musicnn family: its files carry no test figures; its own card has them
-        row = next(line for line in card.splitlines() if line.startswith(f"| `moodstream-{short}.tflite`"))
         f1 = read_metadata(path).metrics["test"]["int8"]["clip"]["macro_f1"]
-        assert f"| {f1:.3f} |" in row, row
+        if shipped.card_of(short).name == "README.md":
+            row = next(line for line in card.splitlines() if line.startswith(f"| `moodstream-{short}.tflite`"))
+            assert f"| {f1:.3f} |" in row, row
+    # the musicnn family's card is written from metrics-*-musicnn.json, as the files' figures are
+    student = read_metadata(shipped.shipped()["3class-musicnn-student"]).metrics
+    assert student["test"]["int8"]["clip"]["macro_f1"] == musicnn["student"]["evaluate"]["clean/int8"]["macro_f1"]
+    assert student["room"]["int8"]["clip"]["macro_f1"] == musicnn["student"]["evaluate"]["room/int8"]["macro_f1"]
+    card = (REPO / "models/README-musicnn.md").read_text()
+    assert f"{student['test']['int8']['clip']['macro_f1']:.3f}" in card
 
 
 def test_short_names_resolve_to_the_shipped_files_and_a_wrong_one_lists_them(tmp_path: Path) -> None:
@@ -143,18 +153,59 @@ def test_where_to_look_names_the_lan_address_and_the_token_without_showing_it() 
     )
 
 
-@pytest.mark.slow
-def test_a_busy_port_says_what_probably_holds_it_and_exits_1() -> None:
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port another program listens on (as the service would on 8765)."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        result = moodstream("run", "--source", "demo", "--port", str(port))
+        yield taken.getsockname()[1]
+
+
+@pytest.fixture
+def song(tmp_path: Path) -> Path:
+    path = tmp_path / "song.wav"
+    soundfile.write(path, music(4.0), 16000)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["demo", "file"])
+def test_a_busy_port_names_a_free_one_and_ends_the_start_before_any_event(
+    taken_port: int, song: Path, source: str
+) -> None:
+    spec = ["--source", "demo"] if source == "demo" else ["--source", f"file:{song}", "--realtime"]
+    result = moodstream("run", *spec, "--port", str(taken_port), "--jsonl", "-")
     assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""  # not one JSON line first
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith(f"moodstream: cannot listen on 127.0.0.1:{port}"), message
-    assert "another moodstream or the service running" in message and "--port" in message
+    assert message.startswith(f"moodstream: cannot listen on 127.0.0.1:{taken_port}"), message
+    free = int(re.search(r"`moodstream run --port (\d+) \.\.\.`", message)[1])  # type: ignore[index]
+    assert free > taken_port and "another moodstream or the service" in message and "--no-server" in message
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", free))  # the port it names is free
+
+
+@pytest.mark.slow
+def test_a_busy_port_under_make_run_names_the_make_line(taken_port: int) -> None:
+    env = dict(os.environ, MOODSTREAM_MAKE_RUN="1")  # what the Makefile's run target sets
+    env.pop("NOTIFY_SOCKET", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer.cli", "run", "--source", "demo", "--port", str(taken_port)],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1 and re.search(r'`make run RUN_ARGS="--port \d+"`', result.stderr), result.stderr
+    assert "MOODSTREAM_MAKE_RUN=1" in (REPO / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n")[0]
+
+
+@pytest.mark.slow
+def test_a_file_read_as_fast_as_it_decodes_opens_no_server_unless_asked(taken_port: int, song: Path) -> None:
+    fast = moodstream("run", "--source", f"file:{song}", "--jsonl", "-", "--port", str(taken_port))
+    assert fast.returncode == 0, fast.stderr
+    assert [json.loads(line)["type"] for line in fast.stdout.splitlines()].count("emotion") == 4
+    assert "open http" not in fast.stderr and "--realtime paces it" in fast.stderr
+    served = moodstream("run", "--source", f"file:{song}", "--server", "--port", "0")
+    assert served.returncode == 0 and "listening: open http://127.0.0.1:" in served.stderr, served.stderr
 
 
 BLOCK_TRAIN_EXTRA = """
@@ -206,3 +257,33 @@ def test_the_aarch64_download_line_asks_for_every_tag_the_measured_run_needed() 
     tags = re.findall(r"--platform (\S+)", line)
     assert set(tags) == set(PLATFORMS) and "manylinux_2_27_aarch64" in tags
     assert "--python-version 3.11" in line and "'.[pi]'" in line and "'setuptools>=77'" in line
+
+
+@pytest.mark.slow
+def test_a_first_run_on_the_demo_logs_in_one_format_says_where_to_look_once_and_what_plays() -> None:
+    """No line in another format (LiteRT's own "INFO: Created TensorFlow Lite XNNPACK delegate"),
+    "listening" once (not websockets' "server listening" beside ours), then the demo's first line."""
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run", "--source", "demo", "--port", "0"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        while "demo: moodstream plays" not in (line := proc.stderr.readline()):
+            assert line, "the daemon ended early: " + "".join(lines)
+            lines.append(line)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    lines += [line, *rest.splitlines(keepends=True)]
+    ours = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")
+    assert [x for x in lines if not ours.match(x)] == []
+    assert sum("listening: open http://" in x or "server listening" in x for x in lines) == 1, lines
+    assert 'now playing "happy" (bright major pop' in line
+    assert proc.returncode == 0

@@ -83,13 +83,14 @@ def test_sessions_are_bracketed_by_marks_of_one_name() -> None:
         Mark(1000.0, "mark", "tea break", {}),
     ]
     found = sessions(marks, now=2000.0)
-    assert [(s["name"], s["from"], s["to"]) for s in found] == [
-        ("session 1", 100.0, 200.0),  # a single mark lasts until the next mark
-        ("session 12", 200.0, 900.0),
-        ("tea break", 1000.0, 2000.0),  # ... or until now
-    ]
+    assert [(s["name"], s["from"], s["to"], s["open"]) for s in found] == [
+        ("session 1", 100.0, 200.0, False),  # a single start lasts until the next session mark
+        ("session 12", 200.0, 900.0, False),
+    ]  # "tea break" is a plain mark: a moment, not a session
+    later = [*marks, Mark(1500.0, "mark", "session 13 begin", {}), Mark(1600.0, "mark", "coffee", {})]
+    assert sessions(later, now=2000.0)[-1] == {"name": "session 13", "from": 1500.0, "to": 2000.0, "open": True}
     assert find_session(marks, "session 12", 2000.0) == (200.0, 900.0)
-    assert find_session(marks, "session 2", 2000.0) is None
+    assert find_session(marks, "session 2", 2000.0) is None and find_session(marks, "tea break", 2000.0) is None
 
 
 def test_hops_are_written_in_batches_and_the_rest_at_shutdown(tmp_path: Path) -> None:
@@ -298,9 +299,18 @@ def test_history_plot_without_matplotlib_names_the_extra(tmp_path: Path) -> None
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )
     assert run.returncode == 1
-    assert run.stderr.strip().splitlines()[-1] == (
-        "moodstream history: --plot needs matplotlib: pip install 'moodstream[plot]' (the plot extra)"
+    editable = f"{sys.executable} -m pip install -e '{ROOT}[plot]'"  # the extra, by this interpreter
+    assert (
+        run.stderr.strip().splitlines()[-1]
+        == f"moodstream history: --plot needs matplotlib, the plot extra: {editable}"
     )
+
+
+def test_an_extra_outside_a_checkout_is_its_own_packages(tmp_path: Path) -> None:
+    """Installed from the wheel, there is no '.[plot]' to install and moodstream is not on the index."""
+    from streamer.util.extras import install_hint
+
+    assert install_hint("plot", checkout=tmp_path) == f"{sys.executable} -m pip install 'matplotlib>=3.7'"
 
 
 def _store(db: Path, hops: list[Hop], marks: list[Mark]) -> None:

@@ -455,3 +455,33 @@ def test_a_python_the_service_user_cannot_run_is_refused_before_writing(tmp_path
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"the service user cannot run {python}" in result.stderr and "--python /usr/bin/python3" in result.stderr
     assert snapshot(root) == before
+
+
+def test_a_bare_root_without_account_files_installs_the_files_and_says_so(tmp_path: Path, checkout: Path) -> None:
+    """--root DIR with no etc/passwd or etc/group (packaging into an empty tree): no silent exit 2."""
+    root = tmp_path / "bare"
+    out = install(checkout, root)
+    assert (root / "etc/moodstream/config.toml").is_file() and (root / "opt/moodstream/src/streamer").is_dir()
+    if CAN_ADD_USERS:
+        assert "no " + str(root) + "/etc/passwd: user moodstream not created" in out
+
+
+def test_a_dry_run_writes_nothing_and_says_what_it_would_do(tmp_path: Path, checkout: Path) -> None:
+    root = fake_root(tmp_path)
+    before = snapshot(root)
+    planned = install(checkout, root, "--dry-run", "--lan", "--device", "USB")
+    assert snapshot(root) == before  # not one file, mode or owner changed
+    paths = ("opt/moodstream/src", "etc/moodstream/config.toml", "etc/systemd/system/moodstream.service")
+    for action in [f"would install {root / p}" for p in paths] + [
+        "would set [server] host token",
+        "would set [source]",
+    ]:
+        assert action in planned, planned
+    assert planned.rstrip().endswith("dry run: nothing was written")
+    assert ("would create system user moodstream" in planned) == CAN_ADD_USERS
+    install(checkout, root, "--lan", "--device", "USB")
+    installed = snapshot(root)
+    again = install(checkout, root, "--dry-run", "--lan", "--device", "USB")
+    assert snapshot(root) == installed
+    assert [line for line in again.splitlines() if "would" in line] == [], again  # all done already
+    assert "unchanged [server] host token" in again and "unchanged [source] device" in again

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from rich.console import Console
+from rich.text import Text
 from websockets.asyncio.client import connect
 
 from streamer import cli
@@ -33,10 +34,12 @@ from streamer.daemon import Daemon
 from streamer.model.runner import ModelRunner
 from streamer.model.shipped import shipped_models_dir
 from streamer.sinks import discovery
-from streamer.sinks.dashboard import Fleet
+from streamer.sinks.dashboard import GREY, Fleet, _ink
 from streamer.sinks.mqtt import MqttSink
+from streamer.sinks.mqtt import attributes as mqtt_attributes
+from streamer.sinks.protocol import PALETTE
 from tests.broker import Broker, Recorder, free_port, needs_mosquitto, recording, self_signed, until
-from tests.wire import emotion
+from tests.wire import LABELS, emotion
 
 pytestmark = needs_mosquitto
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,11 +65,11 @@ async def run_sink(sink: MqttSink, bus: EventBus) -> tuple[asyncio.Task[None], a
     return task, stop
 
 
-def daemon_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def daemon_process(*args: str, env: dict[str, str] | None = None, source: str = "demo") -> subprocess.Popen[str]:
     environment = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     environment.pop("NOTIFY_SOCKET", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--source", "demo", *args],
+        [sys.executable, "-m", "streamer.cli", "run", "--source", source, *args],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.DEVNULL,
@@ -107,7 +110,7 @@ def test_discovery_configs_parse_and_carry_the_documented_fields(broker: Broker)
     async def main() -> None:
         bus = EventBus()
         settings = sink_settings(broker, "Living Room")
-        sink = MqttSink(settings, "tiny", -50.0)
+        sink = MqttSink(settings, "tiny", -50.0, LABELS)
         task, stop = await run_sink(sink, bus)
         bus.publish(emotion(0, "happy"))
         async with recording(broker, "moodstream/living_room/attributes") as first:
@@ -146,6 +149,58 @@ def test_discovery_configs_parse_and_carry_the_documented_fields(broker: Broker)
     asyncio.run(main())
 
 
+def test_home_assistant_restarting_gets_the_discovery_again(broker: Broker) -> None:
+    """Home Assistant announces a (re)start with its birth message, "online" on homeassistant/status:
+    the sink answers with every discovery config, availability and the latest state."""
+    import aiomqtt
+
+    async def main() -> tuple[list[tuple[str, str, bool]], dict[str, int]]:
+        bus = EventBus()
+        sink = MqttSink(sink_settings(broker, "hall"), "tiny", -50.0, LABELS)
+        task, stop = await run_sink(sink, bus)
+        bus.publish(emotion(0, "sad"))
+        async with recording(broker, "moodstream/hall/state") as first:
+            await until(lambda: first.payloads("moodstream/hall/state") == ["sad"], 10, "the state")
+        async with recording(broker, "homeassistant/+/hall/+/config", "moodstream/hall/#") as rec:
+            await until(lambda: len(rec.messages) >= 7, 10, "the retained topics")  # what a subscriber gets anyway
+            rec.messages.clear()
+            async with aiomqtt.Client("127.0.0.1", broker.port) as ha:  # Home Assistant, starting
+                await ha.publish("homeassistant/status", "online")
+            await until(lambda: len(rec.messages) >= 7, 10, "discovery again after the birth message")
+            await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        return rec.messages, sink.stats()
+
+    messages, stats = asyncio.run(main())
+    topics = [t for t, _, retained in messages if not retained]  # published live, after the birth
+    assert sorted(t for t in topics if t.startswith("homeassistant/")) == sorted(
+        discovery.all_config_topics(sink_settings(broker, "hall"))
+    )
+    assert "moodstream/hall/availability" in topics and ("moodstream/hall/state", "sad", False) in messages
+    assert stats["mqtt_rediscoveries"] == 1
+
+
+def test_by_default_a_change_of_mood_is_published_and_otherwise_a_heartbeat(broker: Broker) -> None:
+    async def main() -> list[str]:
+        bus = EventBus()
+        sink = MqttSink(sink_settings(broker, "study", interval_s=1.0), "tiny", -50.0, LABELS)
+        task, stop = await run_sink(sink, bus)
+        async with recording(broker, "moodstream/study/state") as rec:
+            for seq, label in enumerate(["happy"] * 4 + ["sad"] * 4):
+                bus.publish(emotion(seq, label))
+                await asyncio.sleep(0.05)
+            await until(lambda: len(rec.messages) >= 2, 10, "two changes")
+            await asyncio.sleep(1.1)
+            bus.publish(emotion(8, "sad"))  # unchanged, but a heartbeat is due
+            await until(lambda: len(rec.messages) >= 3, 10, "the heartbeat")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        return [p for _, p, retained in rec.messages if not retained]
+
+    assert asyncio.run(main()) == ["happy", "sad", "sad"]
+
+
 @pytest.mark.slow
 def test_state_and_attributes_arrive_for_a_file_source(broker: Broker, tmp_path: Path) -> None:
     clip = tmp_path / "clip.wav"
@@ -154,7 +209,7 @@ def test_state_and_attributes_arrive_for_a_file_source(broker: Broker, tmp_path:
     settings = Settings(
         source=SourceSettings(kind="file", path=str(clip)),
         server=ServerSettings(enabled=False),
-        mqtt=sink_settings(broker, "kitchen"),
+        mqtt=sink_settings(broker, "kitchen", publish="hop"),
     )
 
     async def main() -> Daemon:
@@ -197,11 +252,13 @@ def test_state_and_attributes_arrive_for_a_file_source(broker: Broker, tmp_path:
 
 def test_a_broker_that_is_away_costs_a_bounded_queue_and_the_oldest_messages(tmp_path: Path) -> None:
     """Broker down from the start: the sink keeps retrying, the bus never waits, the outbox stays at its size."""
-    settings = MqttSettings(url=f"mqtt://127.0.0.1:{free_port()}", queue=50, backoff_initial_s=0.05, backoff_max_s=0.2)
+    settings = MqttSettings(
+        url=f"mqtt://127.0.0.1:{free_port()}", queue=50, backoff_initial_s=0.05, backoff_max_s=0.2, publish="hop"
+    )
 
     async def main() -> MqttSink:
         bus, stop = EventBus(), asyncio.Event()
-        sink = MqttSink(settings, "tiny", -50.0)
+        sink = MqttSink(settings, "tiny", -50.0, LABELS)
         task = asyncio.create_task(sink.run(bus, stop))
         await asyncio.sleep(0.1)
         tracemalloc.start()
@@ -254,9 +311,16 @@ def test_the_last_will_says_offline_when_the_daemon_is_killed(broker: Broker) ->
 
 
 @pytest.mark.slow
-def test_publishing_resumes_after_the_broker_is_away_for_5_s(broker: Broker) -> None:
+def test_publishing_resumes_after_the_broker_is_away_for_5_s(broker: Broker, tmp_path: Path) -> None:
+    song = tmp_path / "song.wav"  # one steady piece, paced like a live input: the RSS reads the sink
+    sf.write(song, mood_audio("happy", 90.0), 16000)
+
     async def main() -> None:
-        proc = daemon_process("--no-server", "--hop", "0.25", "--mqtt", broker.url, "--mqtt-client-id", "attic")
+        proc = daemon_process(
+            "--realtime", "--no-server", "--hop", "0.25", "--mqtt", broker.url, "--mqtt-client-id", "attic",
+            "--mqtt-publish", "hop",
+            source=f"file:{song}",
+        )  # fmt: skip
         try:
             async with recording(broker, "moodstream/attic/#") as rec:
                 await until(lambda: len(rec.payloads("moodstream/attic/attributes")) >= 40, 60, "10 s of hops")
@@ -332,7 +396,8 @@ def test_a_wrong_password_is_one_clear_line_while_websocket_clients_are_served(t
         seen = asyncio.run(main())
 
         async def right() -> None:
-            sink = MqttSink(MqttSettings(url=broker.url, username="alice", password="right", client_id="ok"), "t", -50)
+            settings = MqttSettings(url=broker.url, username="alice", password="right", client_id="ok")
+            sink = MqttSink(settings, "t", -50, LABELS)
             task, stop = await run_sink(sink, EventBus())
             stop.set()
             await asyncio.wait_for(task, 10)
@@ -354,7 +419,7 @@ def test_watch_mqtt_shows_every_device_on_the_broker(broker: Broker) -> None:
         sinks = {}
         for device, label in (("room-a", "happy"), ("room-b", "sad")):
             bus = EventBus()
-            sink = MqttSink(sink_settings(broker, device), "tiny", -50.0)
+            sink = MqttSink(sink_settings(broker, device), "tiny", -50.0, LABELS)
             sinks[device] = (*await run_sink(sink, bus), bus)
             bus.publish(emotion(1, label))
         console = Console(width=120, record=True, force_terminal=True, file=io.StringIO())
@@ -389,7 +454,27 @@ def test_watch_mqtt_shows_every_device_on_the_broker(broker: Broker) -> None:
     row_b = next(line for line in first.splitlines() if "room-b" in line)
     assert "HAPPY" in row_a and "80%" in row_a and "-20.0" in row_a and "online" in row_a
     assert "SAD" in row_b and "online" in row_b
-    assert "offline" in next(line for line in last.splitlines()[::-1] if "room-b" in line)
+    offline = next(line for line in last.splitlines()[::-1] if "room-b" in line)
+    assert "offline" in offline and "sad (last)" in offline and "SAD" not in offline
+
+
+def test_the_fleet_greys_a_room_that_is_offline() -> None:
+    """Its last mood in grey, marked "(last)": not the colour of a mood it no longer hears."""
+    fleet = Fleet("mqtt://b")
+    for device in ("room-a", "room-b"):
+        fleet.apply({"type": "device", "device": device, "attributes": mqtt_attributes(emotion(1, "sad"), -50.0)})
+    fleet.apply({"type": "device", "device": "room-a", "availability": "online"})
+    fleet.apply({"type": "device", "device": "room-b", "availability": "offline"})
+    console = Console(width=120, record=True, force_terminal=True, file=io.StringIO())
+    codes = {}  # how this console writes a mood cell in sad's colour and in grey
+    for name, color in (("sad", PALETTE["sad"]), ("grey", GREY)):
+        console.print(Text("x", style=f"bold {_ink(color)} on {color}"))
+        codes[name] = console.export_text(styles=True).split("x")[0]
+    console.print(fleet.render())
+    screen = console.export_text(styles=True).splitlines()
+    rows = {device: next(line for line in screen if device in line) for device in ("room-a", "room-b")}
+    assert codes["sad"] != codes["grey"]
+    assert f"{codes['sad']} SAD " in rows["room-a"] and f"{codes['grey']} sad (last) " in rows["room-b"]
 
 
 def test_mqtt_forget_clears_the_retained_discovery_and_state(
@@ -397,7 +482,7 @@ def test_mqtt_forget_clears_the_retained_discovery_and_state(
 ) -> None:
     async def publish() -> int:
         bus = EventBus()
-        sink = MqttSink(sink_settings(broker, "porch"), "tiny", -50.0)
+        sink = MqttSink(sink_settings(broker, "porch"), "tiny", -50.0, LABELS)
         task, stop = await run_sink(sink, bus)
         bus.publish(emotion(0))
         async with recording(broker, "moodstream/porch/attributes") as rec:
@@ -428,13 +513,13 @@ def test_tls_with_the_right_ca_connects_and_a_wrong_one_is_a_clear_failure(tmp_p
     other_ca = self_signed(tmp_path, "someone-else")
 
     async def main() -> list[StatusEvent]:
-        right = MqttSink(sink_settings(broker, "tls-ok", ca_file=str(broker.ca_file)), "tiny", -50.0)
+        right = MqttSink(sink_settings(broker, "tls-ok", ca_file=str(broker.ca_file)), "tiny", -50.0, LABELS)
         task, stop = await run_sink(right, EventBus())
         stop.set()
         await asyncio.wait_for(task, 10)
         bus = EventBus()
         seen = bus.subscribe(100)
-        wrong = MqttSink(sink_settings(broker, "tls-wrong", ca_file=str(other_ca)), "tiny", -50.0)
+        wrong = MqttSink(sink_settings(broker, "tls-wrong", ca_file=str(other_ca)), "tiny", -50.0, LABELS)
         stop = asyncio.Event()
         task = asyncio.create_task(wrong.run(bus, stop))
         await until(lambda: wrong.stats()["mqtt_connect_failures"] >= 1, 10, "a failed attempt")
@@ -470,7 +555,7 @@ def test_watch_mqtt_without_a_terminal_prints_a_line_per_device_message(broker: 
         sinks = []
         for device, label in (("hall", "angry"), ("study", "sad")):
             bus = EventBus()
-            sink = MqttSink(sink_settings(broker, device), "tiny", -50.0)
+            sink = MqttSink(sink_settings(broker, device), "tiny", -50.0, LABELS)
             sinks.append(await run_sink(sink, bus))
             bus.publish(emotion(3, label))
         proc = await asyncio.create_subprocess_exec(

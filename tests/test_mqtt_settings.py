@@ -16,6 +16,7 @@ import soundfile as sf
 
 from streamer import cli
 from streamer.config import ConfigError, MqttSettings, load, overrides_from_args
+from tests.wire import LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,12 +94,16 @@ def test_a_daemon_without_mqtt_never_imports_aiomqtt(tmp_path: Path) -> None:
     assert out.stdout.split() == ["False", "False", "0"], out.stderr
 
 
-def test_publish_on_change_sends_a_state_change_and_otherwise_every_interval() -> None:
+def test_publish_on_change_is_the_default_a_state_change_and_otherwise_every_interval() -> None:
+    """Home Assistant records a row per update: by default the sink publishes when the shown mood or
+    state changes, with a heartbeat every interval_s, not every hop."""
     from streamer.sinks.mqtt import MqttSink
     from tests.wire import emotion
 
+    assert MqttSettings().publish == "change" and MqttSettings().interval_s == 30.0
+
     async def main() -> list[str]:  # the sink's outbox wants a running loop
-        sink = MqttSink(MqttSettings(url="mqtt://b", client_id="x", publish="change", interval_s=0.2), "t", -50.0)
+        sink = MqttSink(MqttSettings(url="mqtt://b", client_id="x", interval_s=0.2), "t", -50.0, LABELS)
         for seq, label in enumerate(["happy", "happy", "happy", "sad", "sad"]):
             sink.offer(emotion(seq, label))
         await asyncio.sleep(0.25)
@@ -120,7 +125,7 @@ def test_an_uncertain_hop_publishes_the_state_uncertain_and_no_label() -> None:
     from tests.wire import emotion
 
     async def main() -> list[tuple[str, str]]:  # the sink's outbox wants a running loop
-        sink = MqttSink(MqttSettings(url="mqtt://b", client_id="x", publish="change"), "t", -50.0)
+        sink = MqttSink(MqttSettings(url="mqtt://b", client_id="x"), "t", -50.0, LABELS)
         for seq, (label, state) in enumerate([("happy", "emotion"), ("happy", "uncertain"), ("happy", "uncertain")]):
             sink.offer(emotion(seq, label, state=state))
         messages = []

@@ -95,3 +95,39 @@ def test_card_says_when_the_refit_stopped_short_of_the_chosen_epochs() -> None:
         "for 9 epochs (30 min on 2 shared cores, stopped by its wall-clock budget short of the 12 chosen)"
         in (_student(st)[0])
     )
+
+
+def test_the_shipped_files_carry_their_card_figures_and_the_graph_is_untouched(tmp_path: Path) -> None:
+    """`make models` writes each musicnn file's test figures into its metadata (what `moodstream
+    models` reads); the model itself predicts exactly as before."""
+    pytest.importorskip("tensorflow")
+    import json
+    import shutil
+
+    from streamer.model.metadata import read_metadata
+    from streamer.model.runner import ModelRunner
+    from streamer.model.shipped import shipped
+    from trainer.families.musicnn.family import stamp_test_figures
+
+    for short in ("3class-musicnn", "3class-musicnn-student"):
+        shutil.copy(shipped()[short], tmp_path / f"moodstream-{short}.tflite")
+    ev = {"n_clips": 9, "accuracy": 0.5, "macro_f1": 0.4}
+    room = {**ev, "macro_f1": 0.3}
+    metrics = {
+        "evaluate": {"clean": {"int8": ev, "float": ev}, "room": {"int8": room}},
+        "student": {"evaluate": {"clean/int8": ev, "clean/float": ev, "room/int8": room}},
+    }
+    before = ModelRunner(shipped()["3class-musicnn-student"])
+    stamped = stamp_test_figures(tmp_path, {"3class": metrics})
+    assert sorted(p.name for p in stamped) == [
+        "moodstream-3class-musicnn-student.tflite",
+        "moodstream-3class-musicnn.tflite",
+    ]
+    for path in stamped:
+        figures = read_metadata(path).metrics
+        assert figures["test"]["int8"]["clip"] == {"accuracy": 0.5, "macro_f1": 0.4, "n": 9}
+        assert figures["room"]["int8"]["clip"]["macro_f1"] == 0.3 and figures["protocol"] == "honest"
+    after = ModelRunner(tmp_path / "moodstream-3class-musicnn-student.tflite")
+    window = np.random.default_rng(0).uniform(0, 0.01, (before.window_frames, 96)).astype(np.float32)
+    np.testing.assert_array_equal(before.predict(window), after.predict(window))
+    assert json.loads(read_metadata(path).to_json())["labels"] == list(before.labels)

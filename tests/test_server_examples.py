@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -135,3 +136,25 @@ def test_minimal_consumer_prints_the_label() -> None:
                 await proc.wait()
 
     assert asyncio.run(main()).startswith("7 sad {'angry': 0.1")
+
+
+def test_minimal_consumer_ends_quietly_on_ctrl_c_and_the_readme_shows_it_whole() -> None:
+    async def main() -> tuple[int, bytes]:
+        bus = EventBus()
+        async with serving(bus) as server:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, str(ROOT / "examples" / "minimal.py"), url(server),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            async with asyncio.timeout(30):
+                while server.client_count == 0:
+                    await asyncio.sleep(0.05)
+                proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+                _, err = await proc.communicate()
+            return proc.returncode, err
+
+    code, err = asyncio.run(main())
+    assert (code, err) == (0, b"")  # no traceback
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / "examples" / "minimal.py").read_text().split("\n", 2)[2]  # without its docstring
+    assert f"```python\n{example}```" in readme

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from streamer.audio.demo import DemoMusic
 from streamer.config import HistorySettings, MqttSettings, ServerSettings
 from streamer.core.events import EventBus
 from streamer.sinks.base import Sink
 from streamer.sinks.dashboard import LocalDashboard
+from streamer.sinks.demo_guide import DemoGuide
 from streamer.sinks.history import HistorySink
 from streamer.sinks.jsonl import JsonlSink
 from streamer.sinks.mdns import Advertiser
@@ -27,7 +29,7 @@ from streamer.sinks.server import Server
 from tests.broker import Broker, needs_mosquitto
 from tests.wire import describe_for, emotion, status
 
-SINKS = ("jsonl", "notify", "dashboard", "server", "history", "mqtt", "mdns")
+SINKS = ("jsonl", "notify", "dashboard", "server", "history", "mqtt", "mdns", "demo")
 READS_NO_EVENTS = {"mdns"}  # the advertisement only needs the server to listen
 
 
@@ -68,8 +70,9 @@ def _sinks(tmp_path: Path, notify_path: str, broker: Broker | None) -> dict[str,
         "dashboard": lambda bus: LocalDashboard(describe_for(bus), Console(file=io.StringIO())),
         "server": lambda bus: Server(ServerSettings(port=0), describe_for(bus)),
         "history": lambda bus: HistorySink(HistorySettings(path=str(tmp_path / "h.db"), flush_seconds=0.1), 1.0),
-        "mqtt": lambda bus: MqttSink(MqttSettings(url=broker.url if broker else "", client_id="contract"), "t", -50.0),
+        "mqtt": lambda bus: MqttSink(MqttSettings(url=broker.url if broker else "", client_id="ct"), "t", -50.0, ()),
         "mdns": lambda bus: Advertiser(ServerSettings(host="0.0.0.0"), _NeverListening(), {}),  # type: ignore[arg-type]
+        "demo": lambda bus: DemoGuide(DemoMusic(), 1.0),
     }
 
 
@@ -108,6 +111,8 @@ def test_each_sink_subscribes_at_once_drains_and_counts(
         assert stats["mqtt_published"] >= 1
     if kind == "mdns":
         assert stats == {"mdns_registered": 0, "mdns_failures": 0}
+    if kind == "demo":  # the first hop: what plays now
+        assert stats == {"demo_lines": 1}
 
 
 def test_every_sink_the_daemon_builds_is_in_the_contract_test() -> None:

@@ -222,7 +222,7 @@ def test_demo_music_changes_mood_every_20_seconds() -> None:
         moods.append(demo.mood.name)
         levels.append(20 * np.log10(np.sqrt(np.mean(part[16000:] ** 2))))
         assert np.max(np.abs(part)) <= 1.0
-    assert moods == [m.name for m in MOODS]
+    assert moods == [m.name for m in MOODS[:3]] == [m.name for m in demo.moods]
     assert max(levels) - min(levels) > 10  # quiet ballad vs loud rock: the dashboard sees changes
     again = DemoMusic(16000, mood_seconds=20.0)
     np.testing.assert_array_equal(again.read(5000), DemoMusic(16000, mood_seconds=20.0).read(5000))

@@ -69,6 +69,17 @@ def test_as_root_it_installs_exactly_what_is_missing(tmp_path: Path) -> None:
 
 
 @needs_root
+def test_make_bench_installs_its_own_list_the_same_way(tmp_path: Path) -> None:
+    """The emulated Raspberry Pi run's tools come from .ci/bench-packages, through the same script."""
+    result = run(tools(tmp_path, installed={"debootstrap"}), ".ci/bench-packages")
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "apt.log").read_text().splitlines()
+    assert calls == ["update -qq", "install -y -qq --no-install-recommends qemu-user-static"]
+    assert result.stderr.startswith("make bench: installing qemu-user-static")
+    assert "@.ci/system-packages .ci/bench-packages" in (REPO / "Makefile").read_text().split("\nbench:", 1)[1]
+
+
+@needs_root
 def test_nothing_missing_installs_nothing(tmp_path: Path) -> None:
     result = run(tools(tmp_path, installed=set(syspkgs.listed())))
     assert result.returncode == 0 and result.stderr == "" and result.stdout == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -44,15 +45,18 @@ PHONE = {"width": 390, "height": 844}
 
 
 @asynccontextmanager
-async def browser_page(viewport: dict[str, int] | None = None) -> AsyncIterator[Any]:
-    """A fresh page in headless Chromium; skips when Debian's chromium is not installed."""
+async def browser_page(viewport: dict[str, int] | None = None, timezone: str | None = None) -> AsyncIterator[Any]:
+    """A fresh page in headless Chromium (in ``timezone``, else the machine's); skips when Debian's
+    chromium is not installed."""
     if not os.path.exists(CHROMIUM):
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
     async_api = pytest.importorskip("playwright.async_api")
     async with async_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page(viewport=viewport or {"width": 1100, "height": 1000})
+            page = await browser.new_page(
+                viewport=viewport or {"width": 1100, "height": 1000}, **({"timezone_id": timezone} if timezone else {})
+            )
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.errors = errors
@@ -196,10 +200,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _daemon(tiny_model: Path, port: int, db: Path) -> subprocess.Popen:
+def _daemon(tiny_model: Path, port: int, db: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("NOTIFY_SOCKET", None)
-    command = ["run", "--source", "demo", "--model", str(tiny_model), "--hop", "0.5", "--port", str(port)]
+    command = ["run", "--source", "demo", "--model", str(tiny_model), "--hop", "0.5", "--port", str(port), *extra]
     return subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", *command, "--token", "pw", "--history", str(db)],
         env=env,
@@ -267,3 +271,89 @@ def test_history_view_marks_and_the_grey_page_after_the_daemon_stops(tmp_path: P
         daemon.communicate(timeout=30)
     for name in ("history", "stale"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+
+
+async def _open(page: Any, port: int, daemon: subprocess.Popen) -> None:
+    async with asyncio.timeout(60):  # the daemon loads its model first
+        while True:
+            assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else ""
+            try:
+                await page.goto(f"http://127.0.0.1:{port}/?token=pw")
+                return
+            except Exception:
+                await asyncio.sleep(0.3)
+
+
+async def _mark(page: Any, text: str) -> None:
+    await page.fill("#mark-text", text)
+    await page.click("#mark-form button")
+    await until(page, "t => document.getElementById('mark-note').textContent.includes(t)", text)
+
+
+def test_the_day_view_follows_the_music_on_a_local_day_axis_with_marks_apart_from_sessions(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """In a time zone far from the machine's: the Today view is that zone's day (00:00 to 24:00), it
+    grows with every hop without a click, and its summary is asked for again as bins fill; a plain
+    mark is listed as a mark, a "start" mark makes an open session whose view refreshes by itself.
+    Screenshots over time: history-0 (opened), -1 (hops later), -2 (the open session, refreshed)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = "Pacific/Auckland"  # UTC+13 in December: its midnight is not the machine's
+    config = tmp_path / "config.toml"
+    config.write_text("[history]\nflush_seconds = 1.0\n")
+    port, db = _free_port(), tmp_path / "history.sqlite"
+    daemon = _daemon(tiny_model, port, db, "--config", str(config))
+    shots: list[Path] = []
+
+    async def shot(page: Any) -> None:
+        shots.append(tmp_path / f"history-{len(shots)}.png")
+        await page.screenshot(path=str(shots[-1]), full_page=True)
+
+    async def main() -> None:
+        async with browser_page(timezone=zone) as page:
+            await _open(page, port, daemon)
+            await until(page, "document.getElementById('conn').textContent === 'live'", timeout=30000)
+            await until(page, "!document.getElementById('history').hidden && window.moodstream.view?.reply")
+            view = await page.evaluate("({from: moodstream.view.from, to: moodstream.view.to, skew: moodstream.skew})")
+            midnight = datetime.now(ZoneInfo(zone)).replace(hour=0, minute=0, second=0, microsecond=0)
+            assert abs(view["from"] - view["skew"] - midnight.timestamp()) < 1 and view["to"] - view["from"] == 86400
+            ticks = await page.evaluate("[...document.querySelectorAll('#history-axis span')].map(s => s.textContent)")
+            assert ticks[0] == "00:00" and ticks[-1] == "24:00" and len(ticks) >= 4, ticks
+            assert zone in await page.text_content("#history-zone")
+            await shot(page)
+            before = int(await page.get_attribute("#history-strip", "data-segments"))
+            await until(page, "n => Number(document.getElementById('history-strip').dataset.segments) >= n + 4", before)
+            await shot(page)  # the day grew hop by hop, nothing clicked
+
+            await _mark(page, "tea break")
+            await _mark(page, "session 8 start")
+            await until(page, "document.querySelector('#sessions button')?.textContent.endsWith('–now')")
+            sessions = await page.evaluate("[...document.querySelectorAll('#sessions button')].map(b => b.textContent)")
+            assert len(sessions) == 1 and sessions[0].startswith("session 8 · "), sessions  # tea break is no session
+            assert "tea break" in await page.text_content("#history-marks")
+            assert await page.get_attribute("#history-strip", "data-sessions") == "1"
+            await page.click("#sessions button")
+            await until(page, "document.getElementById('history-title').textContent === 'session 8'")
+            await until(page, "document.getElementById('history-summary').textContent.includes('hops')")
+            first = await page.text_content("#history-summary .facts")
+            # an open session includes now: asked for again within about 10 s, with no click
+            await until(page, "t => document.querySelector('#history-summary .facts').textContent !== t", first,
+                        timeout=25000)  # fmt: skip
+            await shot(page)
+            hops = [
+                int(re.search(r"(\d+) hops", t)[1]) for t in (first, await page.text_content("#history-summary .facts"))
+            ]
+            assert hops[1] > hops[0], hops
+            await _mark(page, "session 8 end")
+            await until(page, "!document.querySelector('#sessions button')?.textContent.endsWith('–now')")
+            assert page.errors == []
+
+    try:
+        asyncio.run(main())
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=30)
+    assert len(shots) == 3 and all(p.stat().st_size > 10_000 for p in shots)
+    assert len({p.read_bytes() for p in shots}) == 3  # three different moments

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import soxr
 
+from streamer.util.extras import install_hint
+
 CHAINS: tuple[str, ...] = ("clean", "level", "mic", "noise", "reverb", "codec", "room")
 RATE = 16000
 NATIVE_RATES = (44100, 48000)
@@ -58,9 +60,7 @@ def check_available() -> None:
         except ImportError:
             missing.append(module)
     if missing:
-        raise ChainError(
-            f"capture chains need {', '.join(missing)}: install the '{EXTRA}' extra (pip install 'moodstream[{EXTRA}]')"
-        )
+        raise ChainError(f"capture chains need {', '.join(missing)}, the '{EXTRA}' extra: {install_hint(EXTRA)}")
 
 
 def check_name(name: str) -> None:

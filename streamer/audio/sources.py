@@ -20,7 +20,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, BinaryIO, TypeVar
 
@@ -214,14 +214,15 @@ class FileSource(Source):
 
 
 class DemoSource(Source):
-    """The project's own generated music, paced in real time."""
+    """The project's own generated music, paced in real time: the moods among ``labels`` (the
+    model's) that the demo can play."""
 
     kind = "demo"
 
-    def __init__(self, block_seconds: float) -> None:
+    def __init__(self, block_seconds: float, labels: Sequence[str] = ()) -> None:
         super().__init__("built-in demo music")
         self.block = max(1, round(block_seconds * RATE))
-        self.music = DemoMusic(RATE)
+        self.music = DemoMusic(RATE, labels=labels)
         self._pace = _Paced()
 
     async def read(self) -> np.ndarray | None:
@@ -542,14 +543,15 @@ class DeviceSource(Source):
                 log.debug("closing %r: %s", self.name, exc)
 
 
-def build_source(settings: SourceSettings, backend: ModuleType | None = None) -> Source:
-    """The source the settings ask for; ``auto`` = the default input, else the demo music."""
+def build_source(settings: SourceSettings, backend: ModuleType | None = None, labels: Sequence[str] = ()) -> Source:
+    """The source the settings ask for; ``auto`` = the default input, else the demo music (which
+    plays the moods among ``labels``, the model's, that it can)."""
     if settings.kind == "file":
         return FileSource(settings.path, settings.block_seconds, settings.realtime, settings.channel)
     if settings.kind == "stdin":
         return StdinSource(settings)
     if settings.kind == "demo":
-        return DemoSource(settings.block_seconds)
+        return DemoSource(settings.block_seconds, labels)
     if settings.kind == "auto":
         try:
             resolve_device(backend if backend is not None else sounddevice_module(), settings.device)
@@ -559,5 +561,5 @@ def build_source(settings: SourceSettings, backend: ModuleType | None = None) ->
                 "Connect a microphone, or choose --source device|file:PATH|stdin.",
                 exc,
             )
-            return DemoSource(settings.block_seconds)
+            return DemoSource(settings.block_seconds, labels)
     return DeviceSource(settings, backend)

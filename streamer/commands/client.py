@@ -1,29 +1,58 @@
-"""What every client command shares (`watch`, `mark`, the fleet view): where the daemon is by
-default, its token, the answers that mean "refused for good", and a reconnect loop with backoff."""
+"""What every client command shares (`watch`, `mark`, the fleet view): where the daemon is (its
+address and token come from the settings every command reads: streamer.config.from_args), the
+answers that mean "refused for good", and a reconnect loop with backoff."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
+from streamer.config import SYSTEM_CONFIG, TOKEN_ENV, ServerSettings
 from streamer.sinks.dashboard import Screen
-from streamer.sinks.urls import WATCH_DEFAULT, host_port
+from streamer.sinks.urls import WATCH_DEFAULT, WILDCARDS, host_port
 from streamer.util.backoff import Backoff
 
 DEFAULT_URL = f"ws://{host_port(*WATCH_DEFAULT)}/"
-TOKEN_ENV = "MOODSTREAM_TOKEN"  # the token without a flag, which every user could read in ps
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 10.0
-FATAL_STATUS = {
-    401: f"the daemon refused the token (see --token, ${TOKEN_ENV})",
-    403: "the daemon refused this client",
-}
+FATAL_STATUS = (401, 403)
 
 
 class WatchError(RuntimeError):
     """Refused for good: retrying cannot help."""
+
+
+def add_token_flag(parser: argparse.ArgumentParser) -> None:
+    """``--token``, overriding server.token of the config and $MOODSTREAM_TOKEN (as `run --token` does)."""
+    parser.add_argument(
+        "--token",
+        dest="server__token",
+        metavar="TOKEN",
+        help=f"the daemon's token (default: server.token of the config, or ${TOKEN_ENV}; a flag shows in ps)",
+    )
+
+
+def daemon_url(settings: ServerSettings) -> str:
+    """The WebSocket of the daemon these settings describe, as seen from this machine."""
+    host = "127.0.0.1" if settings.host in WILDCARDS else settings.host
+    return f"ws://{host_port(host, settings.port)}/"
+
+
+def refusal(status: int, token: str) -> str:
+    """Why an HTTP answer to the handshake refuses us, and what to do."""
+    if status == 403:
+        return "the daemon refused this client"
+    if status != 401:
+        return "refused"
+    if token:
+        return f"the daemon refused the token (from --token, ${TOKEN_ENV} or server.token of the config)"
+    return (
+        f"the daemon needs a token: server.token of its config (read from --config, else {SYSTEM_CONFIG}), "
+        f"${TOKEN_ENV} or --token"
+    )
 
 
 def normalise_url(url: str) -> str:

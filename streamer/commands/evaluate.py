@@ -29,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("data_dir", type=Path, help="folder with one sub-folder per label (any audio format or rate)")
     a("--json", type=Path, help="write the metrics here as JSON")
-    a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
+    config_mod.add_config_flag(parser)
     smoothing = tuple(f"smoothing.{f.name}" for section, _, f in config_mod.declared() if section == "smoothing")
     config_mod.add_flags(parser, ("model.path", "model.hop_seconds", "gate.silence_dbfs", "source.channel", *smoothing))
     live = parser.add_argument_group("as a lamp sees it (--stream)")
@@ -73,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         if args.chain is not None:
             check_name(args.chain)
             check_available()
-        settings = config_mod.load(args.config, config_mod.overrides_from_args(args))
+        settings = config_mod.from_args(args)
         runner = ModelRunner(shipped.resolve(settings.model.path))
         if args.stream:
             _check_stream_args(args)

@@ -4,12 +4,14 @@ It subscribes to the MQTT sink's retained ``availability`` and ``attributes`` to
 under ``moodstream/`` (the default base topic), so a device shows up as soon as it has published once,
 and keeps reconnecting the way `watch` does (:func:`streamer.commands.client.reconnecting`); only refused
 credentials end it. Drawn by :class:`streamer.sinks.dashboard.Fleet` (the dashboard's renderer); without a
-terminal, one plain line per message. The password comes from $MOODSTREAM_MQTT_PASSWORD, never a flag.
+terminal, one plain line per message. The user, password and CA come from the settings every command
+reads (the password from the config file or $MOODSTREAM_MQTT_PASSWORD, never a flag).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -31,12 +33,13 @@ class FleetError(RuntimeError):
     """Refused for good (credentials, a malformed URL): retrying cannot help."""
 
 
-def settings_for(url: str, username: str | None, password: str | None) -> MqttSettings:
-    """The viewer's connection settings, checked like the daemon's [mqtt] (a bad URL is refused by name)."""
-    mqtt_table = {"url": url, "username": username or "", "password": password or ""}
+def settings_for(url: str, mqtt: MqttSettings) -> MqttSettings:
+    """The viewer's connection: ``url`` with the user, password and CA of the settings every command
+    reads ([mqtt] of the config, $MOODSTREAM_MQTT_PASSWORD, the flags), under a client id of its own;
+    checked like the daemon's [mqtt] (a bad URL is refused by name)."""
+    viewer = dataclasses.replace(mqtt, url=url, client_id=f"moodstream-watch-{os.getpid()}", base_topic="")
     try:
-        settings = config.from_dict({"mqtt": {**mqtt_table, "client_id": f"moodstream-watch-{os.getpid()}"}})
-        return settings.validate().mqtt
+        return config.Settings(mqtt=viewer).validate().mqtt
     except ConfigError as exc:
         raise FleetError(str(exc)) from None
 

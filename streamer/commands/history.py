@@ -21,7 +21,7 @@ from streamer import config as config_mod
 from streamer.commands.history_plot import PlotUnavailable, plot  # imports matplotlib only when it draws
 from streamer.config import ConfigError
 from streamer.sinks.historydb import Hop, open_readonly, read_hops, read_marks
-from streamer.sinks.historyread import find_session, parse_duration, query
+from streamer.sinks.historyread import find_session, parse_duration, query, sessions
 from streamer.util import terminal
 from streamer.util.atomic import open_atomic
 
@@ -37,7 +37,7 @@ class HistoryError(RuntimeError):
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--db", type=Path, help="the history database (default: [history] path of the config)")
-    a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
+    config_mod.add_config_flag(parser)
     a("--since", help="the last 90s, 30m, 2h, 1d... (default: 1d)")
     a("--from", dest="start", metavar="T", help="start: 2026-11-30T14:00, 14:00 (today) or epoch seconds")
     a("--to", dest="end", metavar="T", help="end (default: now)")
@@ -48,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        db = args.db or _configured_db(args.config)
+        db = args.db or _configured_db(args)
         try:
             conn = open_readonly(db)
         except FileNotFoundError as exc:
@@ -81,8 +81,8 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configured_db(config: Path | None) -> Path:
-    path = config_mod.load(config).history.path
+def _configured_db(args: argparse.Namespace) -> Path:
+    path = config_mod.from_args(args).history.path
     if not path:
         raise HistoryError("no history database: give --db PATH or set [history] path in the config")
     return Path(path)
@@ -93,11 +93,16 @@ def _range(args: argparse.Namespace, conn: sqlite3.Connection) -> tuple[float, f
     if args.session:
         if args.since or args.start or args.end:
             raise HistoryError("--session takes no --since, --from or --to")
-        found = find_session(read_marks(conn), args.session, now)
+        marks = read_marks(conn)
+        found = find_session(marks, args.session, now)
         if found is None:
-            names = sorted({terminal.safe(m.message) for m in read_marks(conn)})
-            raise HistoryError(f"no session {args.session!r} in the marks ({', '.join(names) or 'there are none'})")
-        return found[0], found[1] + 1e-6, f"session {args.session}"
+            names = sorted({terminal.safe(s["name"]) for s in sessions(marks, now)})
+            raise HistoryError(
+                f"no session {args.session!r} in the marks (sessions: {', '.join(names) or 'none'}; a session is "
+                'marked "NAME start" ... "NAME end")'
+            )
+        name = args.session.strip()
+        return found[0], found[1] + 1e-6, name if name.lower().startswith("session") else f"session {name}"
     if args.since and (args.start or args.end):
         raise HistoryError("give --since or --from/--to, not both")
     if args.start or args.end:

@@ -1,6 +1,7 @@
 """The history timeline as a picture: mood colour bands, smoothed probabilities, level and marks.
 
-matplotlib is the ``plot`` extra (``pip install 'moodstream[plot]'``); the daemon never imports it.
+matplotlib is the ``plot`` extra (streamer.util.extras names the command that installs it here); the
+daemon never imports it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from streamer.sinks.historydb import Hop, Mark
 from streamer.sinks.protocol import label_color
+from streamer.util.extras import install_hint
 
 GREY = "#b0b0b0"
 EXTRA = "plot"
@@ -62,9 +64,7 @@ def plot(hops: Sequence[Hop], marks: Sequence[Mark], path: Path, title: str) -> 
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
-        raise PlotUnavailable(
-            f"--plot needs matplotlib: pip install 'moodstream[{EXTRA}]' (the {EXTRA} extra)"
-        ) from None
+        raise PlotUnavailable(f"--plot needs matplotlib, the {EXTRA} extra: {install_hint(EXTRA)}") from None
     if not hops:
         raise ValueError("nothing to plot: no hops in that range")
     times = [datetime.fromtimestamp(h.time) for h in hops]

@@ -1,8 +1,9 @@
 """`moodstream mark "session 12 start"`: put a session mark into the running daemon's stream.
 
-The mark goes over the WebSocket protocol (a ``mark`` request, with the token like ``watch``), so
-it works against the systemd service and over SSH; the daemon publishes it as a ``mark`` status
-event to every sink: the history, the JSON lines and every client (the web page shows it).
+The mark goes over the WebSocket protocol (a ``mark`` request, with the token like ``watch``: from
+the config file, $MOODSTREAM_TOKEN or --token), so it works against the systemd service and over
+SSH; the daemon publishes it as a ``mark`` status event to every sink: the history, the JSON lines
+and every client (the web page shows it).
 """
 
 from __future__ import annotations
@@ -10,13 +11,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from streamer.commands.client import DEFAULT_URL, FATAL_STATUS, TOKEN_ENV, WatchError, normalise_url
+from streamer import config as config_mod
+from streamer.commands.client import (
+    DEFAULT_URL,
+    FATAL_STATUS,
+    WatchError,
+    add_token_flag,
+    daemon_url,
+    normalise_url,
+    refusal,
+)
+from streamer.config import ConfigError
 from streamer.sinks import protocol
 from streamer.util import terminal
 
@@ -32,17 +42,23 @@ class MarkError(RuntimeError):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = 'A session is the span of the marks of one name: "session 12 start" ... "session 12 end".'
     parser.add_argument("text", help='the mark, e.g. "session 12 start" (then "session 12 end")')
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"the daemon's WebSocket (default {DEFAULT_URL})")
     parser.add_argument(
-        "--token", default=os.environ.get(TOKEN_ENV) or None, help=f"the daemon's token (default: ${TOKEN_ENV})"
+        "--url",
+        help=f"the daemon: ws://HOST:PORT/, HOST:PORT or http://HOST:PORT/ (default: the config's port on this "
+        f"machine, {DEFAULT_URL})",
     )
+    config_mod.add_config_flag(parser)
+    add_token_flag(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        reply = asyncio.run(send_mark(normalise_url(args.url), args.token, args.text))
-    except WatchError as exc:
+        settings = config_mod.from_args(args, client=True)
+        url = normalise_url(args.url or daemon_url(settings.server))
+        reply = asyncio.run(send_mark(url, settings.server.token or None, args.text))
+    except (WatchError, ConfigError) as exc:
         print(f"moodstream mark: {exc}", file=sys.stderr)
         return 2
     except MarkError as exc:
@@ -69,8 +85,7 @@ async def send_mark(url: str, token: str | None, text: str) -> protocol.Message:
             raise MarkError(f"{url}: the connection closed before the daemon answered")
     except InvalidStatus as exc:
         status = exc.response.status_code
-        reason = FATAL_STATUS.get(status, "refused")
-        raise MarkError(f"{url}: HTTP {status}: {reason}", fatal=status in FATAL_STATUS) from None
+        raise MarkError(f"{url}: HTTP {status}: {refusal(status, token or '')}", fatal=status in FATAL_STATUS) from None
     except InvalidURI as exc:
         raise MarkError(f"not a WebSocket URL: {exc}", fatal=True) from None
     except TimeoutError:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import sys
-from pathlib import Path
 
 from streamer import config as config_mod
 from streamer.config import ConfigError, MqttSettings
@@ -25,7 +23,7 @@ FLAGS = tuple(f"mqtt.{f.name}" for f in dataclasses.fields(MqttSettings))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
+    config_mod.add_config_flag(parser)
     config_mod.add_flags(parser, FLAGS)
 
 
@@ -48,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     import aiomqtt
 
     try:
-        settings = config_mod.load(args.config, config_mod.overrides_from_args(args), os.environ).mqtt
+        settings = config_mod.from_args(args).mqtt
         if not settings.url:
             raise ConfigError("no broker: give --mqtt URL or mqtt.url in the config file")
     except ConfigError as exc:

@@ -3,15 +3,15 @@
 
 Fed only by the WebSocket protocol, so it attaches to the systemd service over SSH; it keeps
 reconnecting with backoff while the daemon restarts, and gives up only when it is refused for
-good (wrong token, Origin). Without a terminal it prints one line per event. The token may come
-from $MOODSTREAM_TOKEN instead of the flag, out of sight of ps.
+good (wrong token, Origin). Without a terminal it prints one line per event. The address and the
+token come from the settings every command reads (the config file, $MOODSTREAM_TOKEN, the flags),
+so on the daemon's own machine `moodstream watch` needs no argument.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -20,8 +20,18 @@ from rich.console import Console
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from streamer.commands.client import DEFAULT_URL, FATAL_STATUS, TOKEN_ENV, WatchError, normalise_url, reconnecting
-from streamer.config import MQTT_PASSWORD_ENV, MqttSettings
+from streamer import config as config_mod
+from streamer.commands.client import (
+    DEFAULT_URL,
+    FATAL_STATUS,
+    WatchError,
+    add_token_flag,
+    daemon_url,
+    normalise_url,
+    reconnecting,
+    refusal,
+)
+from streamer.config import ConfigError, Settings
 from streamer.sinks import protocol
 from streamer.sinks.dashboard import REFRESH_S, Dashboard, Screen
 
@@ -30,44 +40,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "url",
         nargs="?",
-        default=DEFAULT_URL,
-        help=f"the daemon's WebSocket (default {DEFAULT_URL}; HOST:PORT is fine), or mqtt(s)://BROKER for the fleet",
+        help=f"the daemon's WebSocket (default: the config's port on this machine, {DEFAULT_URL}; HOST:PORT "
+        "and http://HOST:PORT/ work too), or mqtt(s)://BROKER for the fleet",
     )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get(TOKEN_ENV) or None,
-        help=f"the daemon's token, if it requires one (default: ${TOKEN_ENV}; "
-        "a flag shows in ps, the variable does not)",
-    )
-    parser.add_argument(
-        "--mqtt-username",
-        metavar="NAME",
-        help=f"broker user for mqtt:// URLs (the password: ${MQTT_PASSWORD_ENV})",
-    )
+    config_mod.add_config_flag(parser)
+    add_token_flag(parser)
+    config_mod.add_flags(parser, ("mqtt.username", "mqtt.ca_file"))
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.url.startswith(("mqtt://", "mqtts://")):
-        return _main_fleet(args)
     try:
-        return asyncio.run(_main(normalise_url(args.url), args.token))
-    except WatchError as exc:
+        settings = config_mod.from_args(args, client=True)
+        if args.url and args.url.startswith(("mqtt://", "mqtts://")):
+            return _main_fleet(args.url, settings)
+        return asyncio.run(_main(normalise_url(args.url or daemon_url(settings.server)), settings.server.token))
+    except (WatchError, ConfigError) as exc:
         print(f"moodstream watch: {exc}", file=sys.stderr)
         return 2
 
 
-def _main_fleet(args: argparse.Namespace) -> int:
+def _main_fleet(url: str, settings: Settings) -> int:
     from streamer.commands import fleet  # imports aiomqtt: only for mqtt:// URLs
 
-    async def run(settings: MqttSettings) -> None:
+    async def run(mqtt: config_mod.MqttSettings) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await fleet.watch_fleet(settings, Console(), stop, lambda line: print(line, flush=True))
+        await fleet.watch_fleet(mqtt, Console(), stop, lambda line: print(line, flush=True))
 
     try:
-        asyncio.run(run(fleet.settings_for(args.url, args.mqtt_username, os.environ.get(MQTT_PASSWORD_ENV))))
+        asyncio.run(run(fleet.settings_for(url, settings.mqtt)))
     except fleet.FleetError as exc:
         print(f"moodstream watch: {exc}", file=sys.stderr)
         return 2
@@ -117,7 +120,8 @@ async def _session(url: str, headers: dict[str, str], screen: Screen) -> tuple[s
     except InvalidStatus as exc:
         status = exc.response.status_code
         if status in FATAL_STATUS:
-            raise WatchError(f"{url}: HTTP {status}: {FATAL_STATUS[status]}") from None
+            reason = refusal(status, headers.get("Authorization", ""))
+            raise WatchError(f"{url}: HTTP {status}: {reason}") from None
         return f"HTTP {status}", False
     except InvalidURI as exc:
         raise WatchError(f"not a WebSocket URL: {exc}") from None

@@ -16,6 +16,7 @@ import numpy as np
 from streamer.features.frontend import window_input
 from streamer.features.mfcc import centre_columns
 from streamer.model.metadata import ModelFileError, ModelMetadata, read_metadata
+from streamer.util import logs
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ class ModelRunner:
         self.path = Path(path)
         self.metadata: ModelMetadata = read_metadata(self.path)
         try:
-            self._interp, self.backend = _interpreter(self.path, threads)
-            self._interp.allocate_tensors()
+            with logs.native_stderr(log):  # the interpreter's own INFO line, in our format
+                self._interp, self.backend = _interpreter(self.path, threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{self.path}: the interpreter cannot load it ({exc})") from None
         self._input = self._interp.get_input_details()[0]

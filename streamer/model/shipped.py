@@ -73,14 +73,17 @@ def resolve(spec: str) -> Path:
 
 
 def card_figures(meta: ModelMetadata) -> str:
-    """The trainer's test figures from the metadata: int8 clip-level accuracy / macro-F1."""
+    """The trainer's test figures from the metadata: int8 clip-level accuracy / macro-F1, and
+    macro-F1 through the simulated room when the file carries it."""
     test: dict[str, Any] = meta.metrics.get("test", {})
     kind = "int8" if "int8" in test else "float"
     clip = test.get(kind, {}).get("clip")
     if not clip:
         return "no test figures in the file"
     protocol = meta.metrics.get("protocol", "?")
+    room = meta.metrics.get("room", {}).get(kind, {}).get("clip")
     return (
         f"test ({kind}, clip level, {clip['n']} clips, {protocol} split): "
         f"accuracy {clip['accuracy']:.3f}, macro-F1 {clip['macro_f1']:.3f}"
+        + (f"; through the simulated room macro-F1 {room['macro_f1']:.3f}" if room else "")
     )

@@ -1,1 +1,1 @@
-"""Consumers of the event bus, one shape for all: WebSocket server, page, JSONL, dashboard, MQTT, history, mDNS."""
+"""Consumers of the event bus, one shape: WebSocket server, page, JSONL, dashboard, MQTT, history, mDNS, demo guide."""

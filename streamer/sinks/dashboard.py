@@ -365,16 +365,20 @@ class Fleet:
         for device, row in sorted(self.devices.items()):
             attrs = row["attributes"] if isinstance(row["attributes"], dict) else {}
             label, state = attrs.get("label"), attrs.get("state") or "-"
-            color = protocol.label_color(label) if isinstance(label, str) and state == "emotion" else GREY
+            online = row["availability"] == "online"
             word = label if isinstance(label, str) and state == "emotion" else str(state).replace("_", " ")
+            color = protocol.label_color(word) if online and word == label else GREY
             confidence = _number(attrs.get("confidence"))
             rms = _number(attrs.get("level_dbfs"))
-            online = row["availability"] == "online"
+            if online:
+                meter = _meter_line(rms, _number(attrs.get("peak_dbfs")), 20).append(f" {_db(rms)}")
+            else:  # its last values, greyed: not what the room hears now
+                meter = Text(f"{_meter_line(rms, _number(attrs.get('peak_dbfs')), 20).plain} {_db(rms)}", style=GREY)
             table.add_row(
-                Text(device),
-                Text(f" {word.upper()} ", style=f"bold {_ink(color)} on {color}"),
+                Text(device, style="" if online else GREY),
+                Text(f" {word.upper()} " if online else f" {word} (last) ", style=f"bold {_ink(color)} on {color}"),
                 Text(_bar_text(confidence or 0.0, 10), style=color).append(f" {100 * (confidence or 0):3.0f}%", ""),
-                _meter_line(rms, _number(attrs.get("peak_dbfs")), 20).append(f" {_db(rms)}"),
+                meter,
                 Text(str(row["availability"]), style="green" if online else "bold red"),
             )
         if not self.devices:

@@ -270,8 +270,13 @@ def _stretches(conn: sqlite3.Connection, tally: Tally, start: float, end: float,
 
 
 def marks_and_sessions(marks: Sequence[Mark], start: float, end: float, now: float) -> dict[str, Any]:
-    in_range = [m for m in marks if start <= m.time < end]
-    return {"marks": [{"time": m.time, "text": m.message} for m in in_range], "sessions": sessions(marks, now)}
+    """The marks in the range, each with the session it brackets (None: a plain mark), and every session."""
+    in_range = [
+        {"time": m.time, "text": m.message, "session": session_name(m.message) if is_session_mark(m.message) else None}
+        for m in marks
+        if start <= m.time < end
+    ]
+    return {"marks": in_range, "sessions": sessions(marks, now)}
 
 
 def session_name(text: str) -> str:
@@ -282,19 +287,27 @@ def session_name(text: str) -> str:
     return " ".join(words)
 
 
+def is_session_mark(text: str) -> bool:
+    """A mark that opens or closes a session ("session 12 start"), not a plain one ("tea break")."""
+    return session_name(text) != " ".join(text.split())
+
+
 def sessions(marks: Sequence[Mark], now: float) -> list[dict[str, Any]]:
-    """Sessions bracketed by marks of one name: from its first mark to its last, or, for a single
-    mark, to the next mark of another name (or now)."""
+    """Sessions bracketed by marks of one name that say start, begin, end or stop (a plain mark,
+    "tea break", is a moment, not a session): from its first such mark to its last, or, for a single
+    one, to the next session mark of another name, else now (then it is ``open``)."""
+    bracketing = [m for m in marks if is_session_mark(m.message)]
     by_name: dict[str, list[float]] = {}
-    for mark in marks:
+    for mark in bracketing:
         by_name.setdefault(session_name(mark.message), []).append(mark.time)
-    times = sorted(m.time for m in marks)
+    times = sorted(m.time for m in bracketing)
     out = []
     for name, stamps in by_name.items():
         begin, finish = min(stamps), max(stamps)
-        if begin == finish:
-            finish = next((t for t in times if t > begin), now)
-        out.append({"name": name, "from": begin, "to": finish})
+        following = finish if begin != finish else next((t for t in times if t > begin), None)
+        out.append(
+            {"name": name, "from": begin, "to": now if following is None else following, "open": following is None}
+        )
     return sorted(out, key=lambda s: s["from"])
 
 

@@ -2,11 +2,13 @@
 
 Topics under ``mqtt.base_topic`` (``moodstream/<device id>``): ``state`` (the smoothed label, or
 ``uncertain`` / ``silence`` / ``warming_up``, never a label that is not claimed; retained),
-``attributes`` (JSON: probabilities, confidence, level, seq, model; retained), ``status`` (the
-daemon's status events) and ``availability`` (``online``; ``offline`` as the last will; retained).
-Home Assistant discovery configs (streamer/sinks/discovery.py) are published, retained, at every
-connection, and so is the latest retained state: a restarted broker without persistence gets it
-all back.
+``attributes`` (JSON: probabilities, confidence, level, colour, icon, seq, model; retained),
+``status`` (the daemon's status events) and ``availability`` (``online``; ``offline`` as the last
+will; retained). With ``publish = "change"`` (the default) state and attributes go out when the shown
+state changes and at least every ``interval_s``; with ``"hop"``, every hop. Home Assistant discovery
+configs (streamer/sinks/discovery.py) are published, retained, at every connection and whenever Home
+Assistant announces that it started (its birth message), and so is the latest retained state: a
+restarted broker without persistence, or a restarted Home Assistant, gets it all back.
 
 Two tasks: the consumer turns bus events into messages on a bounded outbox (the oldest message is
 dropped and counted when it is full, so a slow or absent broker costs neither memory nor a hop), and
@@ -19,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import ssl
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 SUBSCRIPTION_QUEUE = 256  # bus events the consumer may lag behind (it only formats and appends)
 DRAIN_S = 2.0  # at stop, how long the queued messages may take to go out before "offline"
 REPORT_EVERY_S = 60.0  # the same connection failure is logged at most this often (a status event each time)
+BIRTH_JITTER_S = 2.0  # after Home Assistant's birth message, discovery goes out within this long
 AUTH_CODES = {4, 5, 134, 135}  # CONNACK: bad user name or password / not authorised (MQTT 3.1.1 and 5)
 
 
@@ -88,6 +93,7 @@ def attributes(event: EmotionEvent, silence_dbfs: float) -> dict[str, Any]:
     return {
         "state": event.state,
         "label": event.label,
+        "mood_icon": discovery.mood_icon(state_of(event)),
         "confidence": round(event.confidence, 4),
         "probabilities": {k: round(v, 4) for k, v in event.probabilities.items()},
         "level_dbfs": round(event.level.rms_dbfs, 1),
@@ -150,15 +156,17 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, settings: MqttSettings, model: str, silence_dbfs: float) -> None:
+    def __init__(self, settings: MqttSettings, model: str, silence_dbfs: float, labels: Sequence[str]) -> None:
         self.settings = settings
         self.model = model
+        self.labels = tuple(labels)
         self.silence_dbfs = silence_dbfs
         self.topic = settings.topic
         self.outbox = Outbox(settings.queue)
         self.counters: Counter[str] = Counter()
         self.connected = asyncio.Event()
         self._retained: dict[str, str] = {}
+        self._birth = asyncio.Event()  # Home Assistant said it started: announce everything again
         self._last_state: str | None = None
         self._last_sent = float("-inf")
         self._reported: tuple[str, float] = ("", float("-inf"))
@@ -174,6 +182,7 @@ class MqttSink:
             "mqtt_connects": self.counters["connects"],
             "mqtt_connect_failures": self.counters["connect_failures"],
             "mqtt_connections_lost": self.counters["lost"],
+            "mqtt_rediscoveries": self.counters["rediscoveries"],
         }
 
     async def run(self, bus: EventBus, stop: asyncio.Event) -> None:
@@ -239,6 +248,8 @@ class MqttSink:
                 async with client(self.settings) as connection:
                     self.counters["connects"] += 1
                     backoff.reset()
+                    if self.settings.discovery_prefix:
+                        await connection.subscribe(self._birth_topic, self.settings.qos)
                     await self._announce(connection)
                     self._connected(was_connected)
                     was_connected = True
@@ -270,11 +281,15 @@ class MqttSink:
         log.info("%s", message)
         self._status("mqtt_connected", message)
 
+    @property
+    def _birth_topic(self) -> str:
+        return f"{self.settings.discovery_prefix}/{discovery.BIRTH_TOPIC}"
+
     async def _announce(self, connection: aiomqtt.Client) -> None:
         """Discovery, availability and the latest retained state (unless a newer one is queued)."""
         qos = self.settings.qos
         if self.settings.discovery_prefix:
-            for topic, config in discovery.configs(self.settings, self.model).items():
+            for topic, config in discovery.configs(self.settings, self.model, self.labels).items():
                 await connection.publish(topic, protocol.encode(config), qos, retain=True)
         await connection.publish(f"{self.topic}/availability", discovery.ONLINE, qos, retain=True)
         queued = self.outbox.topics()
@@ -283,8 +298,9 @@ class MqttSink:
                 await connection.publish(topic, payload, qos, retain=True)
 
     async def _pump(self, connection: aiomqtt.Client, closing: asyncio.Event) -> None:
-        """Publish the outbox until ``closing`` (then for DRAIN_S more at most); a lost connection raises."""
-        watcher = asyncio.create_task(_until_lost(connection))
+        """Publish the outbox until ``closing`` (then for DRAIN_S more at most); a lost connection
+        raises. Home Assistant's birth message makes it announce everything again first."""
+        watcher = asyncio.create_task(self._listen(connection))
         closing_wait = asyncio.create_task(closing.wait())
         deadline: float | None = None
         try:
@@ -293,10 +309,20 @@ class MqttSink:
                     deadline = deadline or time.monotonic() + DRAIN_S
                     if not self.outbox or time.monotonic() > deadline:
                         return
+                elif self._birth.is_set():
+                    self._birth.clear()
+                    # Home Assistant's advice: a random delay, so that a restart does not meet
+                    # every device of a house at the same moment
+                    await asyncio.sleep(random.uniform(0.0, BIRTH_JITTER_S))
+                    await self._announce(connection)
+                    self.counters["rediscoveries"] += 1
+                    continue
                 elif not self.outbox:
                     ready = asyncio.create_task(self.outbox.wait())
-                    await asyncio.wait({ready, watcher, closing_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    born = asyncio.create_task(self._birth.wait())
+                    await asyncio.wait({ready, born, watcher, closing_wait}, return_when=asyncio.FIRST_COMPLETED)
                     ready.cancel()
+                    born.cancel()
                     if watcher.done():
                         watcher.result()  # raises the reason the connection ended
                         raise OSError("connection to the broker ended")
@@ -324,8 +350,13 @@ class MqttSink:
         if self._bus is not None:
             self._bus.publish(StatusEvent(kind, message, details={"broker": self.settings.url, **details}))
 
-
-async def _until_lost(connection: aiomqtt.Client) -> None:
-    """Returns or raises when the connection ends (aiomqtt ends the message iterator then)."""
-    async for _ in connection.messages:
-        pass
+    async def _listen(self, connection: aiomqtt.Client) -> None:
+        """Home Assistant's birth messages (``online`` on its status topic) set ``_birth``; returns
+        or raises when the connection ends (aiomqtt ends the message iterator then)."""
+        async for message in connection.messages:
+            if str(message.topic) == self._birth_topic and message.payload in (
+                discovery.ONLINE,
+                discovery.ONLINE.encode(),
+            ):
+                log.info("MQTT: Home Assistant started (%s): announcing this device again", self._birth_topic)
+                self._birth.set()

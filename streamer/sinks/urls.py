@@ -3,6 +3,7 @@ it listens (what a new user looks for after `make run`), and as the LAN installe
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 
@@ -42,3 +43,12 @@ def where_to_look(host: str, port: int, token: bool) -> str:
     if token:
         watch = f"MOODSTREAM_TOKEN=… {watch}"
     return f"listening: open {page} in a browser, or run `{watch}` for the dashboard in a terminal"
+
+
+def free_port(host: str, first: int, tries: int = 20) -> int | None:
+    """The first port from ``first`` on that ``host`` lets us bind now (None: none of ``tries``)."""
+    for port in range(first, min(65536, first + tries)):
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, port))
+            return port
+    return None

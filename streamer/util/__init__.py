@@ -1,1 +1,1 @@
-"""Small tools every part uses: atomic writes, retry delays, logging, process tuning, terminal-safe text."""
+"""Small tools every part uses: atomic writes, retry delays, logging, tuning, terminal-safe text, adding an extra."""

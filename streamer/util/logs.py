@@ -7,11 +7,13 @@ stdout is left alone: ``--jsonl -`` writes events there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TextIO
 
 # syslog priorities for sd-daemon(3) "<N>" line prefixes, which journald turns into levels
@@ -75,7 +77,32 @@ def setup(
     handler._moodstream = True  # type: ignore[attr-defined]  # our mark, so a second setup() replaces it
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # websockets says "server listening on ..." (and closing, closed) at INFO: the server logs
+    # where to look itself, so that would be said twice
+    logging.getLogger("websockets.server").setLevel(logging.WARNING if root.level >= logging.INFO else logging.NOTSET)
     return handler
+
+
+@contextlib.contextmanager
+def native_stderr(logger: logging.Logger) -> Iterator[None]:
+    """Route what C libraries write straight to file descriptor 2 during the block through ``logger``:
+    LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." (at debug, in our format,
+    not one line in a format of its own); any other line at warning, so nothing is lost."""
+    with contextlib.suppress(ValueError, OSError):
+        sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+    for line in text.splitlines():
+        if line.strip():
+            logger.log(logging.DEBUG if line.startswith("INFO: ") else logging.WARNING, "%s", line)
 
 
 class _JournalFormatter(logging.Formatter):

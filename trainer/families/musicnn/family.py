@@ -6,6 +6,7 @@ family's file, and models/README-musicnn.md written from the figures."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -25,6 +26,8 @@ MUSICNN = {"musicnn-3class": THREE, "musicnn-4class": FOUR}
 STUDENT = {"student-3class": THREE, "student-4class": FOUR}
 LINKS = tuple(c for c in CHAINS if c not in ("clean", "room"))  # the capture chain's single links
 SHIPPED = ("3class-musicnn", "4class-musicnn", "3class-musicnn-student", "4class-musicnn-student")
+# the figures each shipped file carries in its metadata: name in the metadata -> (chain, kind) evaluated
+FIGURES = {"test/int8": ("clean", "int8"), "test/float": ("clean", "float"), "room/int8": ("room", "int8")}
 
 
 def train(name: str, job: Job) -> None:
@@ -96,7 +99,36 @@ def ship(job: Job) -> None:
         for f in sorted(models.glob("metrics-*-musicnn.json"))
     }
     if family:
+        stamp_test_figures(models, family)
         write_atomic(models / "README-musicnn.md", card(family, _costs(models, runs)))
+
+
+def stamp_test_figures(models: Path, family: dict[str, dict[str, Any]]) -> list[Path]:
+    """Write each shipped file's test figures (the card's, from `moodstream evaluate` on the test
+    part: int8 and float clean, int8 through the room) into its own metadata, where `moodstream
+    models` reads them; the graph is untouched. Returns the files it stamped."""
+    from streamer.model.metadata import read_metadata
+    from trainer.common.export import embed_metadata
+
+    stamped = []
+    for key, metrics in family.items():
+        network = metrics["evaluate"]
+        results = {f"{key}-musicnn": {k: network[c][kind] for k, (c, kind) in FIGURES.items()}}
+        if metrics.get("student"):
+            results[f"{key}-musicnn-student"] = {
+                k: metrics["student"]["evaluate"][f"{c}/{kind}"] for k, (c, kind) in FIGURES.items()
+            }
+        for short, evaluations in results.items():
+            path = models / f"moodstream-{short}.tflite"
+            parts: dict[str, dict[str, Any]] = {"test": {}, "room": {}}
+            for where, ev in evaluations.items():
+                part, kind = where.split("/")
+                parts[part][kind] = {"clip": {k: ev[k] for k in ("accuracy", "macro_f1")} | {"n": ev["n_clips"]}}
+            figures = {"protocol": "honest", "hop_seconds": EVALUATE_HOP_S, **parts}
+            meta = dataclasses.replace(read_metadata(path), metrics=figures)
+            write_atomic(path, embed_metadata(path.read_bytes(), meta.to_json()))
+            stamped.append(path)
+    return stamped
 
 
 def _links(folder: Path, files: dict[str, Path], out: Path) -> dict[str, dict[str, dict[str, Any]]]:
