@@ -213,7 +213,7 @@ class SmoothingSettings:
     """The temporal model (streamer/core/temporal.py): how the shown mood follows the music."""
 
     mood_seconds: float = setting(
-        300.0,
+        120.0,
         "how long a mood lasts within one song, in s: longer = steadier, shorter = quicker",
         flag="--mood-seconds",
         bounds=(1, 86400),
