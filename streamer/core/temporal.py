@@ -11,8 +11,13 @@ weighted by how probable each run is. So the evidence accumulates within a song,
 changes the short runs take over and the old song's evidence drops out, within a few hops; where it
 was a false alarm, the long run keeps most of the weight. A pause (a silent hop) resets everything.
 
-The label shown is the most probable mood while its belief is at least ``min_confidence``;
-otherwise "uncertain"."""
+The label shown follows the belief through a Schmitt trigger: a mood is taken up once believed
+``switch_confidence`` and then held until another is believed that much (or, with
+``min_confidence`` above 0, until its own belief falls under it: "uncertain"). So the lamp changes
+once per change of music, not back and forth while the belief moves from one mood to the next; for
+those few hops the mood shown is the one before, with its ``confidence`` falling, and the event's
+``probabilities`` carry the whole belief. Before any mood is taken up (after a start or a pause) the
+state is "uncertain"."""
 
 from __future__ import annotations
 
