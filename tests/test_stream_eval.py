@@ -14,8 +14,9 @@ from streamer import cli
 from streamer.audio.synth import mood_audio
 from streamer.config import Settings, SmoothingSettings
 from streamer.daemon import Daemon
-from streamer.evaluation import stream
-from streamer.evaluation.stream import Hop, Song, replay, song_records, summarise
+from streamer.evaluation import lamp, stream
+from streamer.evaluation.lamp import Hop, Song, song_records, summarise
+from streamer.evaluation.replay import detect, replay
 from streamer.model.runner import ModelRunner
 
 
@@ -79,7 +80,7 @@ def test_intervals_resample_songs() -> None:
     songs = [Song(str(i), "angry", 10.0 * i, 10.0 * (i + 1)) for i in range(20)]
     shown = [("angry" if (t // 10) % 2 else "sad") for t in range(200)]
     records = song_records(songs, hops(shown, start=0.5), settle_s=0.0)
-    low, high = stream.intervals(records, n=200)["accuracy"]
+    low, high = lamp.intervals(records, n=200)["accuracy"]
     assert low < summarise(records)["accuracy"] < high
 
 
@@ -136,7 +137,7 @@ def test_replaying_the_recorded_hops_gives_what_the_daemon_showed(folder: Path, 
         again = replay(recorded, runner.labels, smoothing, 1.0, meta.temperature)
         assert [h.shown for h in again] == [h.shown for h in recorded]
         assert [h.novelty for h in again] == [h.novelty for h in recorded]
-        runs = stream.detect(recorded, 1.0, smoothing.song_seconds)  # once, for many replays
+        runs = detect(recorded, 1.0, smoothing.song_seconds)  # once, for many replays
         fast = replay(recorded, runner.labels, smoothing, 1.0, meta.temperature, runs=runs)
         assert [h.shown for h in fast] == [h.shown for h in recorded]
 

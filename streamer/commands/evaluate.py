@@ -17,8 +17,9 @@ from streamer.audio.chain import CHAINS, ChainError, check_available, check_name
 from streamer.config import ConfigError
 from streamer.evaluation.evaluate import evaluate
 from streamer.evaluation.labelled import MetadataError
+from streamer.evaluation.lamp import SETTLE_S
 from streamer.evaluation.metrics import describe_intervals
-from streamer.evaluation.stream import SETTLE_S, evaluate_stream
+from streamer.evaluation.stream import evaluate_stream
 from streamer.model import shipped
 from streamer.model.metadata import ModelFileError
 from streamer.model.runner import ModelRunner

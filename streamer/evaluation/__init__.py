@@ -1,1 +1,1 @@
-"""Scoring a labelled folder the daemon's way: the folder, the metrics, the evaluation itself."""
+"""Scoring a labelled folder the daemon's way, clip by clip or as a stream a lamp sees; replays of other settings."""

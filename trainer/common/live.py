@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from streamer.config import Settings
-from streamer.evaluation.stream import Hop, Song, evaluate_stream, hops_from_json, pipeline_hops
+from streamer.evaluation.lamp import Hop, Song
+from streamer.evaluation.stream import evaluate_stream, hops_from_json, pipeline_hops
 from streamer.model.metadata import read_metadata, weights_digest
 from streamer.model.runner import ModelRunner
 from streamer.util.atomic import write_atomic

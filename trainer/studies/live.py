@@ -5,7 +5,7 @@
    `room` chain (streamer.evaluation.stream, hops kept); cached per (model file, condition) in --out.
 2. Calibrate: per model, the temperature that minimises the negative log-likelihood of each song's
    mood under ``softmax(log p / T)`` over the hops whose 3 s window lies inside one song.
-3. Compare: every candidate replays the recorded hops (streamer.evaluation.stream.replay: the same
+3. Compare: every candidate replays the recorded hops (streamer.evaluation.replay: the same
    model outputs and summaries through the daemon's own MoodFilter), and is scored as the daemon is. The
    candidates: the EMA + margin + streak smoother the mood filter replaced (its defaults, and a 30 s
    time constant), and the mood filter over a grid of its settings (and of the patches pooled per
@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from streamer.config import SmoothingSettings
-from streamer.evaluation.stream import Hop, detect, replay, song_records, summarise
+from streamer.evaluation.lamp import Hop, song_records, summarise
+from streamer.evaluation.replay import detect, replay
 from streamer.model.shipped import resolve
 from streamer.util.atomic import write_atomic
 from trainer.common.live import TARGET_CHANGES, TARGET_LATENCY_S, Recording, fit_temperature, record
