@@ -213,3 +213,28 @@ def test_card_tables_come_from_the_measurements() -> None:
     margin = _cv_margin(cv)
     assert "a leads b by 0.010, well within the standard error of a fold mean (0.022)" in margin
     assert "the best on clean clips alone is b (0.720)" in margin
+
+
+@pytest.mark.slow  # Keras fits on chained copies of 27 clips
+def test_network_cross_validation_uses_the_linear_folds_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    from trainer import crossval
+    from trainer.families.paper import netcv
+
+    root = make_dataset(tmp_path / "d", clips_per_label=9, seconds=2.5)
+    units, labels, groups = crossval.load_windows(root, None, tmp_path / "cache", 1.0, 0.5, 1, 1)
+    budget = netcv.Budget(epochs=3, patience=2, seconds=60)
+    state = netcv.cross_validate(units, groups, labels, tmp_path / "cv", ("linear", "cnn"), budget=budget, k=3)
+    stats, _, _ = crossval.load_units(root, None, tmp_path / "cache", 1.0, 0.5, 1, 1)
+    linear = crossval.cross_validate(stats, groups, labels, (crossval.Candidate("clean"),), tmp_path / "lin", k=3)
+    assert state["folds"] == linear["folds"]  # the same held-out clips as trainer.crossval's
+    assert sorted(state["ranking"]) == ["cnn", "linear"]
+    for arch in ("linear", "cnn"):
+        for fold in state["results"][arch]["folds"].values():
+            assert fold["fit"]["epochs_run"] <= 3 and fold["clips"]["stop"] > 0
+            assert fold["clips"]["fit"] + fold["clips"]["stop"] + fold["clips"]["held"] == len(units)
+            assert 0.0 <= fold["clean"]["macro_f1"] <= 1.0 and 0.0 <= fold["chain"]["macro_f1"] <= 1.0
+    monkeypatch.setattr(netcv, "fit_fold", lambda *a, **k: pytest.fail("refitted a finished fold"))
+    again = netcv.cross_validate(units, groups, labels, tmp_path / "cv", ("linear", "cnn"), budget=budget, k=3)
+    assert again["ranking"] == state["ranking"]
+    with pytest.raises(ValueError, match="other folds or settings"):
+        netcv.cross_validate(units, groups, labels, tmp_path / "cv", ("cnn",), budget=netcv.Budget(epochs=4), k=3)
