@@ -1,0 +1,82 @@
+"""The teacher comparison (trainer/families/musicnn/teachercv.py) on made-up embeddings: a teacher
+that carries the label must beat one that does not, in fold CV and leave-one-genre-out alike; the
+run resumes; and held-out artists never train the head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from trainer.families.musicnn import teachercv
+from trainer.transfer import Split
+
+GENRES = ("Jazz", "Rock", "Folk")
+
+
+def _pool(n_clips: int = 60, seed: int = 0) -> teachercv.Pool:
+    """Teacher ``good`` encodes the label (plus noise), ``noise`` encodes nothing; 3 patches per clip."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_clips) % 3
+    emb: dict[str, dict[str, list[np.ndarray]]] = {}
+    for cond in ("clean", "augment-0", "room"):
+        good = [np.eye(3)[label] * 2 + rng.normal(0, 1.0, (3, 3)) for label in y]
+        emb[cond] = {"good": good, "noise": [rng.normal(0, 1, (3, 5)) for _ in y]}
+    return teachercv.Pool(
+        [Path(f"c{i}.wav") for i in range(n_clips)],
+        y,
+        [f"artist{i // 2}" for i in range(n_clips)],
+        [{GENRES[(i // 2) % 3]} for i in range(n_clips)],
+        emb,
+    )
+
+
+def test_features_put_the_teachers_side_by_side() -> None:
+    pool = _pool()
+    x = pool.features("good+noise", "room")
+    assert len(x) == 60 and x[0].shape == (3, 8)
+    assert np.array_equal(x[5][:, :3], pool.emb["room"]["good"][5])
+
+
+def test_a_teacher_that_knows_the_label_wins_in_folds_and_across_genres(monkeypatch) -> None:
+    monkeypatch.setattr(teachercv, "MIN_GENRE_CLIPS", 10)
+    pool = _pool()
+    good, noise = teachercv.fold_cv(pool, "good", 0.1, 3), teachercv.fold_cv(pool, "noise", 0.1, 3)
+    assert len(good["clean"]) == teachercv.FOLDS
+    assert np.mean(good["clean"]) > 0.8 > 0.6 > np.mean(noise["clean"])
+    genre = teachercv.genre_cv(pool, "good", 0.1, 3)
+    assert sorted(genre["genres"]) == sorted(GENRES) and genre["room"] > 0.8
+    assert sum(g["clips"] for g in genre["genres"].values()) == 60
+
+
+def test_held_out_artists_never_train_the_head(monkeypatch) -> None:
+    pool = _pool()
+    seen: list[tuple[list[int], list[int]]] = []
+    real = teachercv.fit_and_score
+
+    def spy(pool, combo, c, train, held):
+        seen.append((train, held))
+        return real(pool, combo, c, train, held)
+
+    monkeypatch.setattr(teachercv, "fit_and_score", spy)
+    monkeypatch.setattr(teachercv, "MIN_GENRE_CLIPS", 10)
+    teachercv.fold_cv(pool, "good", 0.1, 3)
+    teachercv.genre_cv(pool, "good", 0.1, 3)
+    for train, held in seen:
+        assert not {pool.groups[i] for i in train} & {pool.groups[i] for i in held}
+
+
+def test_the_run_resumes_and_refuses_other_clips(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(teachercv, "MIN_GENRE_CLIPS", 10)
+    monkeypatch.setattr(teachercv, "CS", (0.1,))
+    split = Split([], ["angry", "happy", "sad"], {})
+    state = teachercv.run(split, _pool(), tmp_path, ("good", "noise"))
+    assert set(state["best"]) == {"good", "noise"} and state["best"]["good"]["C"] == 0.1
+    monkeypatch.setattr(teachercv, "fold_cv", lambda *a: pytest.fail("recomputed a finished row"))
+    monkeypatch.setattr(teachercv, "genre_cv", lambda *a: pytest.fail("recomputed a finished row"))
+    assert teachercv.run(split, _pool(), tmp_path, ("good", "noise"))["rows"] == state["rows"]
+    with pytest.raises(ValueError, match="other clips"):
+        teachercv.run(split, _pool(30), tmp_path, ("good",))
