@@ -238,3 +238,39 @@ def test_network_cross_validation_uses_the_linear_folds_and_resumes(tmp_path: Pa
     assert again["ranking"] == state["ranking"]
     with pytest.raises(ValueError, match="other folds or settings"):
         netcv.cross_validate(units, groups, labels, tmp_path / "cv", ("cnn",), budget=netcv.Budget(epochs=4), k=3)
+
+
+def test_card_says_what_each_network_scored_and_what_it_cost() -> None:
+    from trainer.card import netcv_section
+
+    def fold(clean: float, seconds: float, stopped: bool = False) -> dict:
+        fit = {"epochs_run": 12, "best_epoch": 6, "stopped_by_time_budget": stopped}
+        return {"clean": {"macro_f1": clean}, "chain": {"macro_f1": clean - 0.1}, "fit": fit, "seconds": seconds}
+
+    results = {
+        "cnn": {"folds": {"0": fold(0.75, 60), "1": fold(0.73, 120, True)}},
+        "linear": {"folds": {"0": fold(0.70, 30), "1": fold(0.72, 30)}},
+    }
+    for r in results.values():
+        both = [(f["clean"]["macro_f1"] + f["chain"]["macro_f1"]) / 2 for f in r["folds"].values()]
+        r["summary"] = {
+            k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))}
+            for k, v in (
+                ("clean", [f["clean"]["macro_f1"] for f in r["folds"].values()]),
+                ("chain", [f["chain"]["macro_f1"] for f in r["folds"].values()]),
+                ("both", both),
+            )
+        }
+    recipe = {"name": "chain-mix+centre+wd", "weight_decay": 1e-3, "learning_rate": 3e-4}
+    state = {
+        "k": 2,
+        "folds": [[1, 2], [3, 4]],
+        "ranking": ["cnn", "linear"],
+        "results": results,
+        "settings": {"budget": {"epochs": 100, "patience": 6, "seconds": 1500.0}, "recipe": recipe, "inner_val": 0.15},
+    }
+    text = "\n".join(netcv_section("3class", state, "cnn"))
+    assert "| cnn | 0.740 ± 0.014 | 0.640 ± 0.014 | 0.690 ± 0.014 | **winner, shipped** |" in text
+    assert "| linear | 0.710 ± 0.014 |" in text and "| lost |" in text
+    assert "at most 100 epochs, patience 6, 25 min per fit" in text
+    assert "cnn 12 epochs (best 6), 1.5 min per fit, 1 fit(s) stopped by the time limit" in text

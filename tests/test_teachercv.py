@@ -80,3 +80,50 @@ def test_the_run_resumes_and_refuses_other_clips(tmp_path: Path, monkeypatch) ->
     assert teachercv.run(split, _pool(), tmp_path, ("good", "noise"))["rows"] == state["rows"]
     with pytest.raises(ValueError, match="other clips"):
         teachercv.run(split, _pool(30), tmp_path, ("good",))
+
+
+def _state(scores: dict[str, tuple[list[float], list[float], float]]) -> dict:
+    """A teachercv state: per combination its fold scores (clean, room) and its genre-out figure."""
+    return {
+        "labels": ["angry", "happy", "sad"],
+        "clips": ["a"] * 10,
+        "rows": {f"{c} C=0.01": {"combo": c, "C": 0.01, "clean": cl, "room": ro} for c, (cl, ro, _) in scores.items()},
+        "best": {c: {"C": 0.01, "genre": {"clean": g, "room": g, "genres": {}}} for c, (_, _, g) in scores.items()},
+    }
+
+
+def test_the_choice_prefers_the_teachers_that_transfer_when_the_scores_tie() -> None:
+    base = [0.80, 0.82, 0.78, 0.81, 0.79]
+    state = _state(
+        {
+            "musicnn": (base, base, 0.70),
+            "musicnn+yamnet": ([v + 0.03 for v in base], [v + 0.03 for v in base], 0.72),
+            "musicnn+mn04": ([v + 0.025 for v in base], [v + 0.025 for v in base], 0.78),
+            "musicnn+yamnet+mn04": ([v - 0.05 for v in base], base, 0.90),
+        }
+    )
+    choice = teachercv.choose({"3class": state})
+    assert choice["teachers"] == "musicnn+mn04"  # within a standard error of the best, and transfers better
+    assert set(choice["within_se"]) == {"musicnn+yamnet", "musicnn+mn04"}
+    assert teachercv.gain(state, "musicnn+yamnet", "clean") == pytest.approx((0.03, 0.0), abs=1e-9)
+
+
+def test_the_card_section_shows_every_row_the_gain_and_the_choice() -> None:
+    from trainer.musicnn_card import teachers_section
+
+    base = [0.80, 0.82, 0.78, 0.81, 0.79]
+    state = _state({"musicnn": (base, base, 0.7), "musicnn+yamnet": ([v + 0.02 for v in base], base, 0.75)})
+    prov = {"yamnet": {"reference": "YAMNet", "source": "local file x", "sha256": "ab" * 32, "licence": "Apache-2.0"}}
+    text = "\n".join(
+        teachers_section(
+            {
+                "states": {"3class": state},
+                "choice": {"teachers": "musicnn+yamnet", "cv": {}, "se": 0.01, "within_se": [], "transfer": {}},
+                "provenance": prov,
+                "musicnn_sha256": "cd" * 32,
+            }
+        )
+    )
+    assert "| yamnet | YAMNet (local file x) | " + "ab" * 32 + " | Apache-2.0 |" in text
+    assert "| **musicnn+yamnet** | 0.01 | 0.820 ± 0.014 | 0.800 ± 0.014 | +0.020 ± 0.000 | +0.000 ± 0.000 |" in text
+    assert "| musicnn | 0.01 | 0.800 ± 0.014 | 0.800 ± 0.014 | - | - | 0.700 | 0.700 |" in text

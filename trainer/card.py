@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from streamer.metrics import describe_intervals
 
 TARGETS = {"3class": 0.85, "4class": 0.81}
@@ -161,6 +163,44 @@ def _cv_margin(cv: dict[str, Any]) -> str:
     )
 
 
+def netcv_section(name: str, state: dict[str, Any], shipped_arch: str | None) -> list[str]:
+    """The paper family's architectures cross-validated with the chain recipe (trainer.families.paper.netcv):
+    the table, what each fit cost, and the budget it ran under."""
+    budget, recipe = state["settings"]["budget"], state["settings"]["recipe"]
+    n = sum(len(f) for f in state["folds"])
+    cost = []
+    for arch in state["ranking"]:
+        folds = state["results"][arch]["folds"].values()
+        epochs = np.mean([f["fit"]["epochs_run"] for f in folds])
+        best = np.mean([f["fit"]["best_epoch"] for f in folds])
+        stopped = sum(f["fit"]["stopped_by_time_budget"] for f in folds)
+        seconds = np.mean([f["seconds"] for f in folds])
+        cost.append(
+            f"{arch} {epochs:.0f} epochs (best {best:.0f}), {seconds / 60:.1f} min per fit"
+            + (f", {stopped} fit(s) stopped by the time limit" if stopped else "")
+        )
+    return [
+        f"## The paper's networks in cross-validation, {name} ({state['k']} folds, {n} clips)",
+        "",
+        f"The same folds as above; every architecture (trainer.architectures) trained as the shipped model "
+        f"is, with the `{recipe['name']}` recipe (a capture-chain copy beside each clean training clip, "
+        f"level-free input, weight decay {recipe['weight_decay']:g} on the output layer, Adam at "
+        f"{recipe['learning_rate']:g}), early stopping on "
+        f"{state['settings']['inner_val']:.0%} of the training folds' artists (their clean windows), "
+        f"scored at clip level (float) on the held-out fold, clean and one capture-chain draw "
+        "(trainer.families.paper.netcv). `linear` is the Keras model that ships, fitted by Adam in the "
+        "same harness (the table above fits its function by L-BFGS):",
+        "",
+        *cv_table(state, shipped_arch),
+        "",
+        _cv_margin(state),
+        "",
+        f"Budget on 2 shared cores: at most {budget['epochs']} epochs, patience {budget['patience']}, "
+        f"{budget['seconds'] / 60:.0f} min per fit. Spent: " + "; ".join(cost) + ".",
+        "",
+    ]
+
+
 def _training_words(run: dict[str, Any]) -> str:
     words = []
     if run.get("augment"):
@@ -187,11 +227,13 @@ def model_card(
     notes: str = "",
     cv: dict[str, dict[str, Any]] | None = None,
     chains: dict[str, dict[str, dict[str, Any]]] | None = None,
+    netcv: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """The card: shipped files, data and split, every architecture's test figures, the baseline,
     the paper-protocol figure beside the honest one, the daemon-path figure, and limits; with
-    ``cv`` the cross-validation that chose each shipped recipe, with ``chains`` the capture-chain
-    table (rows: model name -> chain -> evaluate's result)."""
+    ``cv`` the cross-validation that chose each shipped recipe, with ``netcv`` the one that chose
+    its architecture, with ``chains`` the capture-chain table (rows: model name -> chain ->
+    evaluate's result)."""
     lines = ["# moodstream models", ""]
     lines += [
         "| file | classes | architecture | window | size | test macro-F1, int8, clip level (trainer) | "
@@ -260,6 +302,8 @@ def model_card(
                 _cv_margin(state),
                 "",
             ]
+    for name, state in (netcv or {}).items():
+        lines += netcv_section(name, state, shipped.get(name, {}).get("architecture"))
     if notes:
         lines += [notes.strip(), ""]
     for name, s in shipped.items():

@@ -26,6 +26,7 @@ from streamer.atomic import write_atomic
 from streamer.chain import CHAINS
 from trainer.card import model_card
 from trainer.crossval import candidate, run_cv
+from trainer.families.paper.netcv import run_netcv
 from trainer.robustness import chain_evaluations, link_folder
 from trainer.run import RunConfig, run
 
@@ -150,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"make models: the {name} run failed")
             continue
         state = run_cv(args.data, list(TARGETS[name]), args.runs / f"{name}-cv", args.cache, FOLDS)
-        run(winner_config(name, state["ranking"][0], args.data, args.runs, args.time_budget), args.cache)
+        nets = run_netcv(args.data, list(TARGETS[name]), args.runs / f"{name}-netcv", args.cache)
+        arch = nets["ranking"][0]
+        run(winner_config(name, state["ranking"][0], args.data, args.runs, args.time_budget, arch), args.cache)
     if args.ship_only or any(n in TARGETS for n in names):  # else it would rewrite the card from nothing new
         ship(args.data, args.runs, args.models)
     if args.ship_only or any(n in MUSICNN or n in STUDENT for n in names):
@@ -158,14 +161,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def winner_config(name: str, winner: str, data: Path, runs: Path, time_budget_min: float) -> RunConfig:
-    """The cross-validation winner's recipe on the honest split (train part, early stopping on val)."""
+def winner_config(
+    name: str, winner: str, data: Path, runs: Path, time_budget_min: float, arch: str = "linear"
+) -> RunConfig:
+    """The cross-validation winners (the recipe among the linear model's, trainer.crossval; the
+    architecture of the family with the chain recipe, trainer.families.paper.netcv) on the honest
+    split (train part, early stopping on val). A run folder per recipe holds every architecture
+    trained with it (RunConfig's fingerprint leaves the architectures out)."""
     c = candidate(winner)
     return RunConfig(
         data_dir=str(data),
         out=str(runs / f"{name}-{winner}"),
         labels=TARGETS[name],
-        architectures=("linear",),
+        architectures=(arch,),
         protocol="honest",
         augment=False,
         chain_copies=c.chain_copies,
@@ -180,12 +188,10 @@ def winner_config(name: str, winner: str, data: Path, runs: Path, time_budget_mi
 
 def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
     """Copy each cross-validation winner to models/, evaluate it (clean and through every capture
-    chain), write the card."""
-    cvs = {
-        name: json.loads((runs / f"{name}-cv" / "cv.json").read_text())
-        for name in TARGETS
-        if (runs / f"{name}-cv" / "cv.json").is_file()
-    }
+    chain), write the card. The architecture is the network cross-validation's winner where it ran
+    (trainer.families.paper.netcv), else the run's best on validation."""
+    cvs = _states(runs, "cv", "cv.json")
+    netcvs = _states(runs, "netcv", "netcv.json")
     present = {}
     shipped = {}
     chains: dict[str, dict[str, Any]] = _before(models)
@@ -195,7 +201,9 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
         if not (runs / run_name / "metrics.json").is_file():
             continue
         present[run_name] = json.loads((runs / run_name / "metrics.json").read_text())
-        _, arch = best_model({run_name: present[run_name]})
+        arch = (
+            netcvs[target_name]["ranking"][0] if target_name in netcvs else best_model({run_name: present[run_name]})[1]
+        )
         target = models / f"moodstream-{target_name}.tflite"
         write_atomic(target, (runs / run_name / arch / "model-int8.tflite").read_bytes())
         folder = test_folder(data, runs / run_name / "split.json", runs / run_name / "test-data")
@@ -216,7 +224,14 @@ def ship(data: Path, runs: Path, models: Path = MODELS) -> None:
         write_atomic(models / f"metrics-{name}.json", json.dumps(_small(metrics), indent=2) + "\n")
         write_atomic(models / f"report-{name}.md", (runs / name / "report.md").read_text())
     write_atomic(models / "chains.json", json.dumps(_chain_summary(models, shipped), indent=2) + "\n")
-    write_atomic(models / "README.md", model_card(present, shipped, None, NOTES, cv=cvs, chains=chains))
+    card = model_card(present, shipped, None, NOTES, cv=cvs, chains=chains, netcv=netcvs)
+    write_atomic(models / "README.md", card)
+
+
+def _states(runs: Path, kind: str, file: str) -> dict[str, dict[str, Any]]:
+    """Each target's cross-validation state (``runs/<target>-<kind>/<file>``) where it ran."""
+    found = {name: runs / f"{name}-{kind}" / file for name in TARGETS}
+    return {name: json.loads(path.read_text()) for name, path in found.items() if path.is_file()}
 
 
 def _before(models: Path) -> dict[str, Any]:

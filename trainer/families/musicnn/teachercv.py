@@ -39,7 +39,8 @@ from trainer.transfer import Split, load_split
 
 log = logging.getLogger(__name__)
 
-COMBOS = ("musicnn", "musicnn+yamnet", "musicnn+mn04", "musicnn+yamnet+mn04", "yamnet", "mn04")
+CHOICES = ("musicnn", "musicnn+yamnet", "musicnn+mn04", "musicnn+yamnet+mn04")  # what the student may learn
+COMBOS = (*CHOICES, "yamnet", "mn04")  # the AudioSet networks alone: reference rows
 CS = (0.003, 0.01, 0.03)
 TRAIN_CONDITIONS = ("clean", "augment-0")
 EVAL_CONDITIONS = ("clean", "room")
@@ -188,6 +189,46 @@ def run(split: Split, pool: Pool, out: Path, combos: tuple[str, ...] = COMBOS) -
             )
             write_atomic(file, json.dumps(state, indent=1) + "\n")
     return state
+
+
+def cv_score(state: dict[str, Any], combo: str) -> tuple[float, np.ndarray]:
+    """(clean + room) / 2 at the combination's chosen C: the mean over folds, and per fold."""
+    row = state["rows"][f"{combo} C={state['best'][combo]['C']:g}"]
+    per_fold = (np.asarray(row["clean"]) + np.asarray(row["room"])) / 2
+    return float(per_fold.mean()), per_fold
+
+
+def gain(state: dict[str, Any], combo: str, cond: str, base: str = "musicnn") -> tuple[float, float]:
+    """Mean and standard error of the per-fold difference to ``base`` (the same folds: paired)."""
+    rows = [state["rows"][f"{c} C={state['best'][c]['C']:g}"][cond] for c in (combo, base)]
+    diff = np.asarray(rows[0]) - np.asarray(rows[1])
+    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+
+
+def choose(states: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The teachers the student learns, one choice for every label set (the student is shared):
+    the best mean over label sets of (clean + room) / 2; among the choices within one standard
+    error of it (per-fold scores, averaged over label sets) the one that transfers best across
+    genres (mean of the leave-one-genre-out clean and room figures)."""
+    score = {c: np.mean([cv_score(s, c)[0] for s in states.values()]) for c in CHOICES}
+    top = max(score, key=lambda c: score[c])
+    folds = np.mean([cv_score(s, top)[1] for s in states.values()], axis=0)
+    se = float(folds.std(ddof=1) / np.sqrt(len(folds)))
+    tied = [c for c in CHOICES if score[c] >= score[top] - se]
+
+    def transfer(c: str) -> float:
+        return float(
+            np.mean([(s["best"][c]["genre"]["clean"] + s["best"][c]["genre"]["room"]) / 2 for s in states.values()])
+        )
+
+    chosen = max(tied, key=transfer)
+    return {
+        "teachers": chosen,
+        "cv": {c: float(v) for c, v in score.items()},
+        "within_se": tied,
+        "se": se,
+        "transfer": {c: transfer(c) for c in CHOICES},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
