@@ -86,7 +86,7 @@ def _state(scores: dict[str, tuple[list[float], list[float], float]]) -> dict:
     """A teachercv state: per combination its fold scores (clean, room) and its genre-out figure."""
     return {
         "labels": ["angry", "happy", "sad"],
-        "clips": ["a"] * 10,
+        "n_clips": 10,
         "rows": {f"{c} C=0.01": {"combo": c, "C": 0.01, "clean": cl, "room": ro} for c, (cl, ro, _) in scores.items()},
         "best": {c: {"C": 0.01, "genre": {"clean": g, "room": g, "genres": {}}} for c, (_, _, g) in scores.items()},
     }
@@ -127,3 +127,14 @@ def test_the_card_section_shows_every_row_the_gain_and_the_choice() -> None:
     assert "| yamnet | YAMNet (local file x) | " + "ab" * 32 + " | Apache-2.0 |" in text
     assert "| **musicnn+yamnet** | 0.01 | 0.820 ± 0.014 | 0.800 ± 0.014 | +0.020 ± 0.000 | +0.000 ± 0.000 |" in text
     assert "| musicnn | 0.01 | 0.800 ± 0.014 | 0.800 ± 0.014 | - | - | 0.700 | 0.700 |" in text
+
+
+def test_a_new_student_ships_only_when_it_is_at_least_as_good_clean_and_in_the_room() -> None:
+    from trainer.families.musicnn.teacherstudent import better
+
+    def ev(clean: float, room: float) -> dict:
+        return {"clean/int8": {"macro_f1": clean}, "room/int8": {"macro_f1": room}}
+
+    assert better(ev(0.86, 0.82), ev(0.83, 0.82))
+    assert not better(ev(0.90, 0.81), ev(0.83, 0.82))  # a clean gain does not pay for a room loss
+    assert not better(ev(0.82, 0.90), ev(0.83, 0.82))

@@ -90,6 +90,9 @@ FOLDS = 5
 MUSICNN = {"musicnn-3class": THREE, "musicnn-4class": FOUR}
 # its distilled student (trainer/student.py): shipped as moodstream-Nclass-musicnn-student
 STUDENT = {"student-3class": THREE, "student-4class": FOUR}
+# the student distilled from the teachers cross-validation chooses (trainer/families/musicnn/teacherstudent.py);
+# it replaces a shipped student only where it scores at least as high on the test part, clean and room
+TEACHERS = "teachers"
 LINKS = tuple(c for c in CHAINS if c not in ("clean", "room"))  # the capture chain's single links
 EVALUATE_HOP_S = 3.0  # the musicnn network costs ~0.1 s per run here: one run per 3 s keeps evaluate affordable
 
@@ -126,17 +129,26 @@ def main(argv: list[str] | None = None) -> int:
         help="musicnn family: room figures of the CV only over clips whose room embeddings are cached",
     )
     p.add_argument("--time-budget", type=float, default=TIME_BUDGET_MIN, help="minutes per model")
+    p.add_argument(
+        "--teacher-weights", type=Path, help="local folder of the AudioSet teachers' weights (else download)"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.data.is_dir():
         print(f"make models: no data at {args.data} (set MOODSTREAM_DATA or --data)", file=sys.stderr)
         return 2
-    names = [] if args.ship_only else args.only.split(",") if args.only else [*TARGETS, *MUSICNN, *STUDENT]
-    unknown = [n for n in names if n not in TARGETS and n not in MUSICNN and n not in STUDENT]
+    everything = [*TARGETS, *MUSICNN, *STUDENT, TEACHERS]
+    names = [] if args.ship_only else args.only.split(",") if args.only else everything
+    unknown = [n for n in names if n not in everything]
     if unknown:
         print(f"make models: unknown --only name(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
     for name in names:
+        if name == TEACHERS:
+            from trainer.families.musicnn.teacherstudent import make
+
+            make(args.data, args.runs, args.models, args.teacher_weights)
+            continue
         if name in MUSICNN:
             from trainer.musicnn_family import train
 
@@ -158,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         ship(args.data, args.runs, args.models)
     if args.ship_only or any(n in MUSICNN or n in STUDENT for n in names):
         ship_musicnn(args.data, args.runs, args.models)
+    elif TEACHERS in names:  # its student and metrics are shipped by teacherstudent.make
+        write_musicnn_card(args.models, args.runs)
     return 0
 
 
@@ -283,8 +297,6 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
     the capture chain) and the paper family's shipped file on the same test part and at the same
     hop, and write models/README-musicnn.md from every metrics-*-musicnn.json. This writes
     figures; the default model is chosen in streamer.runner.default_model_path."""
-    from trainer.musicnn_card import card
-
     for name in MUSICNN:
         result_file = runs / name / "result.json"
         if not result_file.is_file():
@@ -314,7 +326,7 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
             chain, kind = job.split("/")
             evaluations[chain][kind] = ev
         student_file = models / f"moodstream-{key}-musicnn-student.tflite"
-        student = ship_student(runs / f"student-{key}", student_file)
+        student = ship_student(student_run(runs, key), student_file)
         shipped_files = {"paper": paper_file, "network": target, **({"student": student_file} if student else {})}
         metrics = {
             **result,
@@ -326,12 +338,21 @@ def ship_musicnn(data: Path, runs: Path, models: Path = MODELS) -> None:
             "links": _links(folder, shipped_files, runs / name / "links"),
         }
         write_atomic(models / f"metrics-{key}-musicnn.json", json.dumps(metrics, indent=2) + "\n")
+    write_musicnn_card(models, runs)
+
+
+def write_musicnn_card(models: Path = MODELS, runs: Path = REPO / "runs" / "models") -> None:
+    """models/README-musicnn.md from every metrics-*-musicnn.json (and teachers.json, the teacher
+    comparison, where it was made), with the cost per hop measured now."""
+    from trainer.musicnn_card import card
+
     family = {
         f.name.removeprefix("metrics-").removesuffix("-musicnn.json"): json.loads(f.read_text())
         for f in sorted(models.glob("metrics-*-musicnn.json"))
     }
+    teachers = json.loads((models / "teachers.json").read_text()) if (models / "teachers.json").is_file() else None
     if family:
-        write_atomic(models / "README-musicnn.md", card(family, _bench_figures(models, runs)))
+        write_atomic(models / "README-musicnn.md", card(family, _bench_figures(models, runs), teachers))
 
 
 def _links(folder: Path, files: dict[str, Path], out: Path) -> dict[str, dict[str, dict[str, Any]]]:
@@ -350,6 +371,24 @@ def _links(folder: Path, files: dict[str, Path], out: Path) -> dict[str, dict[st
 def summary(result: dict[str, Any]) -> dict[str, Any]:
     """What the card keeps of one evaluate result: clips, accuracy, macro-F1 and its interval."""
     return {k: result.get(k) for k in ("n_clips", "accuracy", "macro_f1", "group_intervals")}
+
+
+def student_run(runs: Path, key: str) -> Path:
+    """The student run that ships: the one distilled from the chosen teachers where it scores at
+    least as high as musicnn's own student on the test part, clean and room (int8), else musicnn's."""
+    from trainer.families.musicnn.teacherstudent import better
+
+    own, taught = runs / f"student-{key}", runs / f"student-{key}-teachers"
+    results = [
+        json.loads((r / "result.json").read_text()) if (r / "result.json").is_file() else None for r in (own, taught)
+    ]
+    if (
+        results[1]
+        and "evaluate" in results[1]
+        and (not results[0] or better(results[1]["evaluate"], results[0]["evaluate"]))
+    ):
+        return taught
+    return own
 
 
 def ship_student(run: Path, target: Path) -> dict[str, Any] | None:

@@ -63,18 +63,23 @@ def _student(st: dict[str, Any] | None) -> list[str]:
         return []
     d, hist, first = st["student"], st["student"]["history"], st["first_student"]
     chosen = first["history"]["best_epoch"]
+    learns = (
+        f"the teachers' embeddings of the *clean* patch side by side ({d['targets']})"
+        if "targets" in d and not d["targets"].startswith("musicnn 0.1.0")
+        else "the network's penultimate embedding of the *clean* patch"
+    )
     cut = "" if hist["epochs"] >= chosen else f", stopped by its wall-clock budget short of the {chosen} chosen"
     return [
         f"Distilled student (`{st['file']}`, {st['size'] / 1e6:.2f} MB): a small separable CNN on the same "
         f"log-mel patches ({d['macs'] / 1e6:.0f} M multiply-adds per patch against about 1,400 M for the "
-        f"network; {d['params']:,} parameters) trained to output the network's penultimate embedding of "
-        f"the *clean* patch from the clean patch and from {len(d['conditions']) - 1} random capture-chain "
+        f"network; {d['params']:,} parameters) trained to output {learns} "
+        f"from the clean patch and from {len(d['conditions']) - 1} random capture-chain "
         f"draws of it (streamer.chain.random_chain), so that it learns the network and the rooms' "
         f"irrelevance at once. Distilled on {d['train_clips']} clips (every clip of both splits but their "
         f"test parts: the targets need no label), {d['train_patches_per_condition']} patches per condition "
         f"(one every 3 s), for {hist['epochs']} epochs ({hist['seconds'] / 60:.0f} min on 2 shared cores{cut}): "
         f"the count that early stopping chose in a first run on {first['train_clips']} of them with the "
-        f"{first['val_clips']} validation clips held out (cosine to the network's embeddings on those: "
+        f"{first['val_clips']} validation clips held out (cosine to the teachers' embeddings on those: "
         f"{first['val_cosine_to_teacher']:.2f}). Its logistic-regression head is trained on the training "
         f"and validation parts' clean and chain patches, with C {st['chosen_C']:g} chosen on the validation "
         "part over the first run's student.",
@@ -148,9 +153,8 @@ def teachers_section(teachers: dict[str, Any]) -> list[str]:
         "",
     ]
     for state in states.values():
-        n = len(state["clips"])
         lines += [
-            f"### {len(state['labels'])} classes ({n} clips)",
+            f"### {len(state['labels'])} classes ({state['n_clips']} clips)",
             "",
             "| teachers | C | CV clean | CV room | gain clean | gain room | genre-out clean | genre-out room |",
             "|---|---|---|---|---|---|---|---|",
@@ -178,7 +182,17 @@ def teachers_section(teachers: dict[str, Any]) -> list[str]:
         + ").",
         "",
     ]
-    return lines
+    for key, v in teachers.get("verdicts", {}).items():
+        new, old = v["new"], v["shipped"]
+        figures = "; ".join(
+            f"{job.split('/')[0]} {new[job]['macro_f1']:.3f} against {old[job]['macro_f1']:.3f}" for job in old
+        )
+        verdict = "it replaced the shipped student" if v["replaced"] else "NOT shipped: the shipped student stays"
+        lines.append(
+            f"- {key}: the student of {choice['teachers']} on the test part (int8, `moodstream evaluate`): "
+            f"{figures} (the shipped student learnt {v['shipped_targets']}): {verdict}."
+        )
+    return [*lines, ""] if teachers.get("verdicts") else lines
 
 
 def card(
