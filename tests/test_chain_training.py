@@ -222,7 +222,7 @@ def test_network_cross_validation_uses_the_linear_folds_and_resumes(tmp_path: Pa
 
     root = make_dataset(tmp_path / "d", clips_per_label=9, seconds=2.5)
     units, labels, groups = crossval.load_windows(root, None, tmp_path / "cache", 1.0, 0.5, 1, 1)
-    budget = netcv.Budget(epochs=3, patience=2, seconds=60)
+    budget = netcv.Budget(epochs=3, patience=2, seconds=60, linear_epochs=3)
     state = netcv.cross_validate(units, groups, labels, tmp_path / "cv", ("linear", "cnn"), budget=budget, k=3)
     stats, _, _ = crossval.load_units(root, None, tmp_path / "cache", 1.0, 0.5, 1, 1)
     linear = crossval.cross_validate(stats, groups, labels, (crossval.Candidate("clean"),), tmp_path / "lin", k=3)
@@ -267,10 +267,14 @@ def test_card_says_what_each_network_scored_and_what_it_cost() -> None:
         "folds": [[1, 2], [3, 4]],
         "ranking": ["cnn", "linear"],
         "results": results,
-        "settings": {"budget": {"epochs": 100, "patience": 6, "seconds": 1500.0}, "recipe": recipe, "inner_val": 0.15},
+        "settings": {
+            "budget": {"epochs": 100, "patience": 6, "seconds": 1500.0, "linear_epochs": 400},
+            "recipe": recipe,
+            "inner_val": 0.15,
+        },
     }
     text = "\n".join(netcv_section("3class", state, "cnn"))
     assert "| cnn | 0.740 ± 0.014 | 0.640 ± 0.014 | 0.690 ± 0.014 | **winner, shipped** |" in text
     assert "| linear | 0.710 ± 0.014 |" in text and "| lost |" in text
-    assert "at most 100 epochs, patience 6, 25 min per fit" in text
+    assert "at most 100 epochs (the linear model 400), patience 6, 25 min per fit" in text
     assert "cnn 12 epochs (best 6), 1.5 min per fit, 1 fit(s) stopped by the time limit" in text

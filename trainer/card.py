@@ -195,7 +195,8 @@ def netcv_section(name: str, state: dict[str, Any], shipped_arch: str | None) ->
         "",
         _cv_margin(state),
         "",
-        f"Budget on 2 shared cores: at most {budget['epochs']} epochs, patience {budget['patience']}, "
+        f"Budget on 2 shared cores: at most {budget['epochs']} epochs (the linear model "
+        f"{budget.get('linear_epochs', budget['epochs'])}), patience {budget['patience']}, "
         f"{budget['seconds'] / 60:.0f} min per fit. Spent: " + "; ".join(cost) + ".",
         "",
     ]
