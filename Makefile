@@ -36,10 +36,10 @@ lint: $(VENV)/.all
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# musicnn's pinned wheel (weights only, never installed), by version and sha256: trainer/musicnn.py
+# musicnn's pinned wheel (weights only, never installed), by version and sha256: trainer/families/musicnn/network.py
 MUSICNN := cache/musicnn/MSD_musicnn/.index
 $(MUSICNN): | $(VENV)/.all
-	$(PY) -m trainer.musicnn fetch
+	$(PY) -m trainer fetch-musicnn
 
 test: system-packages lint $(MUSICNN)
 	$(PY) -m pytest
@@ -51,7 +51,7 @@ bench: $(VENV)/.all
 	$(PY) -m bench
 
 models: $(VENV)/.all $(MUSICNN)
-	$(PY) -m trainer.make_models
+	$(PY) -m trainer make-models
 
 # The Pi service (as root: `sudo make install-service`); see systemd/README.md.
 install-service:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import ROOT, Section, Skipped, fmt, machine, table
 from bench.pi_estimate import estimate
-from streamer import tuning
+from streamer.util import tuning
 
 # key -> module; run in this order (cheap and independent first).
 BENCHMARKS = {
@@ -74,7 +74,7 @@ def render(info: dict, sections: list[Section], skipped: dict[str, str], failed:
         f"{', '.join(str(x) for x in info['load_average_at_start'])} (the machine is shared with other "
         "work, which is why contenders are interleaved and compared as ratios within one run). "
         + (
-            "glibc's heap is kept for reuse, as `moodstream` keeps it (`streamer/tuning.py`)."
+            "glibc's heap is kept for reuse, as `moodstream` keeps it (`streamer/util/tuning.py`)."
             if info.get("heap_kept")
             else "glibc's heap thresholds were left at their defaults."
         ),

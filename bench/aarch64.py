@@ -329,7 +329,7 @@ def run(quick: bool = False) -> Section:
         audio = CACHE / "arm64-input.wav"
         import soundfile
 
-        from tests.audio import music
+        from streamer.audio.synth import music
 
         soundfile.write(audio, music(12.0, seed=3), 16000, subtype="PCM_16")
         result = classify_emulated(model.path, audio)

@@ -15,8 +15,9 @@ import json
 
 import numpy as np
 
-from bench.common import ROOT, Section, Skipped, cpu_seconds, fmt, stats, table, target
-from streamer.chain import CHAINS
+from bench.common import ROOT, Section, Skipped, fmt, table, target
+from streamer.audio.chain import CHAINS
+from streamer.util.timing import cpu_seconds, stats
 
 CHAINS_JSON = ROOT / "models" / "chains.json"
 HOP_TARGET_MS = 5.0
@@ -26,13 +27,13 @@ def per_hop_ms(path, hops: int, repeats: int) -> dict[str, float]:
     """CPU ms of the features of one 1 s hop plus one inference on the newest window."""
     from threadpoolctl import threadpool_limits
 
-    from streamer.features import FeatureExtractor
-    from streamer.frontends import mfcc_config
-    from streamer.runner import ModelRunner
-    from tests.audio import music
+    from streamer.audio.synth import music
+    from streamer.features.frontend import expect
+    from streamer.features.mfcc import FeatureConfig, FeatureExtractor
+    from streamer.model.runner import ModelRunner
 
     runner = ModelRunner(path)
-    cfg = mfcc_config(runner.metadata.feature_config)
+    cfg = expect(runner.metadata.feature_config, FeatureConfig)
     audio = music(runner.metadata.window_seconds + hops, cfg.sample_rate).astype(np.float32)
     warm = round(runner.metadata.window_seconds * cfg.sample_rate)
     step = cfg.sample_rate
@@ -45,7 +46,7 @@ def per_hop_ms(path, hops: int, repeats: int) -> dict[str, float]:
             window = np.concatenate(frames)[-runner.window_frames :]
             runner.predict(window)
 
-    # One BLAS thread, as the `moodstream` command runs (streamer/tuning.py): on a busy machine
+    # One BLAS thread, as the `moodstream` command runs (streamer/util/tuning.py): on a busy machine
     # idle BLAS workers spin and bill CPU time that the daemon never spends.
     with threadpool_limits(limits=1, user_api="blas"):
         one_round()  # warm-up

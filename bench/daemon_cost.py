@@ -23,9 +23,10 @@ from typing import IO, Any
 
 import soundfile
 
-from bench.common import CACHE, ROOT, Section, fmt, stats, target
+from bench.common import CACHE, ROOT, Section, fmt, target
 from bench.models import shipped_default
-from tests.audio import music
+from streamer.audio.synth import music
+from streamer.util.timing import stats
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DAEMON_CPU_TARGET = 0.5  # % of one core for the whole daemon, paced (issue 16.7; a Pi core is ~10x slower)

@@ -1,5 +1,5 @@
 """The WebSocket server alone under load, through helper script ``bench.ws_load``: the real
-``streamer.server.Server`` publishing synthetic events (no audio, no model) to 100 and 500 loopback
+``streamer.sinks.server.Server`` publishing synthetic events (no audio, no model) to 100 and 500 loopback
 clients in two client processes; missed hops and latency from publish to receipt."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def run(quick: bool = False) -> Section:
         for r in results
     ]
     md = (
-        f"`bench/ws_load.py`: a server process runs `streamer.server.Server` on an EventBus and publishes one "
+        f"`bench/ws_load.py`: a server process runs `streamer.sinks.server.Server` on an EventBus and publishes one "
         f"synthetic emotion event every {hop:g} s ({hops} hops); clients in {results[0]['client_processes']} "
         "processes record receipt minus the event's wall-clock stamp (numpy percentiles). This isolates the "
         "fan-out; the end-to-end figure with the pipeline is the latency section above.\n\n"

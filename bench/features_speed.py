@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.common import Section, fmt, interleaved, stats, table
-from streamer.features import FeatureConfig, FeatureExtractor, extract
-from tests.audio import music
+from bench.common import Section, fmt, table
+from streamer.audio.synth import music
+from streamer.features.mfcc import FeatureConfig, FeatureExtractor, extract
+from streamer.util.timing import interleaved, stats
 
 CHUNK_SECONDS = 0.1
 
@@ -86,7 +87,7 @@ def run(quick: bool = False) -> Section:
         for name, s in speed.items()
     ]
     md = (
-        f"{seconds:g} s of synthetic music (chords + drums + noise, `tests/audio.py`), 16 kHz, "
+        f"{seconds:g} s of synthetic music (chords + drums + noise, `streamer/audio/synth.py`), 16 kHz, "
         f"{data['frames']} frames of 20 features; CPU time (`time.process_time`), {repeats} interleaved "
         "rounds, librosa warmed up first (numba compilation excluded). librosa computes the same "
         "columns with `feature.mfcc` (n_mels 26) + `feature.spectral_contrast` (n_bands 6, fmin 200), "

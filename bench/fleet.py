@@ -1,5 +1,5 @@
 """A fleet of rooms on one broker, through helper script ``bench.mqtt_load``: N simulated daemons
-(the real ``streamer.mqtt.MqttSink``) publishing at 1 Hz to one local Mosquitto, in one process per
+(the real ``streamer.sinks.mqtt.MqttSink``) publishing at 1 Hz to one local Mosquitto, in one process per
 core; delivery latency to one subscriber and lost hops, at 50 and 500 devices."""
 
 from __future__ import annotations

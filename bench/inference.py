@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, Section, fmt, stats, table
+from bench.common import ROOT, Section, fmt, table
+from streamer.util.timing import stats
 
 TFLITE_VENV = ROOT / "cache" / "tflite-venv"
 TFLITE_PACKAGES = ("numpy<2", "scipy", "python_speech_features==0.6", "tflite-runtime")
@@ -24,7 +25,7 @@ TFLITE_PACKAGES = ("numpy<2", "scipy", "python_speech_features==0.6", "tflite-ru
 
 def per_window_ms(paths: list[Path], calls: int, repeats: int) -> dict[str, dict]:
     """Median CPU ms per predict() for each model, models interleaved round by round."""
-    from streamer.runner import ModelRunner
+    from streamer.model.runner import ModelRunner
 
     runners = {p.name: ModelRunner(p) for p in paths}
     rng = np.random.default_rng(0)

@@ -25,10 +25,11 @@ import time
 import numpy as np
 from websockets.asyncio.client import connect
 
-from bench.common import ROOT, Section, fmt, percentile, table, target
+from bench.common import ROOT, Section, fmt, table, target
 from bench.daemon_cost import free_port, start
 from bench.models import shipped_default
-from tests.audio import music
+from streamer.audio.synth import music
+from streamer.util.timing import percentile
 
 RATE = 16000
 BLOCK = 1600  # 100 ms, the daemon's default block

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.common import ROOT, Skipped
 from bench.trainer_speed import MODELS as TRAINED
-from streamer.metadata import ModelMetadata, read_metadata
+from streamer.model.metadata import ModelMetadata, read_metadata
 
 SHIPPED = ROOT / "models"
 
@@ -58,7 +58,7 @@ def _mfcc(meta: ModelMetadata) -> bool:
 
 def shipped_default() -> BenchModel:
     """The model `moodstream run` uses when none is named, whatever its family (the whole-daemon cost)."""
-    from streamer.runner import default_model_path
+    from streamer.model.shipped import default_model_path
 
     path = default_model_path()
     return BenchModel(path, read_metadata(path), True)
@@ -66,7 +66,7 @@ def shipped_default() -> BenchModel:
 
 def is_default(path: Path) -> bool:
     """Whether ``path`` is the model `moodstream run` uses when none is named."""
-    from streamer.runner import default_model_path
+    from streamer.model.shipped import default_model_path
 
     return path.resolve() == default_model_path().resolve()
 

@@ -3,7 +3,7 @@
     python -m bench.mqtt_load --devices 500 --seconds 30      # one publisher process per core
     python -m bench.mqtt_load --devices 50 --json cache/fleet.json
 
-Each simulated daemon is the real ``streamer.mqtt.MqttSink`` (its own client id, discovery, state,
+Each simulated daemon is the real ``streamer.sinks.mqtt.MqttSink`` (its own client id, discovery, state,
 attributes) on its own EventBus, fed one synthetic EmotionEvent per second (phases spread over the
 second) and stamped with the wall clock when published on its bus. The devices are spread over one
 process per core; one subscriber (this process) takes ``moodstream/+/attributes`` and records, per
@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import fake_emotion
+
 ROOT = Path(__file__).resolve().parent.parent
 MAX_DEVICES = 2000
 MAX_SECONDS = 300
@@ -45,8 +47,8 @@ class Skip(Exception):
 
 async def publish(first: int, count: int, port: int, seconds: float, start_at: float) -> dict[str, Any]:
     from streamer.config import MqttSettings
-    from streamer.events import EmotionEvent, EventBus, Level
-    from streamer.mqtt import MqttSink
+    from streamer.core.events import EventBus
+    from streamer.sinks.mqtt import MqttSink
 
     devices = []
     for i in range(first, first + count):
@@ -66,21 +68,7 @@ async def publish(first: int, count: int, port: int, seconds: float, start_at: f
             # spread the devices' hops over the second, as independent daemons would be
             await asyncio.sleep(max(0.0, t0 + tick + k / len(devices) - time.monotonic()))
             probs = {label: (0.8 if label == LABELS[tick % 3] else 0.1) for label in LABELS}
-            bus.publish(
-                EmotionEvent(
-                    seq=tick,
-                    timestamp=time.time(),
-                    stream_time=float(tick),
-                    state="emotion",
-                    label=LABELS[tick % 3],
-                    confidence=0.8,
-                    probabilities=probs,
-                    raw=probs,
-                    level=Level(-20.0, -3.0, False),
-                    processing_ms=1.0,
-                    model="bench",
-                )
-            )
+            bus.publish(fake_emotion(tick, LABELS[tick % 3], probs))
             published += 1
     await asyncio.sleep(2.0)  # let the outboxes drain before stopping
     for _sink, bus, stop, _task in devices:

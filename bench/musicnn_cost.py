@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from bench.common import ROOT, Section, Skipped, fmt, interleaved, stats, table, target
-from bench.pi_estimate import SLOWDOWN
-from streamer.metadata import read_metadata
-from tests.audio import music
+from bench.common import ROOT, Section, Skipped, fmt, table, target
+from streamer.model.metadata import read_metadata
+from trainer.common.cost import PI_SLOWDOWN
 
 SHIPPED = ROOT / "models"
 RUNS = ROOT / "runs" / "models"
-HOP_S = 1.0
 BUDGET_MS = 10.0
 SIZE_LIMIT_MB = 4.0
 
@@ -33,57 +29,22 @@ def family_files(models: Path = SHIPPED, runs: Path = RUNS) -> list[Path]:
 
 
 def run(quick: bool = False, models: Path = SHIPPED, runs: Path = RUNS) -> Section:
-    from threadpoolctl import threadpool_limits
-
-    from streamer.frontends import logmel_config
-    from streamer.logmel import LogMelExtractor
-    from streamer.runner import ModelRunner
+    from trainer.common.cost import per_hop
 
     files = family_files(models, runs)
     if not files:
         raise Skipped("no musicnn-family model in models/ (`make models` ships them)")
-    calls, repeats = (2, 2) if quick else (10, 7)
     rows, data, targets = [], [], []
-    audio = music(6.0, seed=11).astype(np.float32)
     for path in files:
-        runner = ModelRunner(path, threads=1)
-        cfg = logmel_config(runner.metadata.feature_config)
-        extractor = LogMelExtractor(cfg)
-        step = round(HOP_S * cfg.sample_rate)
-        window = extractor.push(audio)[-runner.window_frames :]
-        hop = audio[:step]
-
-        def front(ex=extractor, h=hop) -> None:
-            for _ in range(calls):
-                ex.push(h)
-
-        def infer(r=runner, w=window) -> None:
-            for _ in range(calls):
-                r.predict(w)
-
-        with threadpool_limits(limits=1, user_api="blas"):
-            times = interleaved({"front": front, "inference": infer}, repeats)
-        front_ms = stats([1000 * t / calls for t in times["front"]])
-        infer_ms = stats([1000 * t / calls for t in times["inference"]])
-        total = front_ms["median"] + infer_ms["median"]
-        size_mb = path.stat().st_size / 1e6
-        kind = "int8" if runner.metadata.quantized else "float"
+        cost = per_hop(path, quick)
+        total, size_mb, kind = cost["ms_per_1s_hop"], cost["size_mb"], cost["kind"]
         name = f"{path.parent.name}/{path.name}" if path.parent != models else path.name
+        front, infer = cost["front_end_ms_per_hop"]["median"], cost["inference_ms_per_patch"]["median"]
         rows.append(
-            [name, kind, fmt(size_mb), fmt(front_ms["median"]), fmt(infer_ms["median"]), fmt(total), fmt(total / 3)]
-            + [fmt(total * k) for k in SLOWDOWN.values()]
+            [name, kind, fmt(size_mb), fmt(front), fmt(infer), fmt(total), fmt(total / 3)]
+            + [fmt(total * k) for k in PI_SLOWDOWN.values()]
         )
-        data.append(
-            {
-                "model": name,
-                "kind": kind,
-                "size_mb": size_mb,
-                "front_end_ms_per_hop": front_ms,
-                "inference_ms_per_patch": infer_ms,
-                "ms_per_1s_hop": total,
-                "pi_estimate_ms_per_1s_hop": {n: total * k for n, k in SLOWDOWN.items()},
-            }
-        )
+        data.append({"model": name, **cost})
         if path.parent == models:
             targets.append(target(f"{path.name}: front-end + inference per 1 s hop", total, BUDGET_MS, "ms"))
             targets.append(target(f"{path.name}: file size", size_mb, SIZE_LIMIT_MB, "MB"))
@@ -102,7 +63,7 @@ def run(quick: bool = False, models: Path = SHIPPED, runs: Path = RUNS) -> Secti
                 "ms per 1 s hop (1 patch/s)",
                 "ms per s at 1 patch/3 s",
             ]
-            + [f"{n} est. ms per 1 s hop" for n in SLOWDOWN],
+            + [f"{n} est. ms per 1 s hop" for n in PI_SLOWDOWN],
             rows,
         )
     )

@@ -7,13 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import Section, fmt, table
-
-# Assumed slowdown of one Pi core against one core here (an AMD EPYC Zen 3 class server core).
-# Reasoning: commonly reported single-core scores put a Zen 3 server core at roughly 4-5x a Pi 4
-# core; we take 6x to allow for numpy/scipy's less tuned aarch64 paths. The Pi 5 is 2-3x a Pi 4
-# per core (the Raspberry Pi Foundation's "2-3x"; sysbench single thread +128% in published
-# comparisons), so 6 / 2.5 = 2.4x. A measurement on a Pi replaces all of this.
-SLOWDOWN = {"Pi 4 (Cortex-A72)": 6.0, "Pi 5 (Cortex-A76)": 2.4}
+from trainer.common.cost import PI_SLOWDOWN
 
 
 def estimate(results: dict[str, dict[str, Any]]) -> Section | None:
@@ -49,20 +43,20 @@ def estimate(results: dict[str, dict[str, Any]]) -> Section | None:
         for m in inference["models"]:
             if m["model"] == head["model"]:
                 rows_in.append((f"inference per window, {m['model']} (ms)", m["ai_edge_litert_ms"]["median"], "ms"))
-    rows = [[what, fmt(value)] + [fmt(value * k) for k in SLOWDOWN.values()] for what, value, _ in rows_in]
+    rows = [[what, fmt(value)] + [fmt(value * k) for k in PI_SLOWDOWN.values()] for what, value, _ in rows_in]
     md = (
         "**An estimate, not a measurement.** Single-core CPU figures from this run multiplied by an assumed "
-        f"per-core slowdown: {', '.join(f'{name} {k:g}x' for name, k in SLOWDOWN.items())} (reasoning in "
-        "`bench/pi_estimate.py`: commonly reported single-core scores put a Zen 3 server core at about 4-5x "
+        f"per-core slowdown: {', '.join(f'{name} {k:g}x' for name, k in PI_SLOWDOWN.items())} (reasoning in "
+        "`trainer/common/cost.py`: commonly reported single-core scores put a Zen 3 server core at about 4-5x "
         "a Pi 4 core, rounded up to 6x for numpy's less tuned aarch64 paths; the Pi 5 at 2-3x a Pi 4, the "
         "Raspberry Pi Foundation's own figure). Memory does not scale this way: peak RSS on a 64-bit Pi OS "
         "should be close to the figure measured here (same wheels, same Python).\n\n"
-        + table(["figure", "here"] + [f"{name} (est.)" for name in SLOWDOWN], rows)
+        + table(["figure", "here"] + [f"{name} (est.)" for name in PI_SLOWDOWN], rows)
     )
     data = {
-        "slowdown_assumed": SLOWDOWN,
+        "slowdown_assumed": PI_SLOWDOWN,
         "figures": [
-            {"figure": what, "here": value, **{name: value * k for name, k in SLOWDOWN.items()}}
+            {"figure": what, "here": value, **{name: value * k for name, k in PI_SLOWDOWN.items()}}
             for what, value, _ in rows_in
         ],
     }

@@ -1,7 +1,7 @@
 """Streaming cost (issue 7.1): CPU seconds per second of audio for features + inference + smoothing
-(``streamer.pipeline.Pipeline`` fed blocks as the daemon's source delivers them), per model,
+(``streamer.core.pipeline.Pipeline`` fed blocks as the daemon's source delivers them), per model,
 int8 and float, hop 1 s and 0.5 s; against the naive way: at every hop, recompute the features of
-the whole window from the last samples (``streamer.features.extract``, and librosa) and run the model.
+the whole window from the last samples (``streamer.features.mfcc.extract``, and librosa) and run the model.
 All contenders of one (model, hop) run interleaved on the same audio."""
 
 from __future__ import annotations
@@ -9,16 +9,17 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.common import Section, fmt, interleaved, stats, table, target
+from bench.common import Section, fmt, table, target
 from bench.features_speed import librosa_features
 from bench.models import BenchModel, headline_model, is_default, models_under_test
+from streamer.audio.synth import music
 from streamer.config import SourceSettings, from_dict
-from streamer.features import FeatureExtractor, extract
-from streamer.frontends import mfcc_config
-from streamer.pipeline import Pipeline
-from streamer.ring import sample_ring
-from streamer.runner import ModelRunner
-from tests.audio import music
+from streamer.core.pipeline import Pipeline
+from streamer.core.ring import sample_ring
+from streamer.features.frontend import expect
+from streamer.features.mfcc import FeatureConfig, FeatureExtractor, extract
+from streamer.model.runner import ModelRunner
+from streamer.util.timing import interleaved, stats
 
 BLOCK_SECONDS = SourceSettings().block_seconds  # the daemon's default (hops 1 s and 0.5 s split evenly)
 HOPS = (1.0, 0.5)
@@ -35,7 +36,7 @@ class Naive:
     ``extra`` samples are added to the window for librosa, whose frames span n_fft samples."""
 
     def __init__(self, runner: ModelRunner, hop_seconds: float, features, extra: int = 0) -> None:
-        cfg = mfcc_config(runner.metadata.feature_config)
+        cfg = expect(runner.metadata.feature_config, FeatureConfig)
         self.runner, self.features = runner, features
         self.window_samples = cfg.frame_length + (runner.window_frames - 1) * cfg.hop_length + extra
         self.ring = sample_ring(cfg.sample_rate, seconds=self.window_samples / cfg.sample_rate + 1)
@@ -59,7 +60,7 @@ class Naive:
 
 def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict:
     runner = ModelRunner(model.path)
-    cfg = mfcc_config(runner.metadata.feature_config)
+    cfg = expect(runner.metadata.feature_config, FeatureConfig)
     settings = from_dict({"model": {"hop_seconds": hop, "path": str(model.path)}}).validate()
     pipeline = Pipeline(runner, settings)
     naive = Naive(runner, hop, lambda s: extract(s, cfg))
@@ -104,7 +105,7 @@ def measure(model: BenchModel, hop: float, seconds: float, repeats: int) -> dict
         "naive_features": run_naive(naive),
         "naive_librosa": run_naive(naive_librosa),
     }
-    # One BLAS thread for all, as the `moodstream` command runs (streamer/tuning.py); set once,
+    # One BLAS thread for all, as the `moodstream` command runs (streamer/util/tuning.py); set once,
     # outside the timed calls, so that setting it is no contender's cost.
     with threadpool_limits(limits=1, user_api="blas"):
         times = interleaved(contenders, repeats)
@@ -186,12 +187,12 @@ def run(quick: bool = False) -> Section:
         f"data (`cache/bench/models/`, same window). {seconds:g} s of synthetic music per run in "
         f"{BLOCK_SECONDS * 1000:g} ms blocks, "
         f"after a warm-up that fills the window; {repeats} interleaved rounds, process CPU time; medians; "
-        "every contender with one BLAS thread, as `moodstream` runs (`streamer/tuning.py`). "
-        "The pipeline is `streamer.pipeline.Pipeline` (incremental features, rings, level gate, model, "
+        "every contender with one BLAS thread, as `moodstream` runs (`streamer/util/tuning.py`). "
+        "The pipeline is `streamer.core.pipeline.Pipeline` (incremental features, rings, level gate, model, "
         'smoothing, the event); "its features" is `FeatureExtractor.push` alone, once per hop as the '
         'pipeline calls it, and "its model" `ModelRunner.predict` alone, once per hop. The naive '
         "contenders keep the last window of samples and at every hop "
-        "recompute all its features (`streamer.features.extract`, or librosa `mfcc` + `spectral_contrast`) "
+        "recompute all its features (`streamer.features.mfcc.extract`, or librosa `mfcc` + `spectral_contrast`) "
         "and run the same `ModelRunner` (no level gate or smoothing: the naive side is flattered). "
         "Interpreter: ai-edge-litert, 1 thread.\n\n"
         "**The ceiling.** Per hop the pipeline computes a hop of frames and runs the model once; the naive "

@@ -1,5 +1,5 @@
 """Trainer (issue 7.5): feature extraction speed in x real time on every core, and seconds per
-epoch per architecture on small synthetic data (a few epochs, through ``trainer.fit``).
+epoch per architecture on small synthetic data (a few epochs, through ``trainer.families.paper.fit``).
 
 TensorFlow is heavy and keeps threads alive, so the training runs in a child process
 (``python -m bench.trainer_speed --json OUT``) and the benchmark process stays clean for the
@@ -20,21 +20,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import CACHE, Section, fmt, stats, table
-from streamer.features import FeatureConfig
+from bench.common import CACHE, Section, fmt, table
+from streamer.features.mfcc import FeatureConfig
+from streamer.util.timing import stats
 
 MODELS = CACHE / "models"
 
 
 def extraction_speed(quick: bool) -> dict:
-    """Wall-clock x real time of the trainer's own feature step (``trainer.featurecache.features``:
+    """Wall-clock x real time of the trainer's own feature step (``trainer.families.paper.featurecache.features``:
     decode, ``extract``, write the cache; a process per core) on WAV files of synthetic moods, with
     an empty cache so that everything is computed."""
     import soundfile
 
-    from tests.conftest import TINY_LABELS, mood_audio
-    from trainer.augment import ORIGINAL
-    from trainer.featurecache import Job, features
+    from streamer.audio.synth import MOODS as TINY_LABELS
+    from streamer.audio.synth import mood_audio
+    from trainer.families.paper.augment import ORIGINAL
+    from trainer.families.paper.featurecache import Job, features
 
     seconds, clips = (10.0, 4) if quick else (30.0, 24)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
@@ -80,18 +82,19 @@ def _epoch_timer() -> Any:
 
 
 def epochs(quick: bool) -> dict:
-    """Per architecture: one epoch through ``trainer.fit`` (compiles and traces: the first epoch),
+    """Per architecture: one epoch through ``trainer.families.paper.fit`` (compiles and traces: the first epoch),
     then further epochs of the same compiled model timed one by one (the steady epochs); then
     the int8 and float export."""
     import keras
 
-    from streamer.metadata import FORMAT_VERSION, ModelMetadata
-    from tests.conftest import TINY_LABELS, mood_windows
-    from trainer.architectures import ARCHITECTURES, build
-    from trainer.export import export
-    from trainer.fit import class_weights, fit
-    from trainer.run import RunConfig
-    from trainer.segments import window_geometry
+    from streamer.audio.synth import MOODS as TINY_LABELS
+    from streamer.model.metadata import FORMAT_VERSION, ModelMetadata
+    from trainer.common.export import export
+    from trainer.families.paper.architectures import ARCHITECTURES, batch_one_copy, build
+    from trainer.families.paper.fit import class_weights, fit
+    from trainer.families.paper.run import RunConfig
+    from trainer.families.paper.segments import window_geometry
+    from trainer.families.paper.tiny import mood_windows
 
     shipped = RunConfig(data_dir="", out="")  # the shipped models' settings are RunConfig's defaults
     WINDOW_S = shipped.window_seconds
@@ -116,7 +119,7 @@ def epochs(quick: bool) -> dict:
         first = time.monotonic() - start
         timer = _epoch_timer()
         labels = keras.utils.to_categorical(y, len(TINY_LABELS))
-        # The same arguments as trainer.fit (class weights included), so the traced step is reused.
+        # The same arguments as trainer.families.paper.fit (class weights included), so the traced step is reused.
         model.fit(
             x[~val],
             labels[~val],
@@ -143,12 +146,18 @@ def epochs(quick: bool) -> dict:
             output_quantization=(0.0, 0),
             train_step_seconds=hop / config.frames_per_second,
             training={
-                "data": "synthetic moods (tests/conftest.py), benchmark only",
+                "data": "synthetic moods (trainer/families/paper/tiny.py), benchmark only",
                 "epochs": summary["epochs_run"] + steady_epochs,
             },
         )
         start = time.monotonic()
-        export(model, meta, x[~val][:200], MODELS / f"{arch}-int8.tflite", MODELS / f"{arch}-float.tflite")
+        export(
+            batch_one_copy(model, arch),
+            meta,
+            x[~val][:200],
+            MODELS / f"{arch}-int8.tflite",
+            MODELS / f"{arch}-float.tflite",
+        )
         out["architectures"][arch] = {
             "first_epoch_seconds": first,
             "steady_epoch_seconds": steady,
@@ -180,14 +189,16 @@ def run(quick: bool = False) -> Section:
         for arch, a in ep["architectures"].items()
     ]
     md = (
-        f"**Feature extraction for training**: the trainer's own step (`trainer.featurecache.features`: "
-        f"decode, `streamer.features.extract`, write the cache) with {fx['workers']} worker processes on "
+        f"**Feature extraction for training**: the trainer's own step (`trainer.families.paper.featurecache.features`: "
+        f"decode, `streamer.features.mfcc.extract`, write the cache) with {fx['workers']} worker processes on "
         f"{fx['clips']} WAV files of synthetic moods, {fmt(fx['audio_seconds'])} s of audio, empty cache: "
         f"**{fmt(fx['x_real_time'])}x real time** (wall clock {fmt(fx['wall_seconds'])} s, worker start-up "
         "included; originals only, the augmented variants cost librosa's pitch shift / time stretch on top).\n\n"
-        f"**Seconds per epoch** (`trainer.fit`, Adam, batch {ep['batch_size']}), {ep['train_windows']} training + "
+        f"**Seconds per epoch** (`trainer.families.paper.fit`, Adam, batch {ep['batch_size']}), "
+        f"{ep['train_windows']} training + "
         f"{ep['val_windows']} validation windows of {ep['window_seconds']:g} s ({ep['window_frames']} frames) "
-        f"from synthetic moods. The first epoch runs through `trainer.fit` and includes compiling and graph "
+        f"from synthetic moods. The first epoch runs through `trainer.families.paper.fit` and includes compiling "
+        f"and graph "
         f"tracing; then {ep['steady_epochs']} more epochs of the same compiled model are timed one by one "
         "(median, range). Wall clock, 2 cores, TensorFlow's default threading. Each model is then exported "
         "(int8 + float) into `cache/bench/models/`: the other benchmarks use these where no shipped model "

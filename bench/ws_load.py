@@ -3,7 +3,7 @@
     python -m bench.ws_load                       # 500 clients, 40 hops of 0.25 s
     python -m bench.ws_load --clients 100 --hops 20 --hop 0.5 --json cache/ws_load.json
 
-A server process runs the real ``streamer.server.Server`` on a real EventBus and publishes one
+A server process runs the real ``streamer.sinks.server.Server`` on a real EventBus and publishes one
 synthetic EmotionEvent per hop, stamped with the wall clock at the hop boundary; worker processes
 hold the clients (real websockets clients) and record, per message, receipt time minus that stamp
 (same machine, same clock) and which sequence numbers never arrived. Only 127.0.0.1 is used, and
@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import fake_emotion
+
 HOST = "127.0.0.1"  # loopback only, by design: this opens hundreds of connections
 MAX_CLIENTS = 1000
 MAX_HOPS = 600
@@ -39,8 +41,8 @@ LABELS = ("angry", "happy", "sad")
 
 async def serve(clients: int, hops: int, hop: float) -> dict[str, Any]:
     from streamer.config import ServerSettings
-    from streamer.events import EmotionEvent, EventBus, Level
-    from streamer.server import Server
+    from streamer.core.events import EventBus
+    from streamer.sinks.server import Server
 
     bus = EventBus()
 
@@ -69,21 +71,7 @@ async def serve(clients: int, hops: int, hop: float) -> dict[str, Any]:
     probs = {label: 1 / len(LABELS) for label in LABELS}
     for seq in range(hops):
         await asyncio.sleep(max(0.0, start + seq * hop - time.monotonic()))
-        bus.publish(
-            EmotionEvent(
-                seq=seq,
-                timestamp=time.time(),
-                stream_time=seq * hop,
-                state="emotion",
-                label=LABELS[seq % 3],
-                confidence=0.34,
-                probabilities=probs,
-                raw=probs,
-                level=Level(-20.0, -6.0, False),
-                processing_ms=1.0,
-                model="bench",
-            )
-        )
+        bus.publish(fake_emotion(seq, LABELS[seq % 3], probs, hop))
     await asyncio.sleep(min(2.0, 4 * hop))  # the last hop reaches everyone
     result = {"connected_at_start": connected, **server.stats()}
     stop.set()

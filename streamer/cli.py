@@ -5,35 +5,36 @@ Each command module provides ``configure(parser)`` and ``main(args) -> int``.
 
 from __future__ import annotations
 
-from streamer import tuning, version
+from streamer import version
+from streamer.util import tuning
 
-tuning.tune()  # before numpy is first imported (see streamer/tuning.py)
+tuning.tune()  # before numpy is first imported (see streamer/util/tuning.py)
 
 import argparse  # noqa: E402  (after tune(): see above)
 import os  # noqa: E402  (after tune())
 import sys  # noqa: E402  (after tune())
 from types import ModuleType  # noqa: E402  (after tune())
 
-from streamer import (  # noqa: E402  (they import numpy: after tune())
-    daemon,
+from streamer.commands import (  # noqa: E402  (they import numpy: after tune())
+    devices,
     evaluate,
-    history_report,
+    history,
     mark,
+    models,
     mqtt_forget,
-    shipped,
-    sources,
+    run,
     watch,
 )
 
 COMMANDS: dict[str, tuple[ModuleType, str]] = {
-    "run": (daemon, "listen and broadcast emotions (the daemon)"),
-    "devices": (sources, "list audio input devices and their rates"),
+    "run": (run, "listen and broadcast emotions (the daemon)"),
+    "devices": (devices, "list audio input devices and their rates"),
     "evaluate": (evaluate, "score a model on a labelled folder, the daemon's way"),
     "watch": (watch, "show the dashboard of a running daemon over WebSocket, or of every device on an MQTT broker"),
     "mark": (mark, "put a session mark into the running daemon's stream"),
-    "history": (history_report, "summarise, export or plot the mood history"),
+    "history": (history, "summarise, export or plot the mood history"),
     "mqtt-forget": (mqtt_forget, "clear this daemon's retained MQTT topics and Home Assistant entities"),
-    "models": (shipped, "list the shipped models: labels, size and the model card's figures"),
+    "models": (models, "list the shipped models: labels, size and the model card's figures"),
 }
 
 

@@ -92,6 +92,30 @@ def setting(
     return field(default=default, metadata=meta)
 
 
+def backoff_initial(default: float, doing: str, to_do: str) -> Any:
+    """The first wait of a reconnect loop; every such loop has this and :func:`backoff_max`."""
+    return setting(
+        default,
+        f"first wait before {doing}; doubles per failed attempt...",
+        bounds=(0.01, 3600),
+        doc=f"Wait this long before the first attempt {to_do}...",
+    )
+
+
+def backoff_max(default: float, note: str = "") -> Any:
+    return setting(
+        default,
+        f"...up to this{note}",
+        bounds=(0.01, 3600),
+        doc="...doubling per failed attempt, up to this many seconds between attempts.",
+    )
+
+
+def check_backoff(section: str, initial: float, maximum: float) -> None:
+    if maximum < initial:
+        raise ConfigError(f"{section}.backoff_max_s: must be >= {section}.backoff_initial_s")
+
+
 @dataclass(frozen=True)
 class SourceSettings:
     kind: str = setting(
@@ -161,16 +185,13 @@ class SourceSettings:
 class ModelSettings:
     path: str = setting(
         "",
-        "model file (.tflite with moodstream metadata), or a shipped one: "
-        "3class-musicnn-student, 4class-musicnn-student, 3class, 4class, 3class-musicnn, 4class-musicnn; "
-        "none = 3class-musicnn-student",
+        "model file (.tflite with moodstream metadata), or a shipped one by its short name "
+        "(`moodstream models` lists them); none = the default model",
         flag="--model",
         doc="The .tflite model file (its labels, features and window ride inside it), or a shipped model by "
-        'its short name: "3class-musicnn-student" (angry, happy, sad) or "4class-musicnn-student" (angry, happy, '
-        'sad, calm), musicnn distilled into a small network (the default family); "3class" and "4class", the '
-        'paper\'s MFCC + contrast family; "3class-musicnn" and "4class-musicnn", the full musicnn network (about '
-        '60 times the CPU of its student). An empty string means "3class-musicnn-student". `moodstream models` '
-        "lists the shipped ones.",
+        'its short name, such as "4class-musicnn-student" (angry, happy, sad, calm). `moodstream models` lists '
+        "the shipped ones with their labels, costs and test figures, and marks the default; an empty string "
+        "means the default (models/index.json names it).",
     )
     # the hop's level is read from the 30 s sample ring, and a hop needs at least a feature frame
     hop_seconds: float = setting(
@@ -374,22 +395,11 @@ class LivenessSettings:
         doc="Also count exact digital silence (all-zero samples) for stall_seconds as lost; some USB "
         "devices deliver zeros when they fail instead of stopping.",
     )
-    backoff_initial_s: float = setting(
-        0.5,
-        "first wait before reopening; doubles per failed attempt...",
-        bounds=(0.01, 3600),
-        doc="Wait this long before the first attempt to reopen a lost input...",
-    )
-    backoff_max_s: float = setting(
-        30.0,
-        "...up to this",
-        bounds=(0.01, 3600),
-        doc="...doubling per failed attempt, up to this many seconds between attempts.",
-    )
+    backoff_initial_s: float = backoff_initial(0.5, "reopening", "to reopen a lost input")
+    backoff_max_s: float = backoff_max(30.0)
 
     def check(self) -> None:
-        if self.backoff_max_s < self.backoff_initial_s:
-            raise ConfigError("liveness.backoff_max_s: must be >= liveness.backoff_initial_s")
+        check_backoff("liveness", self.backoff_initial_s, self.backoff_max_s)
 
 
 MQTT_PASSWORD_ENV = "MOODSTREAM_MQTT_PASSWORD"  # the broker password without a file (never a flag)
@@ -480,22 +490,11 @@ class MqttSettings:
         doc='Keepalive in seconds: the broker publishes the last will ("offline") about 1.5x this after the '
         "daemon goes silent without saying goodbye.",
     )
-    backoff_initial_s: float = setting(
-        1.0,
-        "first wait before reconnecting; doubles per failed attempt...",
-        bounds=(0.01, 3600),
-        doc="Wait this long before the first reconnection attempt...",
-    )
-    backoff_max_s: float = setting(
-        10.0,
-        "...up to this: a returning broker is found within 10 s",
-        bounds=(0.01, 3600),
-        doc="...doubling per failed attempt, up to this many seconds between attempts.",
-    )
+    backoff_initial_s: float = backoff_initial(1.0, "reconnecting", "to reconnect to the broker")
+    backoff_max_s: float = backoff_max(10.0, ": a returning broker is found within 10 s")
 
     def check(self) -> None:
-        if self.backoff_max_s < self.backoff_initial_s:
-            raise ConfigError("mqtt.backoff_max_s: must be >= mqtt.backoff_initial_s")
+        check_backoff("mqtt", self.backoff_initial_s, self.backoff_max_s)
         if not self.url:
             return
         mqtt_endpoint(self.url)
@@ -539,7 +538,7 @@ def mqtt_endpoint(url: str) -> tuple[str, str, int]:
 
 @dataclass(frozen=True)
 class HistorySettings:
-    """The mood history in SQLite (opt-in); see streamer/history.py."""
+    """The mood history in SQLite (opt-in); see streamer/sinks/history.py."""
 
     path: str = setting(
         "",

@@ -1,44 +1,35 @@
 """`moodstream run`: source -> Pipeline -> EventBus -> sinks, one asyncio task per service.
 
-The capture task reads the source through :class:`~streamer.liveness.Liveness`, which never gives up
+The capture task reads the source through :class:`~streamer.audio.liveness.Liveness`, which never gives up
 on a live input, feeds the pipeline and publishes its events; every sink (JSONL, history, WebSocket
-server, dashboard, MQTT, systemd notify) is a task reading the bus (:class:`~streamer.sinks.Sink`);
+server, dashboard, MQTT, systemd notify) is a task reading the bus (:class:`~streamer.sinks.base.Sink`);
 the mDNS advertisement runs as one too, as long, though it needs no events. SIGINT/SIGTERM
 close the stream, then the bus, and the sinks drain what is pending before the process exits.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import dataclasses
-import errno
 import logging
-import os
-import signal
 import sys
 import time
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from streamer import config as config_mod
-from streamer import liveness, logs, mdns, server, shipped, version
-from streamer.config import ConfigError, Settings
-from streamer.events import EventBus, StatusEvent, StatusKind, to_dict
-from streamer.history import HistorySink
-from streamer.jsonl import JsonlSink, OutputError
-from streamer.metadata import ModelFileError
-from streamer.notify import Notifier, NotifySink
-from streamer.pipeline import Pipeline
-from streamer.runner import ModelRunner
-from streamer.sinks import Sink
-from streamer.sources import DeviceNotFound, NoInputDevice, PortAudioWedged, Source, SourceError, build_source
+from streamer import version
+from streamer.audio import liveness
+from streamer.audio.sources import Source
+from streamer.config import Settings
+from streamer.core.events import EventBus, StatusEvent, StatusKind, to_dict
+from streamer.core.pipeline import Pipeline
+from streamer.sinks import mdns, server
+from streamer.sinks.base import Sink
+from streamer.sinks.history import HistorySink
+from streamer.sinks.jsonl import JsonlSink
+from streamer.sinks.notify import Notifier, NotifySink
 
 log = logging.getLogger(__name__)
-
-RELOAD = -1  # _serve's answer to SIGHUP: main starts the process again (exec) with its config re-read
-BUSY_PORT_HINT = "; is another moodstream or the service running (systemctl status moodstream)? --port picks another"
 
 
 class Daemon:
@@ -103,36 +94,10 @@ class Daemon:
                 counters.update(sink.stats())
         return info
 
-    def _build_sinks(self, stop: asyncio.Event) -> list[Sink]:
-        """Every consumer of the bus, from the settings (JSONL first: a bad path is a start-up error)."""
-        out = self.settings.output
-        sinks: list[Sink] = [JsonlSink(out.jsonl, stop.set)] if out.jsonl else []
-        history = HistorySink(self.settings.history, self.settings.model.hop_seconds)
-        sinks.append(history)  # without a path it keeps only the last hour in memory, for the page's strip
-        if self.settings.server.enabled:
-            web = server.Server(self.settings.server, self.describe)
-            web.requests["get_history"] = history.answer
-            sinks.append(web)
-            if mdns.wanted(self.settings.server):  # beyond loopback: found on the network by its name
-                model = _model_info(self.runner, self.settings.model.hop_seconds)
-                txt = mdns.txt_properties(self.settings.server, model, version())
-                sinks.append(mdns.Advertiser(self.settings.server, web, txt))
-        if out.dashboard:
-            from streamer.dashboard import LocalDashboard  # rich's live display: only when asked for
-
-            sinks.append(LocalDashboard(self.describe))
-        if self.settings.mqtt.url:
-            from streamer.mqtt import MqttSink  # aiomqtt: a daemon without [mqtt] never loads it
-
-            sinks.append(MqttSink(self.settings.mqtt, self.runner.name, self.settings.gate.silence_dbfs))
-        if self.notifier.enabled:
-            sinks.append(NotifySink(self.notifier))
-        return sinks
-
     async def run(self, stop: asyncio.Event) -> None:
         """Open the source (errors propagate: nothing is running yet), then serve until ``stop``
         is set or a finite source (file, stdin) ends."""
-        sinks = self._build_sinks(stop)
+        sinks = build_sinks(self.settings, self.runner, self.describe, self.notifier, stop)
         opened = False
         try:
             opened = await self.liveness.open(stop)  # False: stopped first (SIGTERM while a device hangs)
@@ -194,6 +159,34 @@ class Daemon:
         self.bus.publish(StatusEvent(kind, message, details=details))
 
 
+def build_sinks(
+    settings: Settings, runner: Any, describe: Callable[[], dict[str, Any]], notifier: Notifier, stop: asyncio.Event
+) -> list[Sink]:
+    """Every consumer of the bus the settings ask for (JSONL first: a bad path is a start-up error)."""
+    out = settings.output
+    sinks: list[Sink] = [JsonlSink(out.jsonl, stop.set)] if out.jsonl else []
+    history = HistorySink(settings.history, settings.model.hop_seconds)
+    sinks.append(history)  # without a path it keeps only the last hour in memory, for the page's strip
+    if settings.server.enabled:
+        web = server.Server(settings.server, describe)
+        web.requests["get_history"] = history.answer
+        sinks.append(web)
+        if mdns.wanted(settings.server):  # beyond loopback: found on the network by its name
+            model = _model_info(runner, settings.model.hop_seconds)
+            sinks.append(mdns.Advertiser(settings.server, web, mdns.txt_properties(settings.server, model, version())))
+    if out.dashboard:
+        from streamer.sinks.dashboard import LocalDashboard  # rich's live display: only when asked for
+
+        sinks.append(LocalDashboard(describe))
+    if settings.mqtt.url:
+        from streamer.sinks.mqtt import MqttSink  # aiomqtt: a daemon without [mqtt] never loads it
+
+        sinks.append(MqttSink(settings.mqtt, runner.name, settings.gate.silence_dbfs))
+    if notifier.enabled:
+        sinks.append(NotifySink(notifier))
+    return sinks
+
+
 def _model_info(runner: Any, hop_seconds: float) -> dict[str, Any]:
     return {
         "name": runner.name,
@@ -213,68 +206,3 @@ async def _first_failure(tasks: list[asyncio.Task[Any]]) -> None:
         for task in done:
             if (error := task.exception()) is not None:
                 raise error
-
-
-# the command
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    a = parser.add_argument
-    a("--config", type=Path, help=f"TOML settings (default: {config_mod.SYSTEM_CONFIG} if it exists)")
-    a("--source", help="device | file:PATH | stdin | demo | auto (default: device)")
-    config_mod.add_flags(parser)
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        settings = config_mod.load(args.config, config_mod.overrides_from_args(args), os.environ)
-    except ConfigError as exc:
-        print(f"moodstream: configuration error: {exc}", file=sys.stderr)
-        return 2
-    logs.setup(settings.output.log_level)
-    try:
-        runner = ModelRunner(shipped.resolve(settings.model.path))
-        block = config_mod.block_seconds_for(settings)
-        source = build_source(dataclasses.replace(settings.source, block_seconds=block))
-        daemon = Daemon(settings, runner, source)
-    except (ModelFileError, SourceError, ValueError) as exc:
-        print(f"moodstream: {exc}", file=sys.stderr)
-        return 2
-    try:
-        code = asyncio.run(_serve(daemon))
-        if code == RELOAD:  # SIGHUP: stopped cleanly; start again in this process, config read afresh
-            log.info("SIGHUP: restarting with the configuration read afresh")
-            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
-        return code
-    except ConfigError as exc:
-        print(f"moodstream: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except DeviceNotFound as exc:
-        # 1, not 2: the named microphone may be plugged in later, and systemd retries exit 1
-        # (the unit's RestartPreventExitStatus=2 is for mistakes that restarting cannot fix)
-        print(f"moodstream: {exc}", file=sys.stderr)
-        return 1
-    except NoInputDevice as exc:
-        print(f"moodstream: {exc}; try --source demo, file:PATH or stdin", file=sys.stderr)
-        return 1
-    except (SourceError, server.ServerError, OutputError, PortAudioWedged) as exc:
-        busy = isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EADDRINUSE
-        print(f"moodstream: {exc}{BUSY_PORT_HINT if busy else ''}", file=sys.stderr)
-        return 1
-
-
-async def _serve(daemon: Daemon) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    reload = asyncio.Event()
-
-    def hangup() -> None:
-        reload.set()
-        stop.set()
-
-    loop.add_signal_handler(signal.SIGHUP, hangup)
-    await daemon.run(stop)
-    log.info("stopped after %d hops", daemon.counters["hops"])
-    return RELOAD if reload.is_set() else 0

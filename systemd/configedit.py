@@ -1,6 +1,7 @@
 """Read or set keys of /etc/moodstream/config.toml for the installer, keeping every comment.
 
-    configedit.py get FILE SECTION KEY DEFAULT        print the value (DEFAULT when unset)
+    configedit.py get FILE SECTION KEY [DEFAULT]      print the value (when unset: DEFAULT, else the
+                                                      default the shipped config.toml states)
     configedit.py set FILE SECTION KEY=VALUE...       set string values in SECTION
 
 `set` replaces the key's line in its section, else uncomments the first commented-out line of
@@ -78,12 +79,24 @@ def write_like(path: Path, text: str) -> None:
         raise
 
 
+def shipped_default(section: str, key: str) -> str:
+    """The default of a key as the shipped config.toml beside this file states it (``# key = value``,
+    written from the settings' declarations), so that the installer repeats no default of its own."""
+    lines = (Path(__file__).with_name("config.toml")).read_text(encoding="utf-8").splitlines()
+    start, end = section_span(lines, section) or (0, 0)
+    for line in lines[start:end]:
+        match = re.match(rf"^#\s*{re.escape(key)}\s*=\s*(.+)$", line.strip())
+        if match:
+            return str(tomllib.loads(f"v = {match[1]}")["v"])
+    raise ValueError(f"no default for [{section}] {key} in the shipped config.toml")
+
+
 def main(argv: list[str]) -> int:
     try:
-        if len(argv) == 5 and argv[0] == "get":
-            _, file, section, key, default = argv
-            value = tomllib.loads(Path(file).read_text(encoding="utf-8")).get(section, {}).get(key, default)
-            print(value)
+        if len(argv) in (4, 5) and argv[0] == "get":
+            file, section, key = argv[1:4]
+            table = tomllib.loads(Path(file).read_text(encoding="utf-8")).get(section, {})
+            print(table[key] if key in table else argv[4] if len(argv) == 5 else shipped_default(section, key))
             return 0
         if len(argv) >= 4 and argv[0] == "set" and all("=" in a for a in argv[3:]):
             path, section = Path(argv[1]), argv[2]

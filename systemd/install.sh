@@ -143,7 +143,7 @@ configure_lan() {
 lan_url() {
     local host port token
     host=$(cat "$ROOT/etc/hostname" 2>/dev/null || hostname)
-    port=$(config_get server port 8765)
+    port=$(config_get server port)
     token=$(config_get server token "")
     echo "http://$host.local:$port/?token=$token"
 }

@@ -67,7 +67,7 @@ class FakeStream:
 
 
 class FakeSoundDevice:
-    """Stands in for the ``sounddevice`` module (only what streamer.sources uses)."""
+    """Stands in for the ``sounddevice`` module (only what streamer.audio.sources uses)."""
 
     def __init__(
         self, devices: list[dict[str, Any]] | None = None, rates: tuple[int, ...] = (44100, 48000), speed: float = 1.0

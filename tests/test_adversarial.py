@@ -445,7 +445,7 @@ def _ws_request(path: str = "/", **headers: str) -> bytes:
 
 
 def test_origin_and_host_spoofing_are_refused() -> None:
-    from streamer.events import EventBus
+    from streamer.core.events import EventBus
     from tests.wire import serving
 
     async def main() -> None:
@@ -465,7 +465,7 @@ def test_origin_and_host_spoofing_are_refused() -> None:
 
 
 def test_batched_token_guesses_are_refused_and_rate_limited() -> None:
-    from streamer.events import EventBus
+    from streamer.core.events import EventBus
     from tests.wire import serving
 
     async def main() -> None:
@@ -483,7 +483,7 @@ def test_batched_token_guesses_are_refused_and_rate_limited() -> None:
 
 
 def test_only_get_serves_the_page_and_head_has_no_body() -> None:
-    from streamer.events import EventBus
+    from streamer.core.events import EventBus
     from tests.wire import serving
 
     async def main() -> None:

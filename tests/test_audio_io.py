@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer.audio_io import AudioError, load_audio, to_mono
-from tests.audio import music
+from streamer.audio.decode import AudioError, load_audio, to_mono
+from streamer.audio.synth import music
 
 
 def test_44k_stereo_becomes_16k_mono(tmp_path: Path) -> None:

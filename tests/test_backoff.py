@@ -1,8 +1,8 @@
-"""streamer.backoff: doubling up to the ceiling, reset after success, bad bounds refused."""
+"""streamer.util.backoff: doubling up to the ceiling, reset after success, bad bounds refused."""
 
 import pytest
 
-from streamer.backoff import Backoff
+from streamer.util.backoff import Backoff
 
 
 def test_doubles_up_to_the_ceiling_and_resets():

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamer.features import FeatureConfig
-from streamer.metadata import read_metadata
+from streamer.features.mfcc import FeatureConfig
+from streamer.model.metadata import read_metadata
 from tests import syspkgs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def model_bytes(tiny_model: Path) -> bytes:
 
 def with_metadata(model: bytes, tmp_path: Path, change) -> Path:
     """The tiny model with its metadata dict edited by ``change`` (the trainer's own embedder)."""
-    from trainer.export import embed_metadata
+    from trainer.common.export import embed_metadata
 
     source = tmp_path / "source.tflite"
     source.write_bytes(model)
@@ -304,6 +304,6 @@ def test_ctrl_c_during_start_up_is_one_line_not_a_traceback(monkeypatch: pytest.
     def interrupted(args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.daemon, "main", interrupted)
+    monkeypatch.setattr(cli.run, "main", interrupted)
     assert cli.main(["run"]) == 130
     assert capsys.readouterr().err == "moodstream: interrupted\n"

@@ -19,7 +19,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from bench.aarch64 import requirements
-from bench.common import interleaved, percentile, stats
+from streamer.util.timing import interleaved, percentile, stats
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = ["features", "trainer", "inference", "streaming", "daemon", "latency", "fanout", "fleet"]

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer.pipeline import level_of
-from tests.conftest import mood_audio
+from streamer.audio.synth import mood_audio
+from streamer.core.pipeline import level_of
 from tests.pulse import PulseServer
 
 pytestmark = pytest.mark.slow

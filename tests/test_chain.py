@@ -1,4 +1,4 @@
-"""streamer.chain: every capture chain does what its docstring says, on audio made here, and is
+"""streamer.audio.chain: every capture chain does what its docstring says, on audio made here, and is
 reproducible from its seed; `moodstream evaluate --chain` refuses bad names and missing libraries
 in one line."""
 
@@ -13,10 +13,10 @@ import pytest
 import soundfile as sf
 import soxr
 
-from streamer import chain
 from streamer import cli as moodstream
-from streamer.chain import CHAINS, apply_chain, draw
-from tests.audio import SR, chords, drums
+from streamer.audio import chain
+from streamer.audio.chain import CHAINS, apply_chain, draw
+from streamer.audio.synth import SR, chords, drums
 
 pytest.importorskip("pedalboard")
 pytest.importorskip("pyroomacoustics")
@@ -197,7 +197,7 @@ def test_evaluate_through_a_chain(tiny_model: Path, tiny_model_audio, tmp_path: 
 def test_chain_evaluations_are_cached_per_model_and_hop(
     tiny_model: Path, tiny_model_audio, tmp_path: Path, monkeypatch
 ) -> None:
-    from trainer import robustness
+    from trainer.common import chains as robustness
 
     data = tmp_path / "d"
     for label in ("angry", "happy", "sad"):
@@ -208,11 +208,13 @@ def test_chain_evaluations_are_cached_per_model_and_hop(
     assert first["level"]["hop_seconds"] == 2.0 and first["level"]["chain"] == {"name": "level", "seed": 0}
     assert first["level"]["stamp"]["hop_seconds"] == 2.0
     assert json.loads((out / "level.json").read_text()) == first["level"]
-    import streamer.evaluate
+    import streamer.evaluation.evaluate
 
     calls = []
-    real = streamer.evaluate.evaluate
-    monkeypatch.setattr(streamer.evaluate, "evaluate", lambda *a: calls.append(a[2].model.hop_seconds) or real(*a))
+    real = streamer.evaluation.evaluate.evaluate
+    monkeypatch.setattr(
+        streamer.evaluation.evaluate, "evaluate", lambda *a: calls.append(a[2].model.hop_seconds) or real(*a)
+    )
     assert robustness.chain_evaluations(data, tiny_model, out, ("level",), 0, hop_seconds=2.0) == first
     assert calls == []  # same file, same hop: reused
     other = robustness.chain_evaluations(data, tiny_model, out, ("level",), 0, hop_seconds=1.0)
@@ -223,7 +225,7 @@ def test_evaluate_without_a_chain_imports_no_chain_library() -> None:
     import subprocess
 
     code = (
-        "import sys, streamer.evaluate; "
+        "import sys, streamer.evaluation.evaluate; "
         "bad = [m for m in ('tensorflow', 'pedalboard', 'pyroomacoustics', 'scipy') if m in sys.modules]; "
         "sys.exit(str(bad) if bad else 0)"
     )

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 from streamer.config import Settings
-from streamer.features import FeatureConfig, centre_columns, extract
-from streamer.metadata import FORMAT_VERSION, ModelMetadata, read_metadata
-from streamer.pipeline import Pipeline, clip_decision
-from streamer.runner import ModelRunner
+from streamer.core.pipeline import Pipeline, clip_decision
+from streamer.features.mfcc import FeatureConfig, centre_columns, extract
+from streamer.model.metadata import FORMAT_VERSION, ModelMetadata, read_metadata
+from streamer.model.runner import ModelRunner
 from tests.trainer_data import make_dataset
-from trainer import featurecache
-from trainer import prepare as prepare_mod
-from trainer.augment import ORIGINAL, chain_variants
-from trainer.split import group_folds
+from trainer.common.split import group_folds
+from trainer.families.paper import featurecache
+from trainer.families.paper import prepare as prepare_mod
+from trainer.families.paper.augment import ORIGINAL, chain_variants
 
 pytest.importorskip("pedalboard")
 
@@ -39,7 +39,7 @@ def test_centring_removes_a_gain_and_nothing_else() -> None:
 
 def test_only_the_energy_column_moves_with_the_level() -> None:
     """Why centring column 0 is enough: the MFCCs beside it and the contrast are ratios."""
-    from tests.audio import chords
+    from streamer.audio.synth import chords
 
     x = chords(3.0).astype(np.float32)
     a, b = extract(x), extract(0.05 * x)  # 26 dB quieter
@@ -78,7 +78,7 @@ def test_metadata_carries_the_centred_columns() -> None:
 
 @pytest.mark.slow  # uses the session's tiny model
 def test_a_centred_model_hears_the_music_not_the_gain(tiny_model: Path, tiny_model_audio, tmp_path: Path) -> None:
-    from trainer.export import embed_metadata
+    from trainer.common.export import embed_metadata
 
     centred = tmp_path / "centred.tflite"
     meta = dataclasses.replace(read_metadata(tiny_model), centred_columns=(0,))
@@ -153,7 +153,7 @@ def test_only_the_training_part_is_chained(tmp_path: Path, monkeypatch) -> None:
 
 @pytest.mark.slow  # chained copies of 27 clips
 def test_cross_validation_scores_every_fold_and_resumes(tmp_path: Path, monkeypatch) -> None:
-    from trainer import crossval
+    from trainer.families.paper import crossval
 
     root = make_dataset(tmp_path / "d", clips_per_label=9, seconds=2.5)
     units, labels, groups = crossval.load_units(root, None, tmp_path / "cache", 2.0, 0.5, 1, 1)
@@ -174,7 +174,7 @@ def test_cross_validation_scores_every_fold_and_resumes(tmp_path: Path, monkeypa
 
 
 def test_too_few_artists_for_the_folds_is_a_clear_error(tmp_path: Path) -> None:
-    from trainer import crossval
+    from trainer.families.paper import crossval
 
     unit = crossval.Unit(0, 0, {}, {})
     with pytest.raises(ValueError, match="cannot fill 5 folds"):
@@ -182,7 +182,7 @@ def test_too_few_artists_for_the_folds_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_card_tables_come_from_the_measurements() -> None:
-    from trainer.card import _chain_gap, _cv_margin, chain_table, cv_table
+    from trainer.families.paper.card import _chain_gap, _cv_margin, chain_table, cv_table
 
     def ev(f1: float) -> dict:
         return {"macro_f1": f1, "intervals": {"macro_f1": [f1 - 0.1, f1 + 0.1]}, "group_intervals": None}
@@ -217,8 +217,7 @@ def test_card_tables_come_from_the_measurements() -> None:
 
 @pytest.mark.slow  # Keras fits on chained copies of 27 clips
 def test_network_cross_validation_uses_the_linear_folds_and_resumes(tmp_path: Path, monkeypatch) -> None:
-    from trainer import crossval
-    from trainer.families.paper import netcv
+    from trainer.families.paper import crossval, netcv
 
     root = make_dataset(tmp_path / "d", clips_per_label=9, seconds=2.5)
     units, labels, groups = crossval.load_windows(root, None, tmp_path / "cache", 1.0, 0.5, 1, 1)
@@ -241,7 +240,7 @@ def test_network_cross_validation_uses_the_linear_folds_and_resumes(tmp_path: Pa
 
 
 def test_card_says_what_each_network_scored_and_what_it_cost() -> None:
-    from trainer.card import netcv_section
+    from trainer.families.paper.card import netcv_section
 
     def fold(clean: float, seconds: float, stopped: bool = False) -> dict:
         fit = {"epochs_run": 12, "best_epoch": 6, "stopped_by_time_budget": stopped}

@@ -1,4 +1,4 @@
-"""trainer.confidence: per threshold, the share of hops with a claimed label and how often the claim
+"""trainer.studies.confidence: per threshold, the share of hops with a claimed label and how often the claim
 is right, decided by the daemon's own Smoother; the models are files or shipped short names."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from streamer.config import SmoothingSettings
-from streamer.shipped import resolve
-from trainer import confidence
+from streamer.model.shipped import resolve
+from trainer.studies import confidence
 
 
 def test_a_higher_threshold_claims_fewer_hops_and_these_more_often_right() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -155,28 +154,6 @@ def test_evaluate_has_the_flags_of_the_settings_it_uses() -> None:
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     options = {opt for a in action.choices["evaluate"]._actions for opt in a.option_strings}
     assert {"--model", "--hop", "--silence-dbfs", "--channel"} <= options and "--port" not in options
-
-
-def test_the_readme_layout_names_only_files_that_exist() -> None:
-    """The layout table follows renames: every path it names is there, and it names every module of
-    the daemon."""
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
-    named_paths: set[str] = set()
-    for row in table.splitlines()[2:]:
-        cell = row.split("|")[1] if row.startswith("|") else ""
-        paths = re.findall(r"`([^`]+)`", cell)
-        folder = ""
-        for path in paths:
-            nested = "/" in path.rstrip("/")
-            if nested:
-                folder = path.rstrip("/").rsplit("/", 1)[0] + "/"
-            full = path if nested or not folder else folder + path
-            assert (ROOT / full).exists(), f"README layout names {full}, which does not exist"
-            named_paths.add(full)
-    assert len(named_paths) >= 30
-    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "streamer").glob("*.py") if p.name != "__init__.py"}
-    assert modules <= named_paths, f"README layout misses {sorted(modules - named_paths)}"
 
 
 def test_a_stall_timeout_no_longer_than_a_capture_block_is_refused() -> None:

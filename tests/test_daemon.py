@@ -19,12 +19,12 @@ import soundfile as sf
 import soxr
 
 from streamer import cli
+from streamer.audio.sources import FileSource
+from streamer.audio.synth import mood_audio
 from streamer.config import ModelSettings, ServerSettings, Settings, SourceSettings, block_seconds_for, load
+from streamer.core.events import to_dict
 from streamer.daemon import Daemon
-from streamer.events import to_dict
-from streamer.runner import ModelRunner
-from streamer.sources import FileSource
-from tests.conftest import mood_audio
+from streamer.model.runner import ModelRunner
 
 pytestmark = pytest.mark.slow  # subprocesses load the model; the tiny model trains once
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ import re
 
 from rich.console import Console
 
-from streamer import protocol
-from streamer.dashboard import Dashboard, LocalDashboard, plain_line
-from streamer.events import EventBus, to_dict
+from streamer.core.events import EventBus, to_dict
+from streamer.sinks import protocol
+from streamer.sinks.dashboard import Dashboard, LocalDashboard, plain_line
 from tests.wire import describe_for, emotion, status
 
 SERVER = {"clients": 3, "dropped_clients": 2, "max_clients": 64, "missed_events": 0}
@@ -103,7 +103,7 @@ def test_local_dashboard_without_a_terminal_logs_plain_lines(caplog) -> None:
         bus.close()
         await asyncio.wait_for(task, 5)
 
-    with caplog.at_level(logging.INFO, logger="streamer.dashboard"):
+    with caplog.at_level(logging.INFO, logger="streamer.sinks.dashboard"):
         asyncio.run(main())
     assert "no terminal: no dashboard" in caplog.text
     assert "hop 1 angry 0.80" in caplog.text
@@ -131,7 +131,7 @@ def test_log_lines_print_above_the_live_dashboard_not_through_it() -> None:
     import io
     import sys
 
-    from streamer.dashboard import Screen
+    from streamer.sinks.dashboard import Screen
 
     out = io.StringIO()
     handler = logging.StreamHandler(sys.stderr)

@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 
 from streamer import cli as moodstream
+from streamer.audio.synth import SR
 from streamer.config import Settings
-from streamer.evaluate import clip_probabilities
-from streamer.pipeline import Pipeline, clip_decision
-from streamer.runner import ModelRunner
-from tests.audio import SR
+from streamer.core.pipeline import Pipeline, clip_decision
+from streamer.evaluation.evaluate import clip_probabilities
+from streamer.model.runner import ModelRunner
 
 pytestmark = pytest.mark.slow  # uses the session's tiny model
 

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer import liveness as liveness_mod
-from streamer.runner import ModelRunner
-from streamer.sources import SourceError
-from tests.conftest import mood_audio
+from streamer.audio import liveness as liveness_mod
+from streamer.audio.sources import SourceError
+from streamer.audio.synth import mood_audio
+from streamer.model.runner import ModelRunner
 from tests.fakesd import FakeSoundDevice
 from tests.test_liveness import SPEED, Harness
 
@@ -340,4 +340,4 @@ def test_a_watchdog_kill_leaves_every_threads_stack_in_the_journal(
             proc.communicate()
     assert proc.returncode == -signal.SIGABRT  # systemd sees the kill; Restart=on-failure applies
     assert "Fatal Python error: Aborted" in err
-    assert "streamer/daemon.py" in err  # the main thread's stack, down in the daemon
+    assert "streamer/commands/run.py" in err  # the main thread's stack, down in the run command

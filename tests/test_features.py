@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import python_speech_features as psf
 
-from streamer.features import (
+from streamer.audio.synth import chords, drums, music, noise
+from streamer.features.mfcc import (
     FeatureConfig,
     FeatureExtractor,
     extract,
     magnitude_spectra,
-    n_frames_for,
 )
-from tests.audio import chords, drums, music, noise
 
 CFG = FeatureConfig()
 
@@ -35,15 +34,15 @@ def test_random_chunking_equals_batch(seed: int) -> None:
         parts.append(ex.push(signal[pos : pos + size]))
         pos += size
     streamed = np.concatenate(parts)
-    assert streamed.shape == batch.shape == (n_frames_for(signal.size, CFG), 20)
+    assert streamed.shape == batch.shape == (CFG.n_frames(signal.size), 20)
     assert np.max(np.abs(streamed - batch)) <= 1e-5
 
 
 def test_frame_count_convention() -> None:
-    assert n_frames_for(399, CFG) == 0
-    assert n_frames_for(400, CFG) == 1
-    assert n_frames_for(559, CFG) == 1
-    assert n_frames_for(560, CFG) == 2
+    assert CFG.n_frames(399) == 0
+    assert CFG.n_frames(400) == 1
+    assert CFG.n_frames(559) == 1
+    assert CFG.n_frames(560) == 2
     assert extract(np.zeros(16000) + 0.1).shape == (98, 20)
     assert CFG.frames_for(30.0) == 2998
 
@@ -172,7 +171,7 @@ def test_reset_restarts_the_stream() -> None:
 def test_config_round_trips_and_rejects_unknown() -> None:
     cfg = FeatureConfig(window="hann", contrast_quantile=0.05)
     assert FeatureConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown feature settings"):
+    with pytest.raises(ValueError, match="unknown mfcc_contrast settings"):
         FeatureConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     with pytest.raises(ValueError, match="window"):
         FeatureConfig(window="blackman")
@@ -186,7 +185,7 @@ def test_silence_is_finite() -> None:
 def test_the_daemon_imports_neither_scipy_nor_python_speech_features() -> None:
     """They are the tests' references, not run-time dependencies (pyproject keeps them in dev)."""
     code = (
-        "import sys, streamer.cli, streamer.daemon, streamer.runner, streamer.features; "
+        "import sys, streamer.cli, streamer.daemon, streamer.model.runner, streamer.features.mfcc; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'python_speech_features')))"
     )
     out = subprocess.run(

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from streamer import shipped, urls
-from streamer.metadata import ModelFileError, read_metadata
+from streamer.model import shipped
+from streamer.model.metadata import ModelFileError, read_metadata
+from streamer.sinks import urls
 
 REPO = Path(__file__).resolve().parent.parent
 

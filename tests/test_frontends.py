@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamer import shipped
+from streamer.audio.synth import chords, drums, music
 from streamer.config import ModelSettings, Settings
-from streamer.features import FeatureConfig, FeatureExtractor
-from streamer.logmel import LogMelConfig, LogMelExtractor, mel_power, model_input
-from streamer.metadata import FORMAT_VERSION, ModelFileError, ModelMetadata, read_metadata
-from streamer.pipeline import Pipeline
-from streamer.runner import ModelRunner, default_model_path, shipped_models_dir
-from tests.audio import chords, drums, music
+from streamer.core.pipeline import Pipeline
+from streamer.features.logmel import LogMelConfig, LogMelExtractor, mel_power, model_input
+from streamer.features.mfcc import FeatureConfig, FeatureExtractor
+from streamer.model import shipped
+from streamer.model.metadata import FORMAT_VERSION, ModelFileError, ModelMetadata, read_metadata
+from streamer.model.runner import ModelRunner
+from streamer.model.shipped import default_model_path, shipped_models_dir
 
 pytestmark = pytest.mark.slow  # converts a small TFLite model once
 
@@ -29,7 +30,7 @@ CFG = LogMelConfig(normalisation="rms", reference_power=0.33)
 def logmel_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real int8 log-mel model (mean over time of the normalised log-mel -> softmax)."""
     keras = pytest.importorskip("keras")
-    from trainer.export import export
+    from trainer.common.export import export
 
     inp = keras.Input((187, 96))
     hidden = keras.layers.GlobalAveragePooling1D()(inp)
@@ -97,7 +98,7 @@ def test_pipeline_feeds_log_mel_and_equals_batch(logmel_model: Path) -> None:
 
 
 def test_mfcc_frames_cannot_reach_a_log_mel_model(logmel_model: Path, tmp_path: Path) -> None:
-    from trainer.export import embed_metadata
+    from trainer.common.export import embed_metadata
 
     runner = ModelRunner(logmel_model)
     with pytest.raises(ValueError, match="shape"):
@@ -117,7 +118,7 @@ def test_mfcc_frames_cannot_reach_a_log_mel_model(logmel_model: Path, tmp_path: 
         ModelRunner(lying)
     # a log-mel kind with MFCC settings, or an unknown kind, is an unusable file
     for change, message in (
-        ({"features": "musicnn_logmel", "feature_config": FeatureConfig().to_dict()}, "log-mel"),
+        ({"features": "musicnn_logmel", "feature_config": FeatureConfig().to_dict()}, "musicnn_logmel settings"),
         ({"features": "chroma"}, "unknown feature kind"),
     ):
         data = {**meta.to_dict(), **change}
@@ -128,7 +129,7 @@ def test_mfcc_frames_cannot_reach_a_log_mel_model(logmel_model: Path, tmp_path: 
 
 
 def test_shipped_models_are_selectable_by_short_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # one resolver (streamer.shipped) knows both families' short names
+    # one resolver (streamer.model.shipped) knows both families' short names
     assert shipped.resolve("3class") == shipped_models_dir() / "moodstream-3class.tflite"
     assert shipped.resolve("") == default_model_path() == shipped.resolve("3class-musicnn-student")
     assert shipped.resolve("4class").name == "moodstream-4class.tflite"

@@ -24,10 +24,10 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 
 from streamer import cli
+from streamer.audio.synth import mood_audio
 from streamer.config import HistorySettings
-from streamer.events import EventBus, StatusEvent
-from streamer.history import HistorySink, Hop, Mark, find_session, sessions, summarise
-from tests.conftest import mood_audio
+from streamer.core.events import EventBus, StatusEvent
+from streamer.sinks.history import HistorySink, Hop, Mark, find_session, sessions, summarise
 from tests.wire import emotion, valid
 
 ROOT = Path(__file__).resolve().parent.parent

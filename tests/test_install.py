@@ -99,7 +99,7 @@ def test_installing_twice_changes_nothing(tmp_path: Path, checkout: Path) -> Non
     assert conf.read_bytes() == (checkout / "systemd/config.toml").read_bytes()
     assert conf.stat().st_mode & 0o777 == 0o640  # may hold the WebSocket token
     src = root / "opt/moodstream/src"
-    assert (src / "streamer/notify.py").read_bytes() == (checkout / "streamer/notify.py").read_bytes()
+    assert (src / "streamer/sinks/notify.py").read_bytes() == (checkout / "streamer/sinks/notify.py").read_bytes()
     assert not list(src.rglob("__pycache__"))
     if shutil.which("systemctl"):
         wants = root / "etc/systemd/system/multi-user.target.wants/moodstream.service"
@@ -215,14 +215,14 @@ def test_the_venv_step_installs_the_snapshot_and_runs_pip_only_once(tmp_path: Pa
     entry = venv / "bin/moodstream"
     assert entry.exists()
     where = subprocess.run(
-        [venv / "bin/python", "-c", "import streamer.notify as n; print(n.__file__)"],
+        [venv / "bin/python", "-c", "import streamer.sinks.notify as n; print(n.__file__)"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         check=True,
     )
     # editable from the snapshot: the shipped models/ next to the code are found at run time
-    assert where.stdout.strip() == str(root / "opt/moodstream/src/streamer/notify.py")
+    assert where.stdout.strip() == str(root / "opt/moodstream/src/streamer/sinks/notify.py")
 
 
 def _can_unshare_mounts() -> bool:
@@ -247,7 +247,7 @@ def test_on_a_live_system_it_enables_starts_and_restarts_only_on_change(tmp_path
     steps = [
         f"{script} --no-pip --no-user",
         f"{script} --no-pip --no-user",  # nothing changed: start (a no-op when running)
-        f"echo '# changed' >> {checkout}/streamer/notify.py",
+        f"echo '# changed' >> {checkout}/streamer/sinks/notify.py",
         f"{script} --no-pip --no-user",  # new code: restart
         f"{script} --uninstall",
         "echo ==listing==; ls /opt /etc/systemd/system /etc/moodstream",
@@ -341,7 +341,8 @@ def test_device_flag_sets_the_capture_device_and_nothing_else(tmp_path: Path, ch
 
 def devices_listing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
     """What `moodstream devices` prints, from the real command over a stand-in PortAudio."""
-    from streamer import sources
+    from streamer.audio import sources
+    from streamer.commands import devices as command
     from tests.fakesd import FakeSoundDevice
 
     devices = [
@@ -350,7 +351,7 @@ def devices_listing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
         {"name": "pulse", "max_input_channels": 32, "default_samplerate": 44100.0},
     ]
     monkeypatch.setattr(sources, "sounddevice_module", lambda: FakeSoundDevice(devices, rates=(16000, 48000)))
-    assert sources.main(None) == 0  # type: ignore[arg-type]
+    assert command.main(None) == 0  # type: ignore[arg-type]
     return capsys.readouterr().out
 
 

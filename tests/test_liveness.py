@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamer import liveness as liveness_mod
+from streamer.audio import liveness as liveness_mod
+from streamer.audio.liveness import Liveness
+from streamer.audio.sources import DeviceSource, Source, SourceError, SourceLost
+from streamer.audio.synth import mood_audio
 from streamer.config import LivenessSettings, ModelSettings, ServerSettings, Settings, SourceSettings
+from streamer.core.events import EmotionEvent, Event, StatusEvent
 from streamer.daemon import Daemon
-from streamer.events import EmotionEvent, Event, StatusEvent
-from streamer.liveness import Liveness
-from streamer.runner import ModelRunner
-from streamer.sources import DeviceSource, Source, SourceError, SourceLost
-from tests.conftest import mood_audio
+from streamer.model.runner import ModelRunner
 from tests.fakesd import FakeSoundDevice
 
 SPEED = 4.0  # the double delivers audio 4x faster than real time

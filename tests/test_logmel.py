@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamer.logmel import LogMelConfig, LogMelExtractor, mel_filterbank, mel_power, model_input, n_frames_for
-from tests.audio import chords, drums, music, noise
+from streamer.audio.synth import chords, drums, music, noise
+from streamer.features.logmel import LogMelConfig, LogMelExtractor, mel_filterbank, mel_power, model_input
 
 CFG = LogMelConfig()
 
@@ -24,7 +24,7 @@ def test_random_chunking_equals_batch(seed: int) -> None:
         parts.append(ex.push(signal[pos : pos + size]))
         pos += size
     streamed = np.concatenate(parts)
-    assert streamed.shape == batch.shape == (n_frames_for(signal.size, CFG), 96)
+    assert streamed.shape == batch.shape == (CFG.n_frames(signal.size), 96)
     np.testing.assert_array_equal(streamed, batch)
     # and therefore the network's input, for every normalisation
     for cfg in (
@@ -36,10 +36,10 @@ def test_random_chunking_equals_batch(seed: int) -> None:
 
 
 def test_frame_count_convention() -> None:
-    assert n_frames_for(511, CFG) == 0
-    assert n_frames_for(512, CFG) == 1
-    assert n_frames_for(767, CFG) == 1
-    assert n_frames_for(768, CFG) == 2
+    assert CFG.n_frames(511) == 0
+    assert CFG.n_frames(512) == 1
+    assert CFG.n_frames(767) == 1
+    assert CFG.n_frames(768) == 2
     assert CFG.frames_for(3.0) == 186
     assert CFG.frames_for(3.008) == 187  # musicnn's 3 s patch
     assert CFG.frames_per_second == 62.5
@@ -124,7 +124,7 @@ def test_band_mean_removes_a_microphone_response_and_the_level() -> None:
 def test_config_round_trips_and_rejects_bad_settings() -> None:
     cfg = LogMelConfig(normalisation="band_mean", band_reference=tuple(range(96)))
     assert LogMelConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown log-mel settings"):
+    with pytest.raises(ValueError, match="unknown musicnn_logmel settings"):
         LogMelConfig.from_dict({**CFG.to_dict(), "n_mfcc": 13})
     with pytest.raises(ValueError, match="normalisation"):
         LogMelConfig(normalisation="loudness")

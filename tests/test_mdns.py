@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from streamer import mdns
+from streamer.audio.sources import FileSource
+from streamer.audio.synth import mood_audio
 from streamer.config import ServerSettings, Settings, SourceSettings
 from streamer.daemon import Daemon
-from streamer.runner import ModelRunner
-from streamer.sources import FileSource
-from tests.conftest import mood_audio
+from streamer.model.runner import ModelRunner
+from streamer.sinks import mdns
 
 REPO = Path(__file__).resolve().parent.parent
 ADDRESS = "10.77.0.1"

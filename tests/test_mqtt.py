@@ -23,17 +23,19 @@ import soundfile as sf
 from rich.console import Console
 from websockets.asyncio.client import connect
 
-from streamer import cli, discovery
+from streamer import cli
+from streamer.audio.sources import build_source
+from streamer.audio.synth import mood_audio
+from streamer.commands.fleet import watch_fleet
 from streamer.config import MqttSettings, ServerSettings, Settings, SourceSettings, block_seconds_for
+from streamer.core.events import EventBus, StatusEvent
 from streamer.daemon import Daemon
-from streamer.dashboard import Fleet
-from streamer.events import EventBus, StatusEvent
-from streamer.fleet import watch_fleet
-from streamer.mqtt import MqttSink
-from streamer.runner import ModelRunner, shipped_models_dir
-from streamer.sources import build_source
+from streamer.model.runner import ModelRunner
+from streamer.model.shipped import shipped_models_dir
+from streamer.sinks import discovery
+from streamer.sinks.dashboard import Fleet
+from streamer.sinks.mqtt import MqttSink
 from tests.broker import Broker, Recorder, free_port, needs_mosquitto, recording, self_signed, until
-from tests.conftest import mood_audio
 from tests.wire import emotion
 
 pytestmark = needs_mosquitto

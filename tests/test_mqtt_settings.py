@@ -70,9 +70,10 @@ def test_the_readme_mqtt_block_is_the_defaults(tmp_path: Path) -> None:
 
 
 def test_the_password_is_not_in_the_daemons_snapshot(tmp_path: Path) -> None:
+    from streamer.audio.sources import DemoSource
     from streamer.daemon import Daemon
-    from streamer.runner import ModelRunner, default_model_path
-    from streamer.sources import DemoSource
+    from streamer.model.runner import ModelRunner
+    from streamer.model.shipped import default_model_path
 
     settings = load(None, {"mqtt": {"url": "mqtt://b", "username": "u", "password": "s3cret"}})
     daemon = Daemon(settings, ModelRunner(default_model_path()), DemoSource(0.25))
@@ -93,7 +94,7 @@ def test_a_daemon_without_mqtt_never_imports_aiomqtt(tmp_path: Path) -> None:
 
 
 def test_publish_on_change_sends_a_state_change_and_otherwise_every_interval() -> None:
-    from streamer.mqtt import MqttSink
+    from streamer.sinks.mqtt import MqttSink
     from tests.wire import emotion
 
     async def main() -> list[str]:  # the sink's outbox wants a running loop
@@ -115,7 +116,7 @@ def test_publish_on_change_sends_a_state_change_and_otherwise_every_interval() -
 
 
 def test_an_uncertain_hop_publishes_the_state_uncertain_and_no_label() -> None:
-    from streamer.mqtt import MqttSink
+    from streamer.sinks.mqtt import MqttSink
     from tests.wire import emotion
 
     async def main() -> list[tuple[str, str]]:  # the sink's outbox wants a running loop

@@ -1,7 +1,7 @@
 """musicnn's MSD network rebuilt in Keras 3 gives the original TF1 graph's outputs.
 
-The wheel comes from trainer.musicnn's own cache (`make test` fetches it first with
-``python -m trainer.musicnn fetch``); the original graph runs from the wheel's models.py in a
+The wheel comes from trainer.families.musicnn.network's own cache (`make test` fetches it first with
+``python -m trainer fetch-musicnn``); the original graph runs from the wheel's models.py in a
 subprocess with legacy Keras (tests/musicnn_reference.py)."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from streamer.logmel import LogMelConfig, mel_power, model_input
-from tests.audio import music
-from trainer import musicnn
+from streamer.audio.synth import music
+from streamer.features.logmel import LogMelConfig, mel_power, model_input
+from trainer.families.musicnn import network as musicnn
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 def wheel() -> Path:
     found = musicnn.cached_wheel()
     if found is None:
-        pytest.skip("musicnn wheel not cached: `make test` fetches it (python -m trainer.musicnn fetch)")
+        pytest.skip("musicnn wheel not cached: `make test` fetches it (python -m trainer fetch-musicnn)")
     return found
 
 

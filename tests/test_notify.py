@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.notify import Notifier
+from streamer.sinks.notify import Notifier
 
 
 @pytest.fixture

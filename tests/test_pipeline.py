@@ -13,11 +13,11 @@ import soundfile as sf
 import soxr
 from scipy import signal
 
+from streamer.audio.sources import FileSource
 from streamer.config import GateSettings, ModelSettings, Settings
-from streamer.events import EmotionEvent
-from streamer.pipeline import FLOOR_DBFS, Pipeline, clip_decision, level_of
-from streamer.runner import ModelRunner
-from streamer.sources import FileSource
+from streamer.core.events import EmotionEvent
+from streamer.core.pipeline import FLOOR_DBFS, Pipeline, clip_decision, level_of
+from streamer.model.runner import ModelRunner
 from tests.conftest import TINY_LABELS
 
 pytestmark = pytest.mark.slow  # the tiny model trains once per session

@@ -13,9 +13,9 @@ from typing import cast
 
 import pytest
 
-from streamer import sources
+from streamer.audio import sources
+from streamer.audio.sources import DeviceSource, PortAudioWedged, SourceError
 from streamer.config import SourceSettings
-from streamer.sources import DeviceSource, PortAudioWedged, SourceError
 from tests.fakesd import FakeSoundDevice
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soxr
 
-from streamer import protocol
-from streamer.events import EventBus, StatusKind
-from streamer.pipeline import FLOOR_DBFS, level_of
+from streamer.core.events import EventBus, StatusKind
+from streamer.core.pipeline import FLOOR_DBFS, level_of
+from streamer.sinks import protocol
 from tests.wire import VALIDATOR, describe_for, emotion, status, valid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +120,7 @@ def test_label_colours_are_stable_hex_for_any_label() -> None:
 def test_status_kinds_are_the_ones_the_schema_and_the_docs_list() -> None:
     """events.StatusKind is the one list; the schema and docs/protocol.md name exactly those kinds."""
     kinds = list(typing.get_args(StatusKind))
-    schema = json.loads((ROOT / "streamer/schema/protocol.schema.json").read_text())
+    schema = json.loads((ROOT / "streamer/sinks/schema/protocol.schema.json").read_text())
     described = schema["$defs"]["status"]["properties"]["kind"]["description"]
     assert described == " | ".join([*kinds, "..."])
     docs = (ROOT / "docs/protocol.md").read_text()

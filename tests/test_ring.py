@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.features import FeatureConfig
-from streamer.ring import Ring, feature_ring, sample_ring
+from streamer.core.ring import Ring, feature_ring, sample_ring
+from streamer.features.mfcc import FeatureConfig
 
 
 def test_sample_ring_holds_exactly_30_seconds() -> None:

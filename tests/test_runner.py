@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamer.features import FeatureConfig, extract
-from streamer.metadata import ModelFileError, ModelMetadata, metadata_bytes, read_metadata
-from streamer.runner import ModelRunner, default_model_path, shipped_models_dir
+from streamer.features.mfcc import FeatureConfig, extract
+from streamer.model.metadata import ModelFileError, ModelMetadata, metadata_bytes, read_metadata
+from streamer.model.runner import ModelRunner
+from streamer.model.shipped import default_model_path, shipped_models_dir
 from tests.conftest import TINY_LABELS, TINY_WINDOW_S
 
 pytestmark = pytest.mark.slow  # the session's tiny model trains once (about 20 s)
@@ -117,7 +118,7 @@ def test_file_without_moodstream_metadata(tiny_model: Path, tmp_path: Path) -> N
 
 
 def _with_metadata(tiny_model: Path, tmp_path: Path, edit) -> Path:
-    from trainer.export import embed_metadata
+    from trainer.common.export import embed_metadata
 
     data = tiny_model.read_bytes()
     meta = json.loads(metadata_bytes(data))
@@ -141,7 +142,7 @@ def test_metadata_missing_a_field(tiny_model: Path, tmp_path: Path, field: str) 
 
 
 def test_metadata_not_json(tiny_model: Path, tmp_path: Path) -> None:
-    from trainer.export import embed_metadata
+    from trainer.common.export import embed_metadata
 
     bad = tmp_path / "nojson.tflite"
     bad.write_bytes(embed_metadata(tiny_model.read_bytes(), b"{not json"))

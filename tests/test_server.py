@@ -12,10 +12,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from streamer import protocol
 from streamer.config import ServerSettings
-from streamer.events import EventBus
-from streamer.server import Server, ServerError
+from streamer.core.events import EventBus
+from streamer.sinks import protocol
+from streamer.sinks.server import Server, ServerError
 from tests.wire import describe_for, emotion, serving, status, url, valid
 
 

@@ -21,9 +21,9 @@ from rich.console import Console
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from streamer import protocol
-from streamer.dashboard import Dashboard
-from streamer.watch import watch
+from streamer.commands.watch import watch
+from streamer.sinks import protocol
+from streamer.sinks.dashboard import Dashboard
 from tests.test_web_page import browser_page, label_shows
 from tests.wire import valid
 
@@ -82,7 +82,7 @@ async def _json(ws) -> dict:
 @pytest.fixture(scope="module")
 def live_daemon(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A daemon playing two minutes of 'happy' in real time, hop 0.25 s, token required."""
-    from tests.conftest import mood_audio
+    from streamer.audio.synth import mood_audio
 
     folder = tmp_path_factory.mktemp("live_daemon")
     sf.write(folder / "happy.wav", mood_audio("happy", 120.0), 16000)
@@ -177,7 +177,7 @@ def test_watch_renders_the_live_daemon(live_daemon: int) -> None:
 
 def test_a_stalled_client_is_dropped_while_a_fast_one_gets_every_hop(tiny_model: Path, tmp_path: Path) -> None:
     """Audio pushed on stdin faster than real time: a burst of hops. The daemon ends with stdin."""
-    from tests.conftest import mood_audio
+    from streamer.audio.synth import mood_audio
 
     (tmp_path / "config.toml").write_text("[server]\nclient_queue = 4\n")
     pcm = (mood_audio("happy", 60.0) * 32767).astype("<i2").tobytes()

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import pytest
 
-from streamer import protocol
-from streamer.events import EventBus, to_dict
+from streamer.core.events import EventBus, to_dict
+from streamer.sinks import protocol
 from tests.wire import emotion, serving, url
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,9 +11,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from streamer import urls
-from streamer.events import EventBus
-from streamer.ratelimit import AddressBuckets, TokenBucket, address_key
+from streamer.core.events import EventBus
+from streamer.sinks import urls
+from streamer.sinks.ratelimit import AddressBuckets, TokenBucket, address_key
 from tests.wire import emotion, serving, url, valid
 
 
@@ -121,7 +121,7 @@ def test_beyond_loopback_only_the_own_page_is_allowed_and_a_missing_token_is_war
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def main() -> None:
-        with caplog.at_level(logging.WARNING, logger="streamer.server"):
+        with caplog.at_level(logging.WARNING, logger="streamer.sinks.server"):
             async with serving(EventBus(), host="0.0.0.0") as server:
                 assert server.port is not None
                 own = {"Origin": f"http://127.0.0.1:{server.port}"}
@@ -146,7 +146,7 @@ def test_an_ipv6_listener_is_logged_with_brackets_and_serves(caplog: pytest.LogC
         pytest.skip(f"no IPv6 loopback here: {exc}")
 
     async def main() -> None:
-        with caplog.at_level(logging.INFO, logger="streamer.server"):
+        with caplog.at_level(logging.INFO, logger="streamer.sinks.server"):
             async with serving(EventBus(), host="::1") as server:
                 own = {"Origin": f"http://[::1]:{server.port}"}
                 async with connect(f"ws://[::1]:{server.port}/", additional_headers=own) as ws:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streamer.config import SmoothingSettings
-from streamer.smoothing import Smoother, ema_alpha
+from streamer.core.smoothing import Smoother, ema_alpha
 
 A, B, C = np.eye(3)  # certain of label 0, 1, 2
 

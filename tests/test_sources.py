@@ -15,11 +15,10 @@ import pytest
 import soundfile as sf
 import soxr
 
-from streamer import sources
-from streamer.audio_io import load_audio
-from streamer.config import ConfigError, SourceSettings, parse_source_spec
-from streamer.demo import MOODS, DemoMusic
-from streamer.sources import (
+from streamer.audio import sources
+from streamer.audio.decode import load_audio
+from streamer.audio.demo import MOODS, DemoMusic
+from streamer.audio.sources import (
     DemoSource,
     DeviceNotFound,
     DeviceSource,
@@ -30,7 +29,9 @@ from streamer.sources import (
     build_source,
     resolve_device,
 )
-from tests.audio import music
+from streamer.audio.synth import music
+from streamer.commands import devices
+from streamer.config import ConfigError, SourceSettings, parse_source_spec
 from tests.fakesd import FakeSoundDevice
 
 
@@ -288,7 +289,7 @@ def test_auto_uses_the_device_when_there_is_one_else_the_demo(caplog: pytest.Log
 
 def test_devices_command_lists_inputs_with_rates(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setattr(sources, "sounddevice_module", lambda: FakeSoundDevice(rates=(16000, 48000)))
-    assert sources.main(None) == 0  # type: ignore[arg-type]  # `devices` takes no arguments
+    assert devices.main(None) == 0  # type: ignore[arg-type]  # `devices` takes no arguments
     out = capsys.readouterr().out
     assert "USB Mic" in out and "16000, 48000" in out and "Built-in Output" not in out
 

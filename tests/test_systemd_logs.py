@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer import logs
+from streamer.util import logs
 
 
 class Clock:

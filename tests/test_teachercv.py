@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("sklearn")
 
+from trainer.common.split import Split
 from trainer.families.musicnn import teachercv
-from trainer.transfer import Split
 
 GENRES = ("Jazz", "Rock", "Folk")
 
@@ -109,7 +109,7 @@ def test_the_choice_prefers_the_teachers_that_transfer_when_the_scores_tie() -> 
 
 
 def test_the_card_section_shows_every_row_the_gain_and_the_choice() -> None:
-    from trainer.musicnn_card import teachers_section
+    from trainer.families.musicnn.card import teachers_section
 
     base = [0.80, 0.82, 0.78, 0.81, 0.79]
     state = _state({"musicnn": (base, base, 0.7), "musicnn+yamnet": ([v + 0.02 for v in base], base, 0.75)})

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamer.logmel import LogMelConfig
-from tests.audio import music
+from streamer.audio.synth import music
+from streamer.features.logmel import LogMelConfig
 from trainer.families.musicnn import weights
+from trainer.families.musicnn.embeddings import patches
 from trainer.families.musicnn.teachers import WINDOW, Teacher, embed, levelled, window_starts
-from trainer.transfer import patches
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
 
@@ -103,7 +103,7 @@ def test_levelled_windows_do_not_depend_on_the_capture_level() -> None:
 def test_embeddings_are_cached_by_content_and_teacher(tmp_path: Path) -> None:
     import soundfile as sf
 
-    from trainer.dataset import Clip
+    from trainer.common.dataset import Clip
 
     calls: list[str] = []
 

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer.features import FeatureConfig
-from streamer.labelled import artist_groups, canonical_artist
-from streamer.metrics import bootstrap_intervals, classification_metrics, describe_intervals
+from streamer.evaluation.labelled import artist_groups, canonical_artist
+from streamer.evaluation.metrics import bootstrap_intervals, classification_metrics, describe_intervals
+from streamer.features.mfcc import FeatureConfig
 from tests.trainer_data import add_bad_files, make_dataset
-from trainer import featurecache
-from trainer import prepare as prepare_mod
-from trainer.augment import AUGMENTATIONS, ORIGINAL
-from trainer.dataset import DatasetError, scan
-from trainer.run import RunError, _claim_split
-from trainer.segments import segment, window_geometry
-from trainer.split import split_by_group, split_random
+from trainer.common.dataset import DatasetError, scan
+from trainer.common.split import split_by_group, split_random
+from trainer.families.paper import featurecache
+from trainer.families.paper import prepare as prepare_mod
+from trainer.families.paper.augment import AUGMENTATIONS, ORIGINAL
+from trainer.families.paper.run import RunError, _claim_split
+from trainer.families.paper.segments import segment, window_geometry
 
 
 def _random_groups(n: int, seed: int) -> tuple[list[str], list[str]]:
@@ -75,7 +75,7 @@ def test_window_geometry_and_segments() -> None:
 
 
 def test_class_weights_are_inverse_frequency() -> None:
-    from trainer.fit import class_weights
+    from trainer.families.paper.fit import class_weights
 
     w = class_weights(np.array([0] * 60 + [1] * 30 + [2] * 10), 3)
     assert w[0] * 60 == pytest.approx(w[1] * 30) == pytest.approx(w[2] * 10)
@@ -336,7 +336,7 @@ def test_unusable_files_are_skipped_with_reasons(tmp_path: Path) -> None:
 
 
 def test_shipped_model_is_chosen_on_validation_not_test() -> None:
-    from trainer.make_models import best_model
+    from trainer.families.paper.family import best_model
 
     def result(val: float, test: float) -> dict:
         def part(f: float) -> dict:
@@ -360,7 +360,7 @@ def test_shipped_model_is_chosen_on_validation_not_test() -> None:
 def test_model_card_computes_its_sentences_from_the_runs() -> None:
     """Intervals, the hardest label and the leaky model's training come from the figures, so a
     retrained model cannot leave the card's words behind."""
-    from trainer.card import model_card
+    from trainer.families.paper.card import model_card
 
     labels = ["angry", "happy", "sad"]
     confusion = [[25, 3, 1], [8, 18, 3], [2, 4, 23]]

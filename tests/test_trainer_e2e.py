@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from streamer import cli as moodstream
-from streamer.metadata import read_metadata
-from streamer.runner import ModelRunner
+from streamer.model.metadata import read_metadata
+from streamer.model.runner import ModelRunner
 from tests.trainer_data import add_bad_files, make_dataset
 from trainer import cli as train_cli
 
@@ -85,12 +85,12 @@ def test_exported_file_is_complete(trained: Path) -> None:
 
 
 def test_restart_does_not_retrain(trained: Path, monkeypatch) -> None:
-    import trainer.fit
+    import trainer.families.paper.fit
 
     def refuse(*a, **k):
         raise AssertionError("a finished model was trained again")
 
-    monkeypatch.setattr(trainer.fit, "fit", refuse)
+    monkeypatch.setattr(trainer.families.paper.fit, "fit", refuse)
     before = (trained / "cnn" / "model-int8.tflite").read_bytes()
     run = json.loads((trained / "run.json").read_text())
     code = train_cli.main(

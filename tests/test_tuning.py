@@ -1,4 +1,4 @@
-"""streamer.tuning: the settings `moodstream` applies to itself take effect, and yield to the user's."""
+"""streamer.util.tuning: the settings `moodstream` applies to itself take effect, and yield to the user's."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # to the kernel, to be page-faulted in again next time); with keep_heap() it comes from the heap.
 PROBE = """
 import json, sys
-from streamer import tuning
+from streamer.util import tuning
 kept = tuning.keep_heap() if sys.argv[1] == "keep" else None
 import numpy as np
 a = np.ones(1 << 18)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from streamer.dashboard import Dashboard
-from streamer.events import EventBus
-from streamer.watch import WatchError, normalise_url, watch
+from streamer.commands.client import WatchError, normalise_url
+from streamer.commands.watch import watch
+from streamer.core.events import EventBus
+from streamer.sinks.dashboard import Dashboard
 from tests.wire import emotion, serving, status, url
 
 ROOT = Path(__file__).resolve().parents[1]

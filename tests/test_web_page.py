@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from streamer import protocol
 from streamer.config import HistorySettings
-from streamer.events import EventBus, StatusEvent
-from streamer.history import HistorySink
+from streamer.core.events import EventBus, StatusEvent
+from streamer.sinks import protocol
+from streamer.sinks.history import HistorySink
 from tests.wire import emotion, serving
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer.metadata import read_metadata
-from tests.audio import music
+from streamer.audio.synth import music
+from streamer.model.metadata import read_metadata
 from tests.buildenv import MIN_SETUPTOOLS, setuptools_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,7 +79,7 @@ def test_the_wheel_carries_the_shipped_models_and_nothing_of_the_workshop(instal
         f"moodstream_models/{p.name}" for p in (REPO / "models").iterdir() if p.suffix in {".tflite", ".md", ".json"}
     }
     assert "moodstream_models/moodstream-3class.tflite" in shipped and shipped <= names
-    assert {"streamer/web/index.html", "streamer/cli.py", "trainer/cli.py"} <= names
+    assert {"streamer/sinks/web/index.html", "streamer/cli.py", "trainer/cli.py"} <= names
     assert not any(n.split("/")[0] in {"tests", "bench", "cache", "runs", "models"} for n in names)
 
 
@@ -94,7 +94,7 @@ def test_moodstream_run_from_the_installed_wheel_uses_its_default_model(
     deps = os.pathsep.join(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{deps}"}
     where = subprocess.run(
-        [sys.executable, "-S", "-c", "import streamer.runner as m; print(m.default_model_path())"],
+        [sys.executable, "-S", "-c", "import streamer.model.shipped as m; print(m.default_model_path())"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from tests.audio import SR
-from tests.conftest import TINY_LABELS, mood_audio
+from streamer.audio.synth import MOODS as TINY_LABELS
+from streamer.audio.synth import SR, mood_audio
 
 
 def make_dataset(

@@ -13,11 +13,11 @@ from typing import Any
 import jsonschema
 
 from streamer.config import ServerSettings
-from streamer.events import EmotionEvent, EventBus, Level, StatusEvent, to_dict
-from streamer.server import Server
+from streamer.core.events import EmotionEvent, EventBus, Level, StatusEvent, to_dict
+from streamer.sinks.server import Server
 
 LABELS = ("angry", "happy", "sad")
-_SCHEMA = json.loads(resources.files("streamer").joinpath("schema/protocol.schema.json").read_text())
+_SCHEMA = json.loads(resources.files("streamer.sinks").joinpath("schema/protocol.schema.json").read_text())
 jsonschema.Draft202012Validator.check_schema(_SCHEMA)
 VALIDATOR = jsonschema.Draft202012Validator(_SCHEMA)
 

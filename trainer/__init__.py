@@ -1,0 +1,1 @@
+"""`moodstream-train` and `make models`: data, splits, training, int8 export and the model cards."""

@@ -22,11 +22,11 @@ class MissingExtra(Exception):
 
 
 def _trainer() -> ModuleType:
-    """trainer.run, with every module of the `train` extra that training imports."""
+    """trainer.families.paper.run, with every module of the `train` extra that training imports."""
     try:
-        import trainer.baseline
-        import trainer.export
-        import trainer.run
+        import trainer.common.export
+        import trainer.families.paper.baseline
+        import trainer.families.paper.run
     except ModuleNotFoundError as exc:
         top = (exc.name or "").partition(".")[0]
         if top not in TRAIN_EXTRA:
@@ -35,7 +35,7 @@ def _trainer() -> ModuleType:
             f"training needs the 'train' extra ({top} is not installed): "
             "pip install 'moodstream[train]', or in the checkout `make .venv/.all`"
         ) from None
-    return trainer.run
+    return trainer.families.paper.run
 
 
 def default_cache() -> Path:
@@ -48,8 +48,8 @@ def _csv(value: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags, their defaults read from RunConfig (declared once there); needs the train extra."""
-    from trainer.prepare import PROTOCOLS
-    from trainer.run import RunConfig
+    from trainer.families.paper.prepare import PROTOCOLS
+    from trainer.families.paper.run import RunConfig
 
     d = RunConfig(data_dir="", out="")
     p = argparse.ArgumentParser(prog="moodstream-train", description=__doc__.splitlines()[0])
@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     except MissingExtra as exc:
         print(f"moodstream-train: {exc}", file=sys.stderr)
         return 2
-    from streamer.audio_io import AudioError
-    from trainer.architectures import ARCHITECTURES
-    from trainer.dataset import DatasetError
+    from streamer.audio.decode import AudioError
+    from trainer.common.dataset import DatasetError
+    from trainer.families.paper.architectures import ARCHITECTURES
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -159,7 +159,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:10s} {kind:5s} test clip-level accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}{leaky}")
     print(f"report: {args.out / 'report.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Analyses that make no model: how a setting was chosen, measured."""

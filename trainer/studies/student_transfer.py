@@ -1,13 +1,13 @@
 """How the distilled student transfers beyond the music it learnt from (issue 28): its embeddings
-through trainer.families.musicnn.teachercv's protocol (artist-grouped fold CV and leave-one-genre-out,
-clean and through the room), so that its figures stand beside its teachers'.
+through trainer.families.musicnn.teachercv's protocol (artist-grouped fold CV and
+leave-one-genre-out, clean and through the room), so that its figures stand beside its teachers'.
 
 The student here is the one that ships (distilled on every non-test clip, without labels: a held-out
 genre's audio was among its distillation clips, as AudioSet's music was among its teachers'); the
 heads are fitted and scored exactly as for the teachers. Its inputs for the ``room`` condition are
-computed and cached like its training inputs (trainer.student.build).
+computed and cached like its training inputs (trainer.families.musicnn.student.build).
 
-`python -m trainer.studies.student_transfer --teachers musicnn,yamnet,mn04 --out runs/student-transfer`
+`python -m trainer student-transfer --teachers musicnn,yamnet,mn04 --out runs/student-transfer`
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from streamer.atomic import write_atomic
+from streamer.util.atomic import write_atomic
+from trainer.common.split import Split, load_split
 from trainer.families.musicnn import teachercv
-from trainer.transfer import Split, load_split
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ LABEL_SETS = {"3class": ("angry", "happy", "sad"), "4class": ("angry", "happy", 
 
 def student_pool(split: Split, data: Path, model, config) -> teachercv.Pool:
     """The split's training and validation clips with the student's embeddings per condition."""
-    from trainer.student import build
+    from trainer.families.musicnn.student import build
 
     clips = [split.clips[i] for i in sorted(split.parts["train"] + split.parts["val"])]
     built = build(clips, ("augment-0", "room"), config)
@@ -56,8 +56,8 @@ def student_pool(split: Split, data: Path, model, config) -> teachercv.Pool:
 
 
 def run(data: Path, out: Path, teachers: tuple[str, ...], local: Path | None) -> dict[str, Any]:
-    from trainer.musicnn_family import config_for
-    from trainer.student import Targets, refitted_student, trained_student
+    from trainer.families.musicnn.head import config_for
+    from trainer.families.musicnn.student import Targets, refitted_student, trained_student
 
     config = config_for("rms")
     targets = Targets(teachers, local).load(config)
@@ -75,12 +75,14 @@ def run(data: Path, out: Path, teachers: tuple[str, ...], local: Path | None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.make_models import DEFAULT_DATA
+    from trainer.common.paths import DEFAULT_DATA
 
-    p = argparse.ArgumentParser(prog="python -m trainer.studies.student_transfer", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m trainer student-transfer", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--teachers", required=True, help="the student's targets, as trainer.student --teachers")
+    p.add_argument(
+        "--teachers", required=True, help="the student's targets, as trainer.families.musicnn.student --teachers"
+    )
     p.add_argument("--teacher-weights", type=Path)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,1 @@
+"""The musicnn family: MSD-musicnn and AudioSet networks as teachers, heads on their embeddings, a student."""

@@ -1,21 +1,21 @@
-"""Which teachers to distil (issue 28): musicnn's embedding alone, with YAMNet's, with mn04's, and
-with both, compared per label set by artist-grouped cross-validation over the training and
-validation parts of the trainer's split (the test part is not read), clean and through the room.
+"""Which teachers to distil (issue 28): musicnn's embedding alone, with YAMNet's, with mn04's, and with
+both, compared per label set by artist-grouped cross-validation over the training and validation
+parts of the trainer's split (the test part is not read), clean and through the room.
 
 Per 3 s patch, each teacher's cached embedding (trainer.families.musicnn.teachers) is concatenated;
 a logistic-regression head (standardised inputs) is fitted on the training folds' clean patches and
-one random capture-chain draw of them (``augment-0``: the audio the student learns from), and
-scored at clip level (patch probabilities averaged, the daemon's clip decision) on the held-out
-artists' clean and ``room`` audio. Folds: trainer.split.group_folds (trainer.crossval's rule), the
-same for every row, so rows differ by their features alone: the card gives each row's gain over
-musicnn alone as the mean and standard error of its per-fold differences.
+one random capture-chain draw of them (``augment-0``: the audio the student learns from), and scored
+at clip level (patch probabilities averaged, the daemon's clip decision) on the held-out artists'
+clean and ``room`` audio. Folds: trainer.common.split.group_folds (trainer.families.paper.crossval's
+rule), the same for every row, so rows differ by their features alone: the card gives each row's
+gain over musicnn alone as the mean and standard error of its per-fold differences.
 
 Transfer beyond the training music: leave-one-genre-out (AllMusic genres in metadata.csv; every
 genre with at least ``MIN_GENRE_CLIPS`` clips in the pool): the head is fitted on the clips of
-artists with no clip of that genre and scored on the genre's clips; the figure pools every
-held-out (genre, clip) decision into one macro-F1 per condition.
+artists with no clip of that genre and scored on the genre's clips; the figure pools every held-out
+(genre, clip) decision into one macro-F1 per condition.
 
-`python -m trainer.families.musicnn.teachercv --labels angry,happy,sad --out runs/teachercv-3class`
+`python -m trainer teachercv --labels angry,happy,sad --out runs/teachercv-3class`
 (embeddings must be cached: it computes none).
 """
 
@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from streamer.atomic import write_atomic
+from streamer.util.atomic import write_atomic
+from trainer.common.split import Split, group_folds, load_split
 from trainer.families.musicnn.teachers import CACHE, NAMES, embed, load_teachers
-from trainer.split import group_folds
-from trainer.transfer import Split, load_split
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +93,9 @@ def load_pool(split: Split, data: Path, cache: Path, teachers) -> Pool:
 
 
 def _fit(xs: list[np.ndarray], ys: list[int], c: float):
-    from trainer.musicnn_family import _fit
+    from trainer.common.heads import fit_head
 
-    return _fit(np.concatenate(xs), np.concatenate([np.full(len(x), y) for x, y in zip(xs, ys, strict=True)]), c)
+    return fit_head(np.concatenate(xs), np.concatenate([np.full(len(x), y) for x, y in zip(xs, ys, strict=True)]), c)
 
 
 def _decisions(head, xs: list[np.ndarray]) -> np.ndarray:
@@ -115,9 +114,9 @@ def fit_and_score(pool: Pool, combo: str, c: float, train: list[int], held: list
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray, n: int) -> float:
-    from trainer.musicnn_family import _macro_f1
+    from streamer.evaluation.metrics import classification_metrics
 
-    return _macro_f1(y, pred, n)
+    return float(classification_metrics(y, pred, [str(k) for k in range(n)])["macro_f1"])
 
 
 def fold_cv(pool: Pool, combo: str, c: float, n_labels: int) -> dict[str, list[float]]:
@@ -232,12 +231,10 @@ def choose(states: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.make_models import DEFAULT_DATA
-    from trainer.musicnn_family import config_for
+    from trainer.common.paths import DEFAULT_DATA
+    from trainer.families.musicnn.head import config_for
 
-    p = argparse.ArgumentParser(
-        prog="python -m trainer.families.musicnn.teachercv", description=__doc__.splitlines()[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m trainer teachercv", description=__doc__.splitlines()[0])
     p.add_argument("--labels", required=True)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, required=True)

@@ -1,19 +1,21 @@
-"""Teacher embeddings of every clip, per 3 s patch, under a capture condition, cached by the
-clip's content and the teacher's weights (issue 28).
+"""Teacher embeddings of every clip, per 3 s patch, under a capture condition, cached by the clip's
+content and the teacher's weights (issue 28).
 
-Teachers: ``musicnn`` (the MSD network the student learns today: trainer.transfer.Embedder on the
-patch's level-normalised log-mel, 200 values), ``yamnet`` (1024) and ``mn04`` (384), the two
-AudioSet networks (trainer.families.musicnn.weights says where their weights come from). Every
-teacher sees the same windows: the samples of the student's log-mel patches (187 frames, 3.008 s,
-one every ``STRIDE_S`` seconds, as trainer.student cuts them), so that the concatenated embeddings
-of a patch are one distillation target. The AudioSet networks take the window's waveform scaled to
-``LEVEL_RMS`` (musicnn's ``rms`` normalisation does the same on the mel power): their log-mel
-inputs would otherwise move with the capture level.
+Teachers: ``musicnn`` (the MSD network the student learns today:
+trainer.families.musicnn.embeddings.Embedder on the patch's level-normalised log-mel, 200 values),
+``yamnet`` (1024) and ``mn04`` (384), the two AudioSet networks (trainer.families.musicnn.weights
+says where their weights come from). Every teacher sees the same windows: the samples of the
+student's log-mel patches (187 frames, 3.008 s, one every ``STRIDE_S`` seconds, as
+trainer.families.musicnn.student cuts them), so that the concatenated embeddings of a patch are one
+distillation target. The AudioSet networks take the window's waveform scaled to ``LEVEL_RMS``
+(musicnn's ``rms`` normalisation does the same on the mel power): their log-mel inputs would
+otherwise move with the capture level.
 
-Conditions are trainer.transfer's (``clean``, ``room`` as `moodstream evaluate --chain room` draws
-it, ``augment-K`` random capture-chain draws); a clip's chain runs once for all teachers.
+Conditions are trainer.families.musicnn.embeddings' (``clean``, ``room`` as `moodstream evaluate
+--chain room` draws it, ``augment-K`` random capture-chain draws); a clip's chain runs once for all
+teachers.
 
-``python -m trainer.families.musicnn.teachers --conditions clean,room,augment-0`` fills the cache
+``python -m trainer teachers --conditions clean,room,augment-0`` fills the cache
 (background: about 0.2 s per patch for the three networks on one core).
 """
 
@@ -31,20 +33,22 @@ from typing import Any
 
 import numpy as np
 
-from streamer.audio_io import AudioError, load_audio
-from streamer.logmel import LogMelConfig
-from trainer.dataset import Clip
+from streamer.audio.decode import AudioError, load_audio
+from streamer.features.logmel import LogMelConfig
+from trainer.common.cache import content_digest, save_array
+from trainer.common.dataset import Clip
+from trainer.common.paths import RUN_CACHE
 from trainer.families.musicnn import weights
-from trainer.transfer import PATCH_FRAMES, condition_audio, content_digest, save_array
+from trainer.families.musicnn.embeddings import PATCH_FRAMES, condition_audio
 
 log = logging.getLogger(__name__)
 
-REPO = weights.REPO
-CACHE = REPO / "runs" / "cache" / "teacher-embeddings"
+CACHE = RUN_CACHE / "teacher-embeddings"
 CACHE_VERSION = 1
 NAMES = ("musicnn", "yamnet", "mn04")
 DIMS = {"musicnn": 200, "yamnet": 1024, "mn04": 384}
-STRIDE_S = 3.0  # trainer.student's patch stride (10 patches per 30 s clip)
+LABEL_SETS = (("angry", "happy", "sad"), ("angry", "happy", "sad", "calm"))  # whose splits the pool spans
+STRIDE_S = 3.0  # trainer.families.musicnn.student's patch stride (10 patches per 30 s clip)
 LEVEL_RMS = 0.1  # -20 dBFS: the AudioSet networks' input level
 MAX_GAIN = 1000.0  # +60 dB at most (digital silence stays silence)
 HOP = 256  # streamer.logmel's hop: patch k starts at sample k * step * HOP
@@ -52,7 +56,8 @@ WINDOW = (PATCH_FRAMES - 1) * HOP + 512  # 48128 samples: what the patch's 187 f
 
 
 def window_starts(n_samples: int, stride_s: float = STRIDE_S, rate: int = 16000) -> list[int]:
-    """First sample of each patch, exactly where trainer.transfer.patches puts its log-mel patches."""
+    """First sample of each patch, exactly where trainer.families.musicnn.embeddings.patches puts its
+    log-mel patches."""
     step = round(stride_s * rate / HOP) * HOP
     return list(range(0, n_samples - WINDOW + 1, step))
 
@@ -74,8 +79,8 @@ class Teacher:
 
 
 def musicnn_teacher(config: LogMelConfig, threads: int = 1) -> Teacher:
-    from trainer import musicnn
-    from trainer.transfer import Embedder, patches
+    from trainer.families.musicnn import network as musicnn
+    from trainer.families.musicnn.embeddings import Embedder, patches
 
     embedder = Embedder(threads=threads)
 
@@ -168,8 +173,7 @@ def embed(
 def pool_clips(data: Path) -> list[Clip]:
     """Every clip in a training or validation part of the 3- or 4-class split (no clip that is only
     in a test part), in a seeded random order: a cache filled part-way holds a fair sample."""
-    from trainer.student import LABEL_SETS
-    from trainer.transfer import load_split
+    from trainer.common.split import load_split
 
     found: dict[Path, Clip] = {}
     for labels in LABEL_SETS:
@@ -181,12 +185,10 @@ def pool_clips(data: Path) -> list[Clip]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.make_models import DEFAULT_DATA
-    from trainer.musicnn_family import config_for
+    from trainer.common.paths import DEFAULT_DATA
+    from trainer.families.musicnn.head import config_for
 
-    p = argparse.ArgumentParser(
-        prog="python -m trainer.families.musicnn.teachers", description="cache teacher embeddings"
-    )
+    p = argparse.ArgumentParser(prog="python -m trainer teachers", description="cache teacher embeddings")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--conditions", default="clean,room,augment-0")
     p.add_argument("--teachers", default=",".join(NAMES))

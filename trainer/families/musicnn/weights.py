@@ -18,10 +18,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamer.atomic import write_atomic
+from streamer.util.atomic import write_atomic
+from trainer.common.paths import DOWNLOADS
 
-REPO = Path(__file__).resolve().parents[3]
-CACHE = REPO / "cache" / "teachers"
+CACHE = DOWNLOADS / "teachers"
 ENV = "MOODSTREAM_TEACHER_WEIGHTS"
 
 

@@ -1,22 +1,24 @@
-"""The paper family's networks (CNN, CNN-LSTM, CNN-GRU; trainer.architectures) cross-validated with
-the chain recipe against the family's linear model, on trainer.crossval's folds (issue 28).
+"""The paper family's networks (CNN, CNN-LSTM, CNN-GRU; trainer.families.paper.architectures)
+cross-validated with the chain recipe against the family's linear model, on
+trainer.families.paper.crossval's folds (issue 28).
 
-trainer.crossval compares recipes for the linear model only, by L-BFGS on precomputed statistics;
-the networks see whole windows and need Keras fits. Each (architecture, fold) is one such fit, as
-the trainer trains the shipped model: the recipe's clean and chained windows of the fold's training
-clips (level-free input, standardised by their statistics), Adam, class weights, weight decay on the
-output layer, early stopping on a group-disjoint share of the training clips (their clean windows,
-as the trainer stops on its validation part), best weights kept. The held-out fold is scored at clip
-level (float; window probabilities averaged) on its clean clips and on the ``chain0`` draw that no
-training fold saw, as trainer.crossval scores the linear recipes. The Keras ``linear`` model runs
-in the same harness, so the comparison differs in the architecture alone.
+trainer.families.paper.crossval compares recipes for the linear model only, by L-BFGS on precomputed
+statistics; the networks see whole windows and need Keras fits. Each (architecture, fold) is one
+such fit, as the trainer trains the shipped model: the recipe's clean and chained windows of the
+fold's training clips (level-free input, standardised by their statistics), Adam, class weights,
+weight decay on the output layer, early stopping on a group-disjoint share of the training clips
+(their clean windows, as the trainer stops on its validation part), best weights kept. The held-out
+fold is scored at clip level (float; window probabilities averaged) on its clean clips and on the
+``chain0`` draw that no training fold saw, as trainer.families.paper.crossval scores the linear
+recipes. The Keras ``linear`` model runs in the same harness, so the comparison differs in the
+architecture alone.
 
 The budget (two shared cores; a network epoch took 14-24 s on one split): an epoch cap, early
-stopping and a wall-clock limit per fit, recorded in the output. Folds run in the outer loop, so
-an interrupted run has scored every architecture on the same folds. Resumable: a finished
+stopping and a wall-clock limit per fit, recorded in the output. Folds run in the outer loop, so an
+interrupted run has scored every architecture on the same folds. Resumable: a finished
 (architecture, fold) in ``OUT/netcv.json`` is not refitted.
 
-`nohup nice -n 15 python -m trainer.families.paper.netcv --labels angry,happy,sad --out runs/netcv-3class &`
+`nohup nice -n 15 python -m trainer netcv --labels angry,happy,sad --out runs/netcv-3class &`
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -33,19 +34,27 @@ from typing import Any
 
 import numpy as np
 
-from streamer.atomic import write_atomic
-from streamer.features import centre_columns
-from streamer.metrics import classification_metrics
-from trainer.augment import ORIGINAL, chain_variants
-from trainer.crossval import HELD_OUT_CHAIN, Candidate, ClipWindows, candidate, load_windows, rank, summarise
-from trainer.run import CENTRED, RunConfig
-from trainer.segments import standardisation, standardise
-from trainer.split import group_folds, split_by_group
+from streamer.evaluation.metrics import classification_metrics
+from streamer.features.mfcc import centre_columns
+from streamer.util.atomic import write_atomic
+from trainer.common.split import group_folds, split_by_group
+from trainer.families.paper.augment import ORIGINAL, chain_variants
+from trainer.families.paper.crossval import (
+    HELD_OUT_CHAIN,
+    Candidate,
+    ClipWindows,
+    candidate,
+    load_windows,
+    rank,
+    summarise,
+)
+from trainer.families.paper.run import CENTRED, RunConfig
+from trainer.families.paper.segments import standardisation, standardise
 
 log = logging.getLogger(__name__)
 
 ARCHITECTURES = ("linear", "cnn", "cnn_lstm", "cnn_gru")
-RECIPE = "chain-mix+centre+wd"  # trainer.crossval's winner for 3 and 4 classes (models/README.md)
+RECIPE = "chain-mix+centre+wd"  # trainer.families.paper.crossval's winner for 3 and 4 classes (models/README.md)
 INNER_VAL = 0.15  # share of a fold's training clips (whole artist groups) for early stopping
 
 
@@ -93,8 +102,8 @@ def fit_fold(
 ) -> dict[str, Any]:
     """One architecture on one fold: fitted on ``train`` (early stopping on a group-disjoint part
     of it), scored on ``held`` clean and chained."""
-    from trainer.architectures import build
-    from trainer.fit import fit
+    from trainer.families.paper.architectures import build
+    from trainer.families.paper.fit import fit
 
     inner = split_by_group([labels[u.label] for u in train], groups, seed, (1 - INNER_VAL, INNER_VAL))
     fit_units, stop_units = [train[i] for i in inner["train"]], [train[i] for i in inner["val"]]
@@ -141,7 +150,7 @@ def cross_validate(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Every architecture on every fold, folds outermost (resumable through ``out/netcv.json``);
-    the folds are trainer.crossval's (same clips, same rule, same seed)."""
+    the folds are trainer.families.paper.crossval's (same clips, same rule, same seed)."""
     cand = cand or candidate(RECIPE)
     file = out / "netcv.json"
     state: dict[str, Any] = json.loads(file.read_text()) if file.is_file() else {}
@@ -201,7 +210,7 @@ def run_netcv(
     folds: int = 5,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Features (trainer.featurecache, shared with trainer.crossval), folds and every architecture."""
+    """Features (featurecache, shared with crossval), folds and every architecture."""
     cand = candidate(RECIPE)
     units, labels, groups = load_windows(
         data, labels, cache, RunConfig.window_seconds, RunConfig.overlap, cand.chain_copies, workers
@@ -220,13 +229,13 @@ def limit_threads(threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.make_models import DEFAULT_DATA
+    from trainer.common.paths import DEFAULT_DATA, RUN_CACHE
 
-    p = argparse.ArgumentParser(prog="python -m trainer.families.paper.netcv", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m trainer netcv", description=__doc__.splitlines()[0])
     p.add_argument("--labels", required=True)
-    p.add_argument("--data", type=Path, default=Path(os.environ.get("MOODSTREAM_DATA", DEFAULT_DATA)))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled folder (default: $MOODSTREAM_DATA)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--cache", type=Path, default=Path("runs/cache"))
+    p.add_argument("--cache", type=Path, default=RUN_CACHE)
     p.add_argument("--archs", default=",".join(ARCHITECTURES))
     p.add_argument("--epochs", type=int, default=Budget.epochs)
     p.add_argument("--patience", type=int, default=Budget.patience)

@@ -1,0 +1,1 @@
+"""The `moodstream` sub-commands: each module has ``configure(parser)`` and ``main(args) -> int``."""

@@ -1,0 +1,1 @@
+"""Scoring a labelled folder the daemon's way: the folder, the metrics, the evaluation itself."""

@@ -1,0 +1,1 @@
+"""Small tools every part uses: atomic writes, retry delays, logging, process tuning."""
