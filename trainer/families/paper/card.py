@@ -428,16 +428,17 @@ instead of 1e-3); "mixup": rows mixed in pairs with Beta(0.4, 0.4) weights and s
 The mix of clean and chained copies was chosen this way too: chained copies beside the clean ones
 against chained copies alone against clean alone.
 
-Family: only the shippable `linear` model (softmax regression on each feature's window mean and
-mean absolute deviation) took part in the cross-validation. On two CPU cores shared with six
-other sessions the networks (14-24 s per epoch each, on one split) could not be cross-validated
-in the time this work had, so whether a CNN beats it under cross-validation is still open. The
-shipped model is the Keras `linear` model trained by the trainer (Adam, early stopping on the
-validation part) with the winning recipe, not the cross-validation fit itself. Not tried: SpecAugment-style masking
-(it acts on frames, which the linear model's statistics average away), pooling over the whole
-30 s context (the daemon's clip decision already averages the window probabilities), an ensemble
-of the fold models, extra feature columns. The cross-validation scores the float model; the
-shipped file is its int8 twin, scored below through the daemon's own path.
+Family: the recipe was chosen among the shippable `linear` model's (softmax regression on each
+feature's window mean and mean absolute deviation) by the L-BFGS cross-validation above; then, with
+that recipe, the architecture among the paper's networks (CNN, CNN-LSTM, CNN-GRU) and the linear
+model by the network cross-validation below (trainer.families.paper.netcv, the same folds, every
+model fitted by the trainer's own Adam loop). The shipped model is the winning architecture trained
+by the trainer with the winning recipe (Adam, early stopping on the validation part), not a
+cross-validation fit. Not tried: SpecAugment-style masking, pooling over the whole 30 s context (the
+daemon's clip decision already averages the window probabilities), an ensemble of the fold models,
+extra feature columns, a recipe grid per network (each network saw the linear model's winning
+recipe only). The cross-validation scores the float model; the shipped file is its int8 twin,
+scored below through the daemon's own path.
 
 What still costs points in the `level` chain is not the level: on the test clips whose verdict
 that chain flips, the same gain applied alone leaves the shipped 3-class model's probabilities
