@@ -141,9 +141,9 @@ def teachers_section(teachers: dict[str, Any]) -> list[str]:
         "penultimate layer; YAMNet the 1024 values before its scores, frames of 0.96 s every 0.48 s "
         "averaged; mn04 its 384-value pooled feature map; the AudioSet networks see the window's waveform at "
         "-20 dBFS RMS). A logistic-regression head on the concatenated, standardised embeddings is fitted per "
-        "patch on the training folds' clean audio and one random capture-chain draw of it, and scored at "
+        "patch on the training folds' clean audio, and scored at "
         "clip level (patch probabilities averaged) on the held-out artists, clean and through the `room` "
-        "chain (5 folds by trainer.split.group_folds over the training and validation parts; the test part "
+        "chain (5 folds by trainer.common.split.group_folds over the training and validation parts; the test part "
         "is not read). C from "
         + ", ".join(f"{c:g}" for c in sorted({r["C"] for s in states.values() for r in s["rows"].values()}))
         + " per row, by (clean + room) / 2. Gains: the mean ± standard error of the per-fold differences to "

@@ -15,7 +15,7 @@ Conditions are trainer.families.musicnn.embeddings' (``clean``, ``room`` as `moo
 --chain room` draws it, ``augment-K`` random capture-chain draws); a clip's chain runs once for all
 teachers.
 
-``python -m trainer teachers --conditions clean,room,augment-0`` fills the cache
+``python -m trainer teachers --conditions clean,room`` fills the cache
 (background: about 0.2 s per patch for the three networks on one core).
 """
 
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m trainer teachers", description="cache teacher embeddings")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--conditions", default="clean,room,augment-0")
+    p.add_argument("--conditions", default="clean,room")
     p.add_argument("--teachers", default=",".join(NAMES))
     p.add_argument("--teacher-weights", type=Path, help=f"local weights folder (else ${weights.ENV}, else download)")
     p.add_argument("--accept-sha256", action="append", default=[], metavar="NAME=DIGEST")

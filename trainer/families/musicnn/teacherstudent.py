@@ -3,7 +3,7 @@ teachers that cross-validation chooses, shipped only where it beats the student 
 AudioSet teachers' weights are downloaded, or read from ``$MOODSTREAM_TEACHER_WEIGHTS``
 (trainer.families.musicnn.weights).
 
-1. Teacher embeddings of every training and validation clip (clean, ``room``, ``augment-0``;
+1. Teacher embeddings of every training and validation clip (clean and ``room``;
    trainer.families.musicnn.teachers, cached by content: a rerun computes nothing).
 2. trainer.families.musicnn.teachercv for 3 and 4 classes, and the choice over both
    (``runs/teachercv-choice.json``).
@@ -31,7 +31,7 @@ from trainer.families.musicnn import teachercv, teachers, weights
 log = logging.getLogger(__name__)
 
 LABEL_SETS = {f"{len(labels)}class": labels for labels in teachers.LABEL_SETS}
-CONDITIONS = ("clean", "room", "augment-0")
+CONDITIONS = ("clean", "room")
 JOBS = ("clean/int8", "room/int8")  # what the new student must match or beat
 
 
