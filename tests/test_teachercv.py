@@ -138,3 +138,43 @@ def test_a_new_student_ships_only_when_it_is_at_least_as_good_clean_and_in_the_r
     assert better(ev(0.86, 0.82), ev(0.83, 0.82))
     assert not better(ev(0.90, 0.81), ev(0.83, 0.82))  # a clean gain does not pay for a room loss
     assert not better(ev(0.82, 0.90), ev(0.83, 0.82))
+
+
+def test_ship_replaces_the_student_only_when_it_is_better_and_keeps_its_verdict(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from trainer.common import chains, evaluation
+    from trainer.families.musicnn import teacherstudent, weights
+
+    def ev(clean: float, room: float) -> dict:
+        return {"clean/int8": {"macro_f1": clean}, "room/int8": {"macro_f1": room}, "clean/float": {"macro_f1": clean}}
+
+    runs, models = tmp_path / "runs", tmp_path / "models"
+    models.mkdir()
+    state = _state({"musicnn": ([0.8] * 5, [0.8] * 5, 0.7)}) | {"clips": ["a.wav"]}
+    for key, new in (("3class", ev(0.86, 0.83)), ("4class", ev(0.80, 0.60))):
+        (runs / f"teachercv-{key}").mkdir(parents=True)
+        (runs / f"teachercv-{key}" / "teachercv.json").write_text(json.dumps(state))
+        run = runs / f"student-{key}-teachers"
+        run.mkdir()
+        (run / "result.json").write_text(json.dumps({"evaluate": new, "student": {"targets": "musicnn + yamnet"}}))
+        (run / "model-int8.tflite").write_bytes(b"new " + key.encode())
+        old = {"student": {"evaluate": ev(0.83, 0.82), "student": {}}, "links": {"student": {}}}
+        (models / f"metrics-{key}-musicnn.json").write_text(json.dumps(old))
+        (models / f"moodstream-{key}-musicnn-student.tflite").write_bytes(b"old")
+    (runs / "teachercv-choice.json").write_text(json.dumps({"teachers": "musicnn+yamnet"}))
+    monkeypatch.setattr(evaluation, "test_folder", lambda *a: tmp_path)
+    monkeypatch.setattr(chains, "chain_evaluations", lambda *a: {"level": {"n_clips": 1, "macro_f1": 0.8}})
+    prov = weights.Provenance("x", tmp_path, "src", "ab" * 32, "MIT", "ref")
+    monkeypatch.setattr(weights, "resolve", lambda name: prov)
+    teacherstudent.ship(tmp_path, runs, models, ("level",))
+    record = json.loads((models / "teachers.json").read_text())
+    assert record["verdicts"]["3class"]["replaced"] and not record["verdicts"]["4class"]["replaced"]
+    assert (models / "moodstream-3class-musicnn-student.tflite").read_bytes() == b"new 3class"
+    assert (models / "moodstream-4class-musicnn-student.tflite").read_bytes() == b"old"  # the room would lose
+    metrics = json.loads((models / "metrics-3class-musicnn.json").read_text())
+    assert metrics["student"]["evaluate"]["clean/int8"]["macro_f1"] == 0.86 and "level" in metrics["links"]["student"]
+    assert record["states"]["3class"]["n_clips"] == 1 and "clips" not in record["states"]["3class"]
+    teacherstudent.ship(tmp_path, runs, models, ("level",))  # a rerun: the new student is shipped, the verdict stays
+    again = json.loads((models / "teachers.json").read_text())
+    assert again["verdicts"] == record["verdicts"]
