@@ -35,8 +35,9 @@ def student_pool(split: Split, data: Path, model, config) -> teachercv.Pool:
     from trainer.families.musicnn.student import build
 
     clips = [split.clips[i] for i in sorted(split.parts["train"] + split.parts["val"])]
-    built = build(clips, ("augment-0", "room"), config)
-    keep = [c for c in clips if c.path in built and all(k in built[c.path].inputs for k in ("augment-0", "room"))]
+    conds = tuple(sorted({*teachercv.TRAIN_CONDITIONS, *teachercv.EVAL_CONDITIONS}))
+    built = build(clips, conds, config)
+    keep = [c for c in clips if c.path in built and all(k in built[c.path].inputs for k in conds)]
     genres = teachercv.genres_of(data)
     emb = {
         cond: {
@@ -44,7 +45,7 @@ def student_pool(split: Split, data: Path, model, config) -> teachercv.Pool:
                 model.predict(built[c.path].inputs[cond].astype(np.float32), batch_size=256, verbose=0) for c in keep
             ]
         }
-        for cond in ("clean", "augment-0", "room")
+        for cond in conds
     }
     return teachercv.Pool(
         [c.path for c in keep],
