@@ -130,7 +130,7 @@ def teachers_section(teachers: dict[str, Any]) -> list[str]:
         "",
         "| teacher | weights (source) | sha256 | licence |",
         "|---|---|---|---|",
-        "| musicnn | MSD_musicnn from the pinned `musicnn==0.1.0` wheel (trainer/musicnn.py) | wheel "
+        "| musicnn | MSD_musicnn from the pinned `musicnn==0.1.0` wheel (trainer/families/musicnn/network.py) | wheel "
         f"{teachers['musicnn_sha256']} | ISC |",
     ]
     for name, prov in teachers["provenance"].items():
