@@ -277,3 +277,20 @@ def test_card_says_what_each_network_scored_and_what_it_cost() -> None:
     assert "| linear | 0.710 ± 0.014 |" in text and "| lost |" in text
     assert "at most 100 epochs (the linear model 400), patience 6, 25 min per fit" in text
     assert "cnn 12 epochs (best 6), 1.5 min per fit, 1 fit(s) stopped by the time limit" in text
+
+
+def test_card_gives_each_shipped_files_cost_per_hop() -> None:
+    from trainer.families.paper.card import cost_section
+
+    m = {
+        "kind": "int8",
+        "size_mb": 0.047,
+        "front_end_ms_per_hop": {"median": 1.234},
+        "inference_ms_per_patch": {"median": 0.4},
+        "ms_per_1s_hop": 1.634,
+        "pi_estimate_ms_per_1s_hop": {"Pi 4": 9.8},
+    }
+    text = "\n".join(cost_section({"moodstream-3class.tflite": m}))
+    assert "- `moodstream-3class.tflite` (int8, 47 KB): front-end 1.23 ms per 1 s hop + inference 0.40 ms" in text
+    assert "= 1.63 ms per 1 s hop here (one core); estimated Pi 4: 9.8 ms." in text
+    assert cost_section({}) == []

@@ -163,6 +163,22 @@ def _cv_margin(cv: dict[str, Any]) -> str:
     )
 
 
+def cost_section(costs: dict[str, dict[str, Any]]) -> list[str]:
+    """Each shipped file's front-end and inference per 1 s hop (trainer.common.cost, as `make bench`)."""
+    if not costs:
+        return []
+    lines = ["## Cost per hop (trainer.common.cost, as `make bench` measures it)", ""]
+    for file, m in costs.items():
+        pi = ", ".join(f"{k}: {v:.1f} ms" for k, v in m["pi_estimate_ms_per_1s_hop"].items())
+        front, infer = m["front_end_ms_per_hop"]["median"], m["inference_ms_per_patch"]["median"]
+        lines.append(
+            f"- `{file}` ({m['kind']}, {m['size_mb'] * 1000:.0f} KB): front-end {front:.2f} ms per 1 s hop "
+            f"+ inference {infer:.2f} ms per window = {m['ms_per_1s_hop']:.2f} ms per 1 s hop here (one core); "
+            f"estimated {pi}."
+        )
+    return [*lines, ""]
+
+
 def netcv_section(name: str, state: dict[str, Any], shipped_arch: str | None) -> list[str]:
     """The paper family's architectures cross-validated with the chain recipe (trainer.families.paper.netcv):
     the table, what each fit cost, and the budget it ran under."""
@@ -229,12 +245,13 @@ def model_card(
     cv: dict[str, dict[str, Any]] | None = None,
     chains: dict[str, dict[str, dict[str, Any]]] | None = None,
     netcv: dict[str, dict[str, Any]] | None = None,
+    costs: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """The card: shipped files, data and split, every architecture's test figures, the baseline,
     the paper-protocol figure beside the honest one, the daemon-path figure, and limits; with
     ``cv`` the cross-validation that chose each shipped recipe, with ``netcv`` the one that chose
     its architecture, with ``chains`` the capture-chain table (rows: model name -> chain ->
-    evaluate's result)."""
+    evaluate's result), with ``costs`` each shipped file's cost per hop (trainer.common.cost)."""
     lines = ["# moodstream models", ""]
     lines += [
         "| file | classes | architecture | window | size | test macro-F1, int8, clip level (trainer) | "
@@ -306,6 +323,7 @@ def model_card(
             ]
     for name, state in (netcv or {}).items():
         lines += netcv_section(name, state, shipped.get(name, {}).get("architecture"))
+    lines += cost_section(costs or {})
     if notes:
         lines += [notes.strip(), ""]
     for name, s in shipped.items():

@@ -112,7 +112,10 @@ def ship(job: Job) -> None:
         write_atomic(models / f"metrics-{name}.json", json.dumps(_small(metrics), indent=2) + "\n")
         write_atomic(models / f"report-{name}.md", (runs / name / "report.md").read_text())
     write_atomic(models / "chains.json", json.dumps(_chain_summary(models, shipped), indent=2) + "\n")
-    card = model_card(present, shipped, None, HOW_CHOSEN, cv=cvs, chains=chains, netcv=netcvs)
+    from trainer.common.cost import per_hop
+
+    costs = {s["file"]: per_hop(models / s["file"]) for s in shipped.values()}
+    card = model_card(present, shipped, None, HOW_CHOSEN, cv=cvs, chains=chains, netcv=netcvs, costs=costs)
     write_atomic(models / "README.md", card)
 
 
