@@ -144,7 +144,7 @@ def test_ship_replaces_the_student_only_when_it_is_better_and_keeps_its_verdict(
     import json
 
     from trainer.common import chains, evaluation
-    from trainer.families.musicnn import teacherstudent, weights
+    from trainer.families.musicnn import teacherstudent
 
     def ev(clean: float, room: float) -> dict:
         return {"clean/int8": {"macro_f1": clean}, "room/int8": {"macro_f1": room}, "clean/float": {"macro_f1": clean}}
@@ -165,8 +165,8 @@ def test_ship_replaces_the_student_only_when_it_is_better_and_keeps_its_verdict(
     (runs / "teachercv-choice.json").write_text(json.dumps({"teachers": "musicnn+yamnet"}))
     monkeypatch.setattr(evaluation, "test_folder", lambda *a: tmp_path)
     monkeypatch.setattr(chains, "chain_evaluations", lambda *a: {"level": {"n_clips": 1, "macro_f1": 0.8}})
-    prov = weights.Provenance("x", tmp_path, "src", "ab" * 32, "MIT", "ref")
-    monkeypatch.setattr(weights, "resolve", lambda name: prov)
+    prov = {"yamnet": {"name": "yamnet", "source": "src", "sha256": "ab" * 32, "licence": "MIT", "reference": "r"}}
+    (runs / "teachers-provenance.json").write_text(json.dumps(prov))
     teacherstudent.ship(tmp_path, runs, models, ("level",))
     record = json.loads((models / "teachers.json").read_text())
     assert record["verdicts"]["3class"]["replaced"] and not record["verdicts"]["4class"]["replaced"]
@@ -175,6 +175,7 @@ def test_ship_replaces_the_student_only_when_it_is_better_and_keeps_its_verdict(
     metrics = json.loads((models / "metrics-3class-musicnn.json").read_text())
     assert metrics["student"]["evaluate"]["clean/int8"]["macro_f1"] == 0.86 and "level" in metrics["links"]["student"]
     assert record["states"]["3class"]["n_clips"] == 1 and "clips" not in record["states"]["3class"]
+    assert record["provenance"] == prov
     teacherstudent.ship(tmp_path, runs, models, ("level",))  # a rerun: the new student is shipped, the verdict stays
     again = json.loads((models / "teachers.json").read_text())
     assert again["verdicts"] == record["verdicts"]

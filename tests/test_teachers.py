@@ -59,7 +59,7 @@ def test_a_local_weights_folder_is_used_instead_and_checked(tmp_path: Path, monk
     (local / "net" / "net.bin").write_bytes(b"w")
     monkeypatch.setenv(weights.ENV, str(local))
     got = weights.resolve("yamnet", cache=tmp_path / "cache")
-    assert got.path == local / "net" / "net.bin" and got.source.startswith("local file")
+    assert got.path == local / "net" / "net.bin" and got.source.startswith("a local copy")
     (local / "net" / "net.bin").write_bytes(b"tampered")
     with pytest.raises(weights.WeightsError, match="not the pinned"):
         weights.resolve("yamnet", cache=tmp_path / "cache")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.util.atomic import write_atomic
-from trainer.families.musicnn import teachercv, teachers, weights
+from trainer.families.musicnn import teachercv, teachers
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ def train(data: Path, runs: Path) -> None:
     """Steps 1 to 3 (each resumable)."""
     from trainer.families.musicnn.head import config_for
 
-    nets, _ = teachers.load_teachers(teachers.NAMES, config_for("rms"))
+    nets, provenance = teachers.load_teachers(teachers.NAMES, config_for("rms"))
+    runs.mkdir(parents=True, exist_ok=True)
+    write_atomic(runs / "teachers-provenance.json", json.dumps(provenance, indent=2) + "\n")
     fill(data, nets)
     distil(data, runs, select(data, runs, nets)["teachers"])
 
@@ -91,7 +93,7 @@ def ship(data: Path, runs: Path, models: Path, links: tuple[str, ...]) -> None:
     from trainer.families.musicnn import network
     from trainer.families.musicnn.embeddings import EVALUATE_HOP_S
 
-    if not (runs / "teachercv-choice.json").is_file():
+    if not (runs / "teachercv-choice.json").is_file() or not (runs / "teachers-provenance.json").is_file():
         return
     states = {k: json.loads((runs / f"teachercv-{k}" / "teachercv.json").read_text()) for k in LABEL_SETS}
     choice = json.loads((runs / "teachercv-choice.json").read_text())
@@ -130,7 +132,7 @@ def ship(data: Path, runs: Path, models: Path, links: tuple[str, ...]) -> None:
             k: {**{f: v for f, v in s.items() if f != "clips"}, "n_clips": len(s["clips"])} for k, s in states.items()
         },
         "choice": choice,
-        "provenance": {n: weights.resolve(n).to_dict() for n in teachers.NAMES if n != "musicnn"},
+        "provenance": json.loads((runs / "teachers-provenance.json").read_text()),
         "musicnn_sha256": network.SHA256,
         "verdicts": verdicts,
     }

@@ -130,7 +130,8 @@ def resolve(
         path = folder / spec.relpath
         if not path.is_file():
             raise WeightsError(f"{spec.name}: no {spec.relpath} under {folder}")
-        return Provenance(name, path, f"local file {path}", _check(spec, path, accept), spec.licence, spec.reference)
+        source = f"a local copy (weights folder: {spec.relpath}) of {spec.url}"
+        return Provenance(name, path, source, _check(spec, path, accept), spec.licence, spec.reference)
     path = _download(spec, cache)
     try:
         digest = _check(spec, path, accept)
