@@ -80,7 +80,8 @@ def ship(job: Job) -> None:
     (trainer.families.paper.netcv), else the run's best on validation."""
     data, runs, models = job.data, job.runs, job.models
     cvs = _states(runs, "cv", "cv.json")
-    netcvs = _states(runs, "netcv", "netcv.json")
+    # a network cross-validation still running (no architecture on every fold yet) decides nothing
+    netcvs = {k: s for k, s in _states(runs, "netcv", "netcv.json").items() if len(s.get("ranking", [])) >= 2}
     present = {}
     shipped = {}
     chains: dict[str, dict[str, Any]] = _before(models)
