@@ -63,11 +63,13 @@ def _student(st: dict[str, Any] | None) -> list[str]:
         return []
     d, hist, first = st["student"], st["student"]["history"], st["first_student"]
     chosen = first["history"]["best_epoch"]
+    taught = "targets" in d and not d["targets"].startswith("musicnn 0.1.0")
     learns = (
         f"the teachers' embeddings of the *clean* patch side by side ({d['targets']})"
-        if "targets" in d and not d["targets"].startswith("musicnn 0.1.0")
+        if taught
         else "the network's penultimate embedding of the *clean* patch"
     )
+    whose = "teachers'" if taught else "network's"
     cut = "" if hist["epochs"] >= chosen else f", stopped by its wall-clock budget short of the {chosen} chosen"
     return [
         f"Distilled student (`{st['file']}`, {st['size'] / 1e6:.2f} MB): a small separable CNN on the same "
@@ -79,7 +81,8 @@ def _student(st: dict[str, Any] | None) -> list[str]:
         f"test parts: the targets need no label), {d['train_patches_per_condition']} patches per condition "
         f"(one every 3 s), for {hist['epochs']} epochs ({hist['seconds'] / 60:.0f} min on 2 shared cores{cut}): "
         f"the count that early stopping chose in a first run on {first['train_clips']} of them with the "
-        f"{first['val_clips']} validation clips held out (cosine to the teachers' embeddings on those: "
+        f"{first['val_clips']} validation clips held out (cosine to the {whose} "
+        "embeddings on those: "
         f"{first['val_cosine_to_teacher']:.2f}). Its logistic-regression head is trained on the training "
         f"and validation parts' clean and chain patches, with C {st['chosen_C']:g} chosen on the validation "
         "part over the first run's student.",
