@@ -198,8 +198,8 @@ def netcv_section(name: str, state: dict[str, Any], shipped_arch: str | None) ->
     return [
         f"## The paper's networks in cross-validation, {name} ({state['k']} folds, {n} clips)",
         "",
-        f"The same folds as above; every architecture (trainer.architectures) trained as the shipped model "
-        f"is, with the `{recipe['name']}` recipe (a capture-chain copy beside each clean training clip, "
+        "The same folds as above; every architecture (trainer.families.paper.architectures) trained as the "
+        f"shipped model is, with the `{recipe['name']}` recipe (a capture-chain copy beside each clean training clip, "
         f"level-free input, weight decay {recipe['weight_decay']:g} on the output layer, Adam at "
         f"{recipe['learning_rate']:g}), early stopping on "
         f"{state['settings']['inner_val']:.0%} of the training folds' artists (their clean windows), "
