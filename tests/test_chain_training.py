@@ -213,3 +213,84 @@ def test_card_tables_come_from_the_measurements() -> None:
     margin = _cv_margin(cv)
     assert "a leads b by 0.010, well within the standard error of a fold mean (0.022)" in margin
     assert "the best on clean clips alone is b (0.720)" in margin
+
+
+@pytest.mark.slow  # Keras fits on chained copies of 27 clips
+def test_network_cross_validation_uses_the_linear_folds_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    from trainer.families.paper import crossval, netcv
+
+    root = make_dataset(tmp_path / "d", clips_per_label=9, seconds=2.5)
+    units, labels, groups = crossval.load_windows(root, None, tmp_path / "cache", 1.0, 0.5, 1, 1)
+    budget = netcv.Budget(epochs=3, patience=2, seconds=60, linear_epochs=3)
+    state = netcv.cross_validate(units, groups, labels, tmp_path / "cv", ("linear", "cnn"), budget=budget, k=3)
+    stats, _, _ = crossval.load_units(root, None, tmp_path / "cache", 1.0, 0.5, 1, 1)
+    linear = crossval.cross_validate(stats, groups, labels, (crossval.Candidate("clean"),), tmp_path / "lin", k=3)
+    assert state["folds"] == linear["folds"]  # the same held-out clips as trainer.crossval's
+    assert sorted(state["ranking"]) == ["cnn", "linear"]
+    for arch in ("linear", "cnn"):
+        for fold in state["results"][arch]["folds"].values():
+            assert fold["fit"]["epochs_run"] <= 3 and fold["clips"]["stop"] > 0
+            assert fold["clips"]["fit"] + fold["clips"]["stop"] + fold["clips"]["held"] == len(units)
+            assert 0.0 <= fold["clean"]["macro_f1"] <= 1.0 and 0.0 <= fold["chain"]["macro_f1"] <= 1.0
+    monkeypatch.setattr(netcv, "fit_fold", lambda *a, **k: pytest.fail("refitted a finished fold"))
+    again = netcv.cross_validate(units, groups, labels, tmp_path / "cv", ("linear", "cnn"), budget=budget, k=3)
+    assert again["ranking"] == state["ranking"]
+    with pytest.raises(ValueError, match="other folds or settings"):
+        netcv.cross_validate(units, groups, labels, tmp_path / "cv", ("cnn",), budget=netcv.Budget(epochs=4), k=3)
+
+
+def test_card_says_what_each_network_scored_and_what_it_cost() -> None:
+    from trainer.families.paper.card import netcv_section
+
+    def fold(clean: float, seconds: float, stopped: bool = False) -> dict:
+        fit = {"epochs_run": 12, "best_epoch": 6, "stopped_by_time_budget": stopped}
+        return {"clean": {"macro_f1": clean}, "chain": {"macro_f1": clean - 0.1}, "fit": fit, "seconds": seconds}
+
+    results = {
+        "cnn": {"folds": {"0": fold(0.75, 60), "1": fold(0.73, 120, True)}},
+        "linear": {"folds": {"0": fold(0.70, 30), "1": fold(0.72, 30)}},
+    }
+    for r in results.values():
+        both = [(f["clean"]["macro_f1"] + f["chain"]["macro_f1"]) / 2 for f in r["folds"].values()]
+        r["summary"] = {
+            k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))}
+            for k, v in (
+                ("clean", [f["clean"]["macro_f1"] for f in r["folds"].values()]),
+                ("chain", [f["chain"]["macro_f1"] for f in r["folds"].values()]),
+                ("both", both),
+            )
+        }
+    recipe = {"name": "chain-mix+centre+wd", "weight_decay": 1e-3, "learning_rate": 3e-4}
+    state = {
+        "k": 2,
+        "folds": [[1, 2], [3, 4]],
+        "ranking": ["cnn", "linear"],
+        "results": results,
+        "settings": {
+            "budget": {"epochs": 100, "patience": 6, "seconds": 1500.0, "linear_epochs": 400},
+            "recipe": recipe,
+            "inner_val": 0.15,
+        },
+    }
+    text = "\n".join(netcv_section("3class", state, "cnn"))
+    assert "| cnn | 0.740 ± 0.014 | 0.640 ± 0.014 | 0.690 ± 0.014 | **winner, shipped** |" in text
+    assert "| linear | 0.710 ± 0.014 |" in text and "| lost |" in text
+    assert "at most 100 epochs (the linear model 400), patience 6, 25 min per fit" in text
+    assert "cnn 12 epochs (best 6), 1.5 min per fit, 1 fit(s) stopped by the time limit" in text
+
+
+def test_card_gives_each_shipped_files_cost_per_hop() -> None:
+    from trainer.families.paper.card import cost_section
+
+    m = {
+        "kind": "int8",
+        "size_mb": 0.047,
+        "front_end_ms_per_hop": {"median": 1.234},
+        "inference_ms_per_patch": {"median": 0.4},
+        "ms_per_1s_hop": 1.634,
+        "pi_estimate_ms_per_1s_hop": {"Pi 4": 9.8},
+    }
+    text = "\n".join(cost_section({"moodstream-3class.tflite": m}))
+    assert "- `moodstream-3class.tflite` (int8, 47 KB): front-end 1.23 ms per 1 s hop + inference 0.40 ms" in text
+    assert "= 1.63 ms per 1 s hop here (one core); estimated Pi 4: 9.8 ms." in text
+    assert cost_section({}) == []

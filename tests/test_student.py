@@ -217,7 +217,7 @@ def test_refit_distils_on_train_and_val_clips_for_the_chosen_epochs(tmp_path: Pa
         return {c.path: ClipData({k: x for k in conds}, np.ones((len(x), 200), np.float32)) for c in clips}
 
     monkeypatch.setattr(student, "build", fake_build)
-    monkeypatch.setattr(student, "build_student", lambda width: build_student(width=width, dense=16))
+    monkeypatch.setattr(student, "build_student", lambda width, embedding: build_student(width, 16, embedding))
     first = {"history": {"best_epoch": 2, "val_loss": [1.0, 0.9, 0.95]}, "width": 8}
     model, report = student.refitted_student(tmp_path, CONFIG, first, tmp_path / "cache", k=1)
     assert seen == [{"c0", "c1", "c2", "c3", "c4"}]  # every clip but the test part's
@@ -229,3 +229,24 @@ def test_refit_distils_on_train_and_val_clips_for_the_chosen_epochs(tmp_path: Pa
     np.testing.assert_allclose(
         again.predict(x.astype(np.float32), verbose=0), model.predict(x.astype(np.float32), verbose=0), atol=1e-5
     )
+
+
+def test_teacher_targets_sit_side_by_side_and_weigh_the_same(tmp_path: Path) -> None:
+    """With AudioSet teachers the targets are their embeddings of the clean patches, concatenated
+    (a clip a teacher cannot embed drops out), and each teacher's block weighs the same in the loss."""
+    from trainer.families.musicnn.student import Targets
+    from trainer.families.musicnn.teachers import DIMS, Teacher
+
+    def fake(name: str) -> Teacher:
+        return Teacher(name, lambda audio: np.full((2, DIMS[name]), len(name), np.float32), {"weights_sha256": name})
+
+    targets = Targets(("musicnn", "yamnet"))
+    targets.cache, targets._teachers = tmp_path / "cache", [fake("musicnn"), fake("yamnet")]
+    sf.write(tmp_path / "a.wav", music(7.0, seed=1), 16000)
+    data = {tmp_path / "a.wav": ClipData({"clean": np.zeros((3, PATCH_FRAMES, 96), np.float16)}, np.zeros((3, 200)))}
+    out = targets.apply(data)[tmp_path / "a.wav"]
+    assert out.target.shape == (2, 1224) and len(out.inputs["clean"]) == 2  # truncated to the shorter
+    assert np.all(out.target[:, :200] == 7) and np.all(out.target[:, 200:] == 6)
+    scale = targets.scale(1224)
+    assert np.sum(scale[:200] ** 2) == pytest.approx(np.sum(scale[200:] ** 2))
+    assert Targets().apply(data) is data and np.all(Targets().scale(200) == 1) and Targets().key() is None

@@ -14,10 +14,14 @@ TOOLS = {
     "fetch-musicnn": ("trainer.families.musicnn.network", "download and verify musicnn's pinned wheel"),
     "embed": ("trainer.families.musicnn.embeddings", "cache musicnn embeddings (run it in the background)"),
     "head": ("trainer.families.musicnn.head", "cross-validate and train the head on musicnn's embeddings"),
-    "student": ("trainer.families.musicnn.student", "distil musicnn into the small student"),
+    "student": ("trainer.families.musicnn.student", "distil musicnn (or --teachers) into the small student"),
+    "teachers": ("trainer.families.musicnn.teachers", "cache the teachers' embeddings (run it in the background)"),
+    "teachercv": ("trainer.families.musicnn.teachercv", "cross-validate which teachers the student learns"),
+    "netcv": ("trainer.families.paper.netcv", "cross-validate the paper family's networks (background, resumable)"),
     "chains": ("trainer.common.chains", "a model through every capture chain on the test part"),
     "live": ("trainer.studies.live", "how the temporal model's defaults were chosen, on validation streams"),
     "live-card": ("trainer.common.live", "calibrate the shipped models and write models/README-live.md"),
+    "student-transfer": ("trainer.studies.student_transfer", "the student's embeddings in the teachers' protocol"),
 }
 
 

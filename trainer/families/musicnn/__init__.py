@@ -1,1 +1,1 @@
-"""The musicnn family: musicnn's MSD network as a teacher, a head on its embeddings, and its distilled student."""
+"""The musicnn family: MSD-musicnn and AudioSet networks as teachers, heads on their embeddings, a student."""

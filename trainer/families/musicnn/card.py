@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 TARGETS = {"3class": {"clean": 0.88, "room": 0.80}, "4class": {"clean": 0.81}}
 
 
@@ -61,18 +63,26 @@ def _student(st: dict[str, Any] | None) -> list[str]:
         return []
     d, hist, first = st["student"], st["student"]["history"], st["first_student"]
     chosen = first["history"]["best_epoch"]
+    taught = "targets" in d and not d["targets"].startswith("musicnn 0.1.0")
+    learns = (
+        f"the teachers' embeddings of the *clean* patch side by side ({d['targets']})"
+        if taught
+        else "the network's penultimate embedding of the *clean* patch"
+    )
+    whose = "teachers'" if taught else "network's"
     cut = "" if hist["epochs"] >= chosen else f", stopped by its wall-clock budget short of the {chosen} chosen"
     return [
         f"Distilled student (`{st['file']}`, {st['size'] / 1e6:.2f} MB): a small separable CNN on the same "
         f"log-mel patches ({d['macs'] / 1e6:.0f} M multiply-adds per patch against about 1,400 M for the "
-        f"network; {d['params']:,} parameters) trained to output the network's penultimate embedding of "
-        f"the *clean* patch from the clean patch and from {len(d['conditions']) - 1} random capture-chain "
+        f"network; {d['params']:,} parameters) trained to output {learns} "
+        f"from the clean patch and from {len(d['conditions']) - 1} random capture-chain "
         f"draws of it (streamer.audio.chain.random_chain), so that it learns the network and the rooms' "
         f"irrelevance at once. Distilled on {d['train_clips']} clips (every clip of both splits but their "
         f"test parts: the targets need no label), {d['train_patches_per_condition']} patches per condition "
         f"(one every 3 s), for {hist['epochs']} epochs ({hist['seconds'] / 60:.0f} min on 2 shared cores{cut}): "
         f"the count that early stopping chose in a first run on {first['train_clips']} of them with the "
-        f"{first['val_clips']} validation clips held out (cosine to the network's embeddings on those: "
+        f"{first['val_clips']} validation clips held out (cosine to the {whose} "
+        "embeddings on those: "
         f"{first['val_cosine_to_teacher']:.2f}). Its logistic-regression head is trained on the training "
         f"and validation parts' clean and chain patches, with C {st['chosen_C']:g} chosen on the validation "
         "part over the first run's student.",
@@ -112,11 +122,89 @@ def _links(family: dict[str, dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def card(family: dict[str, dict[str, Any]], bench: dict[str, Any] | None) -> str:
+def teachers_section(teachers: dict[str, Any]) -> list[str]:
+    """Which teachers the student learns (issue 28): the weights' provenance, the fold CV and the
+    leave-one-genre-out table per label set (trainer.families.musicnn.teachercv), and the choice."""
+    from trainer.families.musicnn.teachercv import COMBOS, gain
+
+    states, choice = teachers["states"], teachers["choice"]
+    lines = [
+        "## Teachers: musicnn beside two AudioSet networks (issue 28)",
+        "",
+        "| teacher | weights (source) | sha256 | licence |",
+        "|---|---|---|---|",
+        "| musicnn | MSD_musicnn from the pinned `musicnn==0.1.0` wheel (trainer/families/musicnn/network.py) | wheel "
+        f"{teachers['musicnn_sha256']} | ISC |",
+    ]
+    for name, prov in teachers["provenance"].items():
+        lines.append(f"| {name} | {prov['reference']} ({prov['source']}) | {prov['sha256']} | {prov['licence']} |")
+    lines += [
+        "",
+        "Each teacher embeds every 3 s patch of the student's log-mel patches (musicnn its 200-value "
+        "penultimate layer; YAMNet the 1024 values before its scores, frames of 0.96 s every 0.48 s "
+        "averaged; mn04 its 384-value pooled feature map; the AudioSet networks see the window's waveform at "
+        "-20 dBFS RMS). A logistic-regression head on the concatenated, standardised embeddings is fitted per "
+        "patch on the training folds' clean audio, and scored at "
+        "clip level (patch probabilities averaged) on the held-out artists, clean and through the `room` "
+        "chain (5 folds by trainer.common.split.group_folds over the training and validation parts; the test part "
+        "is not read). C from "
+        + ", ".join(f"{c:g}" for c in sorted({r["C"] for s in states.values() for r in s["rows"].values()}))
+        + " per row, by (clean + room) / 2. Gains: the mean ± standard error of the per-fold differences to "
+        "musicnn alone (the same folds). Leave-one-genre-out: the head fitted on the artists with no clip "
+        "of an AllMusic genre and scored on that genre's clips, every genre with 40 clips or more, the "
+        "(genre, clip) decisions pooled into one macro-F1.",
+        "",
+    ]
+    for state in states.values():
+        lines += [
+            f"### {len(state['labels'])} classes ({state['n_clips']} clips)",
+            "",
+            "| teachers | C | CV clean | CV room | gain clean | gain room | genre-out clean | genre-out room |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for combo in COMBOS:
+            if combo not in state["best"]:
+                continue
+            best = state["best"][combo]
+            row = state["rows"][f"{combo} C={best['C']:g}"]
+            gains = [gain(state, combo, cond) if combo != "musicnn" else None for cond in ("clean", "room")]
+            cells = ["-" if g is None else f"{g[0]:+.3f} ± {g[1]:.3f}" for g in gains]
+            mark = "**" if combo == choice["teachers"] else ""
+            lines.append(
+                f"| {mark}{combo}{mark} | {best['C']:g} | {np.mean(row['clean']):.3f} ± {np.std(row['clean']):.3f} | "
+                f"{np.mean(row['room']):.3f} ± {np.std(row['room']):.3f} | {cells[0]} | {cells[1]} | "
+                f"{best['genre']['clean']:.3f} | {best['genre']['room']:.3f} |"
+            )
+        lines.append("")
+    lines += [
+        f"Chosen for the student: **{choice['teachers']}** (mean over both label sets of (clean + room) / 2: "
+        + ", ".join(f"{c} {v:.3f}" for c, v in choice["cv"].items())
+        + f"; within one standard error ({choice['se']:.3f}) of the best: {', '.join(choice['within_se'])}; "
+        "among those the best across genres: "
+        + ", ".join(f"{c} {choice['transfer'][c]:.3f}" for c in choice["within_se"])
+        + ").",
+        "",
+    ]
+    for key, v in teachers.get("verdicts", {}).items():
+        new, old = v["new"], v["shipped"]
+        figures = "; ".join(
+            f"{job.split('/')[0]} {new[job]['macro_f1']:.3f} against {old[job]['macro_f1']:.3f}" for job in old
+        )
+        verdict = "it replaced the shipped student" if v["replaced"] else "NOT shipped: the shipped student stays"
+        lines.append(
+            f"- {key}: the student of {choice['teachers']} on the test part (int8, `moodstream evaluate`): "
+            f"{figures} (the shipped student learnt {v['shipped_targets']}): {verdict}."
+        )
+    return [*lines, ""] if teachers.get("verdicts") else lines
+
+
+def card(
+    family: dict[str, dict[str, Any]], bench: dict[str, Any] | None, teachers: dict[str, Any] | None = None
+) -> str:
     """``family``: per class count, the run's result.json plus "file", "size", "evaluate"
     {chain: {"int8": evaluate JSON, "float": ..., "paper": the paper family's shipped file}} and
     "links" {"paper"|"network"|"student": {link: evaluate's summary}}; ``bench``:
-    bench/musicnn_cost's data."""
+    bench/musicnn_cost's data; ``teachers``: the teacher comparison (:func:`teachers_section`)."""
     lines = [
         "<!-- generated by trainer/make_models.py (trainer/families/musicnn/card.py); do not edit by hand -->",
         "# The musicnn family (issue 18)",
@@ -163,6 +251,7 @@ def card(family: dict[str, dict[str, Any]], bench: dict[str, Any] | None) -> str
             "",
             *_student(f.get("student")),
         ]
+    lines += teachers_section(teachers) if teachers else []
     lines += [
         "## Both families through `moodstream evaluate` (test part, clip level, accuracy / macro-F1, "
         "95% interval of macro-F1 with artist groups resampled)",

@@ -90,7 +90,7 @@ class Embedder:
     """The frozen network as a float TFLite model (XNNPACK: several times faster than Keras here),
     converted once from the Keras rebuild and kept in the weights' cache."""
 
-    def __init__(self, cache: Path | None = None) -> None:
+    def __init__(self, cache: Path | None = None, threads: int = 2) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         from trainer.families.musicnn import network as musicnn
@@ -100,7 +100,7 @@ class Embedder:
             import tensorflow as tf
 
             write_atomic(path, tf.lite.TFLiteConverter.from_keras_model(musicnn.build()).convert())
-        self._interp = Interpreter(model_path=str(path), num_threads=2)
+        self._interp = Interpreter(model_path=str(path), num_threads=threads)
         self._interp.allocate_tensors()
         self._in = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[0]["index"]

@@ -1,8 +1,11 @@
 """The musicnn family's steps for `make models`: the network with a cross-validated head
-(trainer.families.musicnn.head) and its distilled student (trainer.families.musicnn.student), for
-3 and 4 classes; shipped as moodstream-<N>class-musicnn and -musicnn-student, scored the daemon's
-way on the test part (clean, room, every single link of the capture chain) beside the paper
-family's file, and models/README-musicnn.md written from the figures."""
+(trainer.families.musicnn.head) and its distilled student (trainer.families.musicnn.student), for 3
+and 4 classes, and the student of the teachers that cross-validation chooses among musicnn and two
+AudioSet networks (``teachers``: trainer.families.musicnn.teacherstudent), which replaces a shipped
+student only where it scores at least as high on the test part, clean and room; shipped as
+moodstream-<N>class-musicnn and -musicnn-student, scored the daemon's way on the test part (clean,
+room, every single link of the capture chain) beside the paper family's file, and
+models/README-musicnn.md written from the figures."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ FOUR = ("angry", "happy", "sad", "calm")
 # run name -> labels; shipped as moodstream-Nclass-musicnn and moodstream-Nclass-musicnn-student
 MUSICNN = {"musicnn-3class": THREE, "musicnn-4class": FOUR}
 STUDENT = {"student-3class": THREE, "student-4class": FOUR}
+TEACHERS = "teachers"
 LINKS = tuple(c for c in CHAINS if c not in ("clean", "room"))  # the capture chain's single links
 SHIPPED = ("3class-musicnn", "4class-musicnn", "3class-musicnn-student", "4class-musicnn-student")
 # the figures each shipped file carries in its metadata: name in the metadata -> (chain, kind) evaluated
@@ -31,7 +35,12 @@ FIGURES = {"test/int8": ("clean", "int8"), "test/float": ("clean", "float"), "ro
 
 
 def train(name: str, job: Job) -> None:
-    """One run: the network's head, or a student (each resumable)."""
+    """One run: the network's head, a student, or the teachers' student (each resumable)."""
+    if name == TEACHERS:
+        from trainer.families.musicnn.teacherstudent import train as train_teachers
+
+        train_teachers(job.data, job.runs)
+        return
     if name in MUSICNN:
         from trainer.families.musicnn.head import train as train_head
 
@@ -94,13 +103,17 @@ def ship(job: Job) -> None:
             "links": _links(folder, shipped_files, runs / name / "links"),
         }
         write_atomic(models / f"metrics-{key}-musicnn.json", json.dumps(metrics, indent=2) + "\n")
+    from trainer.families.musicnn.teacherstudent import ship as ship_teachers
+
+    ship_teachers(data, runs, models, LINKS)
     family = {
         f.name.removeprefix("metrics-").removesuffix("-musicnn.json"): json.loads(f.read_text())
         for f in sorted(models.glob("metrics-*-musicnn.json"))
     }
+    teachers = json.loads((models / "teachers.json").read_text()) if (models / "teachers.json").is_file() else None
     if family:
         stamp_test_figures(models, family)
-        write_atomic(models / "README-musicnn.md", card(family, _costs(models, runs)))
+        write_atomic(models / "README-musicnn.md", card(family, _costs(models, runs), teachers))
 
 
 def stamp_test_figures(models: Path, family: dict[str, dict[str, Any]]) -> list[Path]:
@@ -170,4 +183,4 @@ def _costs(models: Path, runs: Path) -> dict[str, Any]:
     return {"models": [{"model": name, **per_hop(path)} for name, path in named]}
 
 
-FAMILY = Family("musicnn", "README-musicnn.md", (*MUSICNN, *STUDENT), SHIPPED, train, ship)
+FAMILY = Family("musicnn", "README-musicnn.md", (*MUSICNN, *STUDENT, TEACHERS), SHIPPED, train, ship)

@@ -165,7 +165,7 @@ def stack(data: dict[Path, ClipData], conds: tuple[str, ...]) -> tuple[np.ndarra
 # ---------------------------------------------------------------- the student network
 
 
-def build_student(width: int = 32, dense: int = 256):
+def build_student(width: int = 32, dense: int = 256, embedding: int = EMBEDDING):
     """A small CNN on (187, 96) log-mel: a strided 3x3 convolution, separable 3x3 blocks with
     pooling between them, mean + max pooling over time and frequency, two dense layers to the
     200-value embedding. Only ops that quantise to int8 in TFLite (conv, depthwise, pooling,
@@ -204,7 +204,7 @@ def build_student(width: int = 32, dense: int = 256):
     x = layers.Dense(dense, name="fc")(pooled)
     x = bn(name="fc_bn")(x)
     x = layers.ReLU(name="fc_relu")(x)
-    out = layers.Dense(EMBEDDING, name="embedding")(x)
+    out = layers.Dense(embedding, name="embedding")(x)
     return keras.Model(inp, out, name="musicnn_student")
 
 
@@ -314,11 +314,83 @@ def distil(
 
 
 def _student_key(
-    config: LogMelConfig, train: list[Clip], k: int, width: int, loss: str = "mse", refit_epochs: int = 0
+    config: LogMelConfig,
+    train: list[Clip],
+    k: int,
+    width: int,
+    loss: str = "mse",
+    refit_epochs: int = 0,
+    targets: dict[str, Any] | None = None,
 ) -> str:
     parts = [CACHE_VERSION, config.to_dict(), sorted(c.path.name for c in train), k, width, STUDENT_STRIDE_S, loss]
     parts += [["refit", refit_epochs]] if refit_epochs else []
+    parts += [["targets", targets]] if targets else []  # musicnn's own targets are keyed without it
     return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+class Targets:
+    """What the student learns to output for a clean patch. Default: musicnn's embedding, as
+    :func:`build` caches it. With AudioSet teachers (trainer.families.musicnn.teachers): their
+    embeddings of the patch side by side, each teacher's block scaled after standardisation so that
+    every teacher weighs the same in the loss whatever its width (YAMNet's 1024 values would
+    otherwise drown musicnn's 200)."""
+
+    def __init__(self, names: tuple[str, ...] = ("musicnn",), local: Path | None = None) -> None:
+        from trainer.families.musicnn.teachers import CACHE as TEACHER_CACHE
+
+        self.names, self.local, self.cache = names, local, TEACHER_CACHE
+        self.provenance: dict[str, dict[str, str]] = {}
+        self._teachers: list[Any] | None = None
+
+    @property
+    def default(self) -> bool:
+        return self.names == ("musicnn",)
+
+    def key(self) -> dict[str, Any] | None:
+        """What distinguishes these targets in the student's cache key (None: musicnn's own)."""
+        if self.default:
+            return None
+        return {"teachers": list(self.names), "weights": {n: p["sha256"] for n, p in self.provenance.items()}}
+
+    def load(self, config: LogMelConfig) -> Targets:
+        if not self.default and self._teachers is None:
+            from trainer.families.musicnn.teachers import load_teachers
+
+            self._teachers, self.provenance = load_teachers(self.names, config, self.local)
+        return self
+
+    def apply(self, data: dict[Path, ClipData]) -> dict[Path, ClipData]:
+        """``data`` with the teachers' embeddings of each clip's clean patches as its targets."""
+        if self.default:
+            return data
+        from trainer.common.dataset import Clip as _Clip
+        from trainer.families.musicnn.teachers import embed
+
+        assert self._teachers is not None, "Targets.load first"
+        clips = [_Clip(path, "", "") for path in data]
+        found = embed(clips, "clean", self._teachers, cache=self.cache)
+        out = {}
+        for path, d in data.items():
+            if all(path in found[n] for n in self.names):
+                n = min(len(d.target), *(len(found[t][path]) for t in self.names))
+                out[path] = ClipData(d.inputs, np.concatenate([found[t][path][:n] for t in self.names], axis=1))
+        return out
+
+    def scale(self, dims: int) -> np.ndarray:
+        """Per output value, the factor on the standardised target: sqrt(total / (teachers * width))."""
+        if self.default:
+            return np.ones(dims, np.float32)
+        from trainer.families.musicnn.teachers import DIMS
+
+        widths = [DIMS[n] for n in self.names]
+        return np.concatenate([np.full(w, np.sqrt(sum(widths) / (len(widths) * w))) for w in widths]).astype(np.float32)
+
+    def describe(self) -> str:
+        if self.default:
+            return "musicnn 0.1.0 MSD_musicnn (float TFLite), penultimate layer (200)"
+        from trainer.families.musicnn.teachers import DIMS
+
+        return " + ".join(f"{n} ({DIMS[n]})" for n in self.names) + ", each teacher weighted equally"
 
 
 def _aligned(data: dict[Path, ClipData], conds: tuple[str, ...]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -349,23 +421,25 @@ def trained_student(
     width: int = WIDTH,
     budget_s: float = BUDGET_S,
     loss: str = "mse",
+    targets: Targets | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The student distilled on the training clips of :func:`distillation_clips` with early
     stopping on its validation clips (cached: trained once). It chooses the epochs and the head's
     C; :func:`refitted_student` is the one that ships."""
+    targets = (targets or Targets()).load(config)
     splits = [load_split(data_dir, list(labels)) for labels in LABEL_SETS]
     train, val = distillation_clips(splits)
-    folder = cache / "students" / _student_key(config, train, k, width, loss)
+    folder = cache / "students" / _student_key(config, train, k, width, loss, targets=targets.key())
     if found := _cached(folder):
         return found
     conds = conditions(k)
-    x, y = _aligned(build(train, conds, config, cache), conds)
-    va = build(val, conds[:2], config, cache)
+    x, y = _aligned(targets.apply(build(train, conds, config, cache)), conds)
+    va = targets.apply(build(val, conds[:2], config, cache))
     x_val, y_val = stack(va, conds[:2])
     x_val = x_val.astype(np.float32)
-    mean, std = y.mean(axis=0), y.std(axis=0) + 1e-6
+    mean, std = y.mean(axis=0), (y.std(axis=0) + 1e-6) / targets.scale(y.shape[1])
     log.info("distilling on %d patches each draw, validating on %d patches", len(y), len(x_val))
-    model = build_student(width)
+    model = build_student(width, embedding=y.shape[1])
     history = distil(model, x, (y - mean) / std, x_val, (y_val - mean) / std, budget_s=budget_s, loss=loss)
     pred = model.predict(x_val, batch_size=256, verbose=0) * std + mean
     cos = np.sum(pred * y_val, axis=1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(y_val, axis=1) + 1e-9)
@@ -381,6 +455,7 @@ def trained_student(
         "history": history,
         "val_cosine_to_teacher": float(np.mean(cos)),
         "loss": loss,
+        "targets": targets.describe(),
     }
     _save(folder, model, report)
     return model, report
@@ -393,6 +468,7 @@ def refitted_student(
     cache: Path = CACHE,
     k: int = AUGMENT_K,
     budget_s: float = BUDGET_S,
+    targets: Targets | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The student distilled afresh on the training AND validation clips of
     :func:`distillation_clips` (every clip but the test parts: the teacher's targets need no
@@ -403,15 +479,16 @@ def refitted_student(
     train, val = distillation_clips(splits)
     clips = sorted(train + val, key=lambda c: c.path)
     epochs, width, loss = first["history"]["best_epoch"], first["width"], first.get("loss", "mse")
-    folder = cache / "students" / _student_key(config, clips, k, width, loss, refit_epochs=epochs)
+    targets = (targets or Targets()).load(config)
+    folder = cache / "students" / _student_key(config, clips, k, width, loss, epochs, targets.key())
     if found := _cached(folder):
         return found
     conds = conditions(k)
-    x, y = _aligned(build(clips, conds, config, cache), conds)
-    mean, std = y.mean(axis=0), y.std(axis=0) + 1e-6
+    x, y = _aligned(targets.apply(build(clips, conds, config, cache)), conds)
+    mean, std = y.mean(axis=0), (y.std(axis=0) + 1e-6) / targets.scale(y.shape[1])
     cuts = lr_cuts(first["history"]["val_loss"][:epochs])
     log.info("refitting on %d patches each draw for %d epochs (learning rate cut after %s)", len(y), epochs, cuts)
-    model = build_student(width)
+    model = build_student(width, embedding=y.shape[1])
     history = distil(model, x, (y - mean) / std, None, None, epochs=epochs, budget_s=budget_s, loss=loss, cuts=cuts)
     report = {
         "train_clips": len(clips),
@@ -423,6 +500,7 @@ def refitted_student(
         "history": history,
         "loss": loss,
         "lr_cuts": cuts,
+        "targets": targets.describe(),
     }
     _save(folder, model, report)
     return model, report
@@ -487,12 +565,14 @@ def train(
     name: str = "moodstream",
     budget_s: float = BUDGET_S,
     loss: str = "mse",
+    targets: Targets | None = None,
 ) -> dict[str, Any]:
     """C of the head chosen on the validation part over the first student's embeddings (its
     distillation never saw a validation clip); then the refitted student (every non-test clip) and
     its head on the training + validation parts with that C, exported into ``out``."""
-    first, first_report = trained_student(data_dir, config, cache, k, budget_s=budget_s, loss=loss)
-    student, report = refitted_student(data_dir, config, first_report, cache, k, budget_s=budget_s)
+    targets = (targets or Targets()).load(config)
+    first, first_report = trained_student(data_dir, config, cache, k, budget_s=budget_s, loss=loss, targets=targets)
+    student, report = refitted_student(data_dir, config, first_report, cache, k, budget_s=budget_s, targets=targets)
     split = load_split(data_dir, labels)
     conds = conditions(k)
     data = {p: build([split.clips[i] for i in split.parts[p]], conds, config, cache) for p in ("train", "val")}
@@ -531,9 +611,10 @@ def train(
         "protocol": "honest",
         "split": {p: len(ix) for p, ix in split.parts.items()},
         "seed": 0,
-        "teacher": "musicnn 0.1.0 MSD_musicnn (float TFLite), penultimate layer (200)",
+        "teacher": targets.describe(),
+        **({"teacher_weights": targets.provenance} if targets.provenance else {}),
         "distillation": {
-            "loss": f"{report['loss']} on the standardised teacher embedding of the clean patch",
+            "loss": f"{report['loss']} on the standardised teacher embedding(s) of the clean patch",
             "inputs": list(conds),
             "clips": report["train_clips"],
             "patches_per_condition": report["train_patches_per_condition"],
@@ -628,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-evaluate", action="store_true", help="skip the test part's evaluation")
     p.add_argument("--build-only", action="store_true", help="fill the data cache (both label sets) and stop")
     p.add_argument("--shard", default="0/1", help="I/N with --build-only: every N-th clip from the I-th")
+    p.add_argument("--teachers", default="musicnn", help="the targets: teachers side by side (musicnn, yamnet, mn04)")
+    p.add_argument("--teacher-weights", type=Path, help="local folder of the AudioSet teachers' weights")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_for(args.normalisation)
@@ -644,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
             args.augment,
             budget_s=args.budget,
             loss=args.loss,
+            targets=Targets(tuple(args.teachers.split(",")), args.teacher_weights),
         )
     if not args.no_evaluate:
         evaluate_test(args.data, args.out)

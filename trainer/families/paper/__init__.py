@@ -1,1 +1,1 @@
-"""The paper's family: MFCC + spectral contrast windows; CNN, CNN-LSTM, CNN-GRU or linear; recipe chosen by CV."""
+"""The paper's family: MFCC + contrast windows; CNN, CNN-LSTM, CNN-GRU or linear; recipe and network by CV."""

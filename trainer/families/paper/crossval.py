@@ -84,10 +84,19 @@ class Unit:
     centred: dict[str, np.ndarray]
 
 
-def load_units(
+@dataclass
+class ClipWindows:
+    """One clip's raw feature windows per variant (what the networks of trainer.families.paper.netcv see)."""
+
+    clip: int
+    label: int
+    windows: dict[str, np.ndarray]
+
+
+def load_windows(
     data: Path, labels: list[str], cache: Path, window_s: float, overlap: float, copies: int, workers: int | None
-) -> tuple[list[Unit], list[str], list[str]]:
-    """Train+val clips of the seed-0 split with their clean and chained window statistics."""
+) -> tuple[list[ClipWindows], list[str], list[str]]:
+    """Train+val clips of the seed-0 split with their clean and chained windows, and their groups."""
     clips, labels = scan(data, labels)
     split = split_by_group([c.label for c in clips], [c.group for c in clips], 0)
     pool = sorted(split["train"] + split["val"])
@@ -95,20 +104,31 @@ def load_units(
     config = FeatureConfig()
     feats, failed = features([Job(clips[i].path, variants) for i in pool], config, cache, workers)
     frames, hop = window_geometry(config, window_s, overlap)
-    units = []
-    for i in pool:
-        if clips[i].path in failed or feats[(clips[i].path, ORIGINAL)].shape[0] < frames:
-            continue
-        wins = {v: segment(feats[(clips[i].path, v)], frames, hop) for v in variants}
-        units.append(
-            Unit(
-                i,
-                labels.index(clips[i].label),
-                {v: statistics(w) for v, w in wins.items()},
-                {v: statistics(centre_columns(w, CENTRED)) for v, w in wins.items()},
-            )
+    out = [
+        ClipWindows(
+            i, labels.index(clips[i].label), {v: segment(feats[(clips[i].path, v)], frames, hop) for v in variants}
         )
-    return units, labels, [clips[u.clip].group for u in units]
+        for i in pool
+        if clips[i].path not in failed and feats[(clips[i].path, ORIGINAL)].shape[0] >= frames
+    ]
+    return out, labels, [clips[w.clip].group for w in out]
+
+
+def load_units(
+    data: Path, labels: list[str], cache: Path, window_s: float, overlap: float, copies: int, workers: int | None
+) -> tuple[list[Unit], list[str], list[str]]:
+    """Train+val clips of the seed-0 split with their clean and chained window statistics."""
+    wins, labels, groups = load_windows(data, labels, cache, window_s, overlap, copies, workers)
+    units = [
+        Unit(
+            w.clip,
+            w.label,
+            {v: statistics(x) for v, x in w.windows.items()},
+            {v: statistics(centre_columns(x, CENTRED)) for v, x in w.windows.items()},
+        )
+        for w in wins
+    ]
+    return units, labels, groups
 
 
 def _rows(units: list[Unit], variants: tuple[str, ...], centred: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

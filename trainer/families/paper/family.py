@@ -1,9 +1,10 @@
 """The paper family's steps for `make models`: for 3 and 4 classes, artist-grouped 5-fold
 cross-validation over the training and validation parts chooses the training recipe
 (trainer.families.paper.crossval: clean or capture-chain copies, level-free input, weight decay,
-mixup); the winner is trained on the honest split (the shippable linear model and the baseline
-floor), copied to models/, scored the daemon's way on the test part, clean and through every
-capture chain (trainer.common.chains), and models/README.md is written with the figures."""
+mixup) and, with that chain recipe, the architecture (trainer.families.paper.netcv: CNN, CNN-LSTM,
+CNN-GRU or linear); the winners are trained on the honest split (with the baseline floor), copied
+to models/, scored the daemon's way on the test part, clean and through every capture chain
+(trainer.common.chains), and models/README.md is written with the figures."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from trainer.common.evaluation import test_folder
 from trainer.families.family import Family, Job
 from trainer.families.paper.card import HOW_CHOSEN, model_card
 from trainer.families.paper.crossval import candidate, run_cv
+from trainer.families.paper.netcv import run_netcv
 from trainer.families.paper.run import RunConfig, run
 
 THREE = ("angry", "happy", "sad")
@@ -27,9 +29,12 @@ FOLDS = 5
 
 
 def train(name: str, job: Job) -> None:
-    """Cross-validate the recipes, then train the winner on the honest split (both resumable)."""
+    """Cross-validate the recipes and the architectures, then train the winners on the honest split
+    (all resumable)."""
     state = run_cv(job.data, list(TARGETS[name]), job.runs / f"{name}-cv", job.cache, FOLDS)
-    run(winner_config(name, state["ranking"][0], job.data, job.runs, job.time_budget_min), job.cache)
+    nets = run_netcv(job.data, list(TARGETS[name]), job.runs / f"{name}-netcv", job.cache)
+    config = winner_config(name, state["ranking"][0], job.data, job.runs, job.time_budget_min, nets["ranking"][0])
+    run(config, job.cache)
 
 
 def best_model(candidates: dict[str, dict[str, Any]]) -> tuple[str, str]:
@@ -44,14 +49,19 @@ def best_model(candidates: dict[str, dict[str, Any]]) -> tuple[str, str]:
     return max(models, key=key)
 
 
-def winner_config(name: str, winner: str, data: Path, runs: Path, time_budget_min: float) -> RunConfig:
-    """The cross-validation winner's recipe on the honest split (train part, early stopping on val)."""
+def winner_config(
+    name: str, winner: str, data: Path, runs: Path, time_budget_min: float, arch: str = "linear"
+) -> RunConfig:
+    """The cross-validation winners (the recipe among the linear model's, trainer.families.paper.crossval;
+    the architecture with the chain recipe, trainer.families.paper.netcv) on the honest split (train
+    part, early stopping on val). A run folder per recipe holds every architecture trained with it
+    (RunConfig's fingerprint leaves the architectures out)."""
     c = candidate(winner)
     return RunConfig(
         data_dir=str(data),
         out=str(runs / f"{name}-{winner}"),
         labels=TARGETS[name],
-        architectures=("linear",),
+        architectures=(arch,),
         protocol="honest",
         augment=False,
         chain_copies=c.chain_copies,
@@ -66,13 +76,12 @@ def winner_config(name: str, winner: str, data: Path, runs: Path, time_budget_mi
 
 def ship(job: Job) -> None:
     """Copy each cross-validation winner to models/, evaluate it (clean and through every capture
-    chain), write the card."""
+    chain), write the card. The architecture is the network cross-validation's winner where it ran
+    (trainer.families.paper.netcv), else the run's best on validation."""
     data, runs, models = job.data, job.runs, job.models
-    cvs = {
-        name: json.loads((runs / f"{name}-cv" / "cv.json").read_text())
-        for name in TARGETS
-        if (runs / f"{name}-cv" / "cv.json").is_file()
-    }
+    cvs = _states(runs, "cv", "cv.json")
+    # a network cross-validation still running (no architecture on every fold yet) decides nothing
+    netcvs = {k: s for k, s in _states(runs, "netcv", "netcv.json").items() if len(s.get("ranking", [])) >= 2}
     present = {}
     shipped = {}
     chains: dict[str, dict[str, Any]] = _before(models)
@@ -82,7 +91,8 @@ def ship(job: Job) -> None:
         if not (runs / run_name / "metrics.json").is_file():
             continue
         present[run_name] = json.loads((runs / run_name / "metrics.json").read_text())
-        _, arch = best_model({run_name: present[run_name]})
+        nets = netcvs.get(target_name)
+        arch = nets["ranking"][0] if nets else best_model({run_name: present[run_name]})[1]
         target = models / f"moodstream-{target_name}.tflite"
         write_atomic(target, (runs / run_name / arch / "model-int8.tflite").read_bytes())
         folder = test_folder(data, runs / run_name / "split.json", runs / run_name / "test-data")
@@ -103,7 +113,17 @@ def ship(job: Job) -> None:
         write_atomic(models / f"metrics-{name}.json", json.dumps(_small(metrics), indent=2) + "\n")
         write_atomic(models / f"report-{name}.md", (runs / name / "report.md").read_text())
     write_atomic(models / "chains.json", json.dumps(_chain_summary(models, shipped), indent=2) + "\n")
-    write_atomic(models / "README.md", model_card(present, shipped, None, HOW_CHOSEN, cv=cvs, chains=chains))
+    from trainer.common.cost import per_hop
+
+    costs = {s["file"]: per_hop(models / s["file"]) for s in shipped.values()}
+    card = model_card(present, shipped, None, HOW_CHOSEN, cv=cvs, chains=chains, netcv=netcvs, costs=costs)
+    write_atomic(models / "README.md", card)
+
+
+def _states(runs: Path, kind: str, file: str) -> dict[str, dict[str, Any]]:
+    """Each target's cross-validation state (``runs/<target>-<kind>/<file>``) where it ran."""
+    found = {name: runs / f"{name}-{kind}" / file for name in TARGETS}
+    return {name: json.loads(path.read_text()) for name, path in found.items() if path.is_file()}
 
 
 def _before(models: Path) -> dict[str, Any]:
