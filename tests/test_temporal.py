@@ -1,7 +1,7 @@
 """The temporal model on fake streams: the model's outputs hop by hop, and a summary of the sound
 (timbre and level) that stays put within a song and jumps at a song change. Evidence accumulates
-within a song, a new song takes over within a few hops, a pause starts afresh, and stretches of
-weak or ambiguous evidence neither flip the label nor claim one that is not believed."""
+within a song, a new song (or a jump in level) takes over within a few hops, a pause starts afresh,
+and stretches of weak or ambiguous evidence neither flip the label nor claim one not believed."""
 
 from __future__ import annotations
 
@@ -118,3 +118,16 @@ def test_a_zero_probability_does_not_veto_a_mood_for_ever() -> None:
     mood = MoodFilter(settings(), 1.0, 3)
     run(mood, song(-20.0, 1), [np.array([0.0, 1.0, 0.0])])
     assert run(mood, song(-20.0, 20), [A] * 20)[-1] == 0
+
+
+def test_a_jump_in_level_alone_is_heard_as_new_music() -> None:
+    """The same timbre 20 dB louder (a new song at another loudness, a volume knob): the level is one of
+    the summary's dimensions, so the detector hands the belief to what follows."""
+    detector = ChangeDetector(1.0, 180.0)
+    quiet = song(-20.0, 60)
+    loud = [np.append(x[:-1], x[-1] + 20.0) for x in song(-20.0, 10)]
+    novelty = [detector.update(x)[0] for x in quiet + loud]
+    assert novelty[60] > 0.3 and max(novelty[5:60]) < 0.2  # one dimension of 17 moved: less sure
+    mood = MoodFilter(settings(), 1.0, 3)
+    run(mood, quiet, [A] * 60)
+    assert run(mood, loud, [B] * 10).index(1) <= 4  # as quickly as at a change of timbre

@@ -59,8 +59,8 @@ MOODS = (
         guitar=0.5, drive=4.7, reverb=0.75, reverb_s=1.1,
     ),
     Mood(
-        "angry", "fast distorted rock, 176 bpm", 176, 110.0, MINOR, (0, 0, 1, 6), 0.8,
-        kick=1.15, snare=1.75, hats=2.0, hat_steps=4, bass=0.5, guitar=0.9, drive=35.0,
+        "angry", "fast distorted rock, 190 bpm", 190, 82.41, MINOR, (0, 0, 1, 6), 0.8,
+        kick=1.15, snare=2.3, hats=2.0, hat_steps=4, bass=0.5, guitar=0.9, drive=35.0,
         reverb=0.06, reverb_s=0.5,
     ),
     Mood(

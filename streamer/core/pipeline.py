@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -135,28 +135,9 @@ class Pipeline:
         self.features.push(frames)
         self._hop_audio.clear()
         level = level_of(self.samples.latest(self.hop_samples))
-        window_frames = self.runner.window_frames
-        raw: dict[str, float] = {}
-        belief: dict[str, float] = {}
-        label, confidence, novelty = None, 0.0, 0.0
-        silent = level.rms_dbfs < self.settings.gate.silence_dbfs
-        warm = len(self.features) >= window_frames
-        probs = self.runner.predict(self.features.latest(window_frames)) if warm and not silent else None
-        index = None
-        self.summary = None
-        if silent:
-            self._filter.reset()  # a pause: what follows is heard afresh
-        else:
-            self.summary = np.append(self._timbre(frames), level.rms_dbfs)
-            believed, index, novelty = self._filter.update(self.summary, probs)
-        state: State = "warming_up" if not warm else "silence" if silent else "uncertain"
-        if probs is not None:
-            raw = _as_dict(self.labels, probs)
-            belief = _as_dict(self.labels, believed)
-            if index is not None:
-                state, label, confidence = "emotion", self.labels[index], float(believed[index])
+        verdict = self._judge(frames, level)
         stream_time = self.consumed / self.config.sample_rate
-        shown = label or state
+        shown = verdict.label or verdict.state
         changed = self._shown is not None and shown != self._shown
         if shown != self._shown:
             self._shown, self._shown_since = shown, stream_time - self.settings.model.hop_seconds
@@ -165,22 +146,52 @@ class Pipeline:
             seq=self.seq,
             timestamp=time.time(),
             stream_time=stream_time,
-            state=state,
-            label=label,
-            confidence=confidence,
-            probabilities=belief,
-            raw=raw,
+            state=verdict.state,
+            label=verdict.label,
+            confidence=verdict.confidence,
+            probabilities=verdict.belief,
+            raw=verdict.raw,
             level=level,
             processing_ms=round(cpu * 1000.0, 3),
             model=self.runner.name,
             changed=changed,
             held_s=round(stream_time - self._shown_since, 3),
-            novelty=round(novelty, 4),
+            novelty=round(verdict.novelty, 4),
         )
         self.seq += 1
         self._hop_fill = 0
         self._hop_cpu = 0.0
         return event
+
+    def _judge(self, frames: np.ndarray, level: Level) -> _Verdict:
+        """The model on the window (once it is full and the hop is not silent), and the temporal
+        model on what it said and on the hop's timbre and level (a silent hop resets it: a pause)."""
+        window_frames = self.runner.window_frames
+        warm = len(self.features) >= window_frames
+        silent = level.rms_dbfs < self.settings.gate.silence_dbfs
+        probs = self.runner.predict(self.features.latest(window_frames)) if warm and not silent else None
+        self.summary = None if silent else np.append(self._timbre(frames), level.rms_dbfs)
+        if self.summary is None:
+            self._filter.reset()
+            return _Verdict("warming_up" if not warm else "silence", None, 0.0, {}, {}, 0.0)
+        believed, index, novelty = self._filter.update(self.summary, probs)
+        if probs is None:
+            return _Verdict("warming_up", None, 0.0, {}, {}, novelty)
+        raw, belief = _as_dict(self.labels, probs), _as_dict(self.labels, believed)
+        if index is None:
+            return _Verdict("uncertain", None, 0.0, raw, belief, novelty)
+        return _Verdict("emotion", self.labels[index], float(believed[index]), raw, belief, novelty)
+
+
+class _Verdict(NamedTuple):
+    """What one hop shows (the event's fields that the model and the temporal model decide)."""
+
+    state: State
+    label: str | None
+    confidence: float
+    raw: dict[str, float]  # empty unless the model ran
+    belief: dict[str, float]
+    novelty: float
 
 
 def _as_dict(labels: Sequence[str], values: np.ndarray) -> dict[str, float]:
