@@ -65,7 +65,9 @@ def test_quick_run_writes_both_reports(tmp_path: Path) -> None:
         assert run["naive_over_features_and_inference"]["median"] > 0
         assert run["ratio_ceiling"] == run["window_seconds"] / run["hop_seconds"]
     for run in report["benchmarks"]["latency"]["runs"]:
-        assert run["states"] == ["emotion"] and run["samples"] == run["clients"] * run["hops"]
+        # the model ran on every measured hop (the temporal model may still be making up its mind)
+        assert run["states"] and set(run["states"]) <= {"emotion", "uncertain"}
+        assert run["samples"] == run["clients"] * run["hops"]
         assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
         assert len(run["slowest_client_per_hop_ms"]) == run["hops"]
         assert max(run["slowest_client_per_hop_ms"]) == run["max_ms"]

@@ -37,14 +37,13 @@ def test_metadata_round_trip(tiny_model: Path) -> None:
     assert again == meta
 
 
-def test_the_training_step_is_read_from_the_key_the_shipped_files_carry(tiny_model: Path) -> None:
+def test_the_training_step_is_read_from_the_key_older_files_carry(tiny_model: Path) -> None:
     """Files exported before the rename call the step between training windows "hop_seconds"."""
-    shipped = json.loads(metadata_bytes((shipped_models_dir() / "moodstream-3class.tflite").read_bytes(), "shipped"))
-    assert "hop_seconds" in shipped and "train_step_seconds" not in shipped
-    assert ModelMetadata.from_dict(shipped).train_step_seconds == shipped["hop_seconds"]
     legacy = read_metadata(tiny_model).to_dict()
     legacy["hop_seconds"] = legacy.pop("train_step_seconds") + 0.5
     assert ModelMetadata.from_dict(legacy).train_step_seconds == legacy["hop_seconds"]
+    current = read_metadata(tiny_model).to_dict()
+    assert "hop_seconds" not in current and ModelMetadata.from_dict(current) == read_metadata(tiny_model)
 
 
 def test_int8_file_runs_in_litert_and_recognises_moods(tiny_model: Path, tiny_model_audio) -> None:
