@@ -193,6 +193,7 @@ def test_attributes_keep_their_names_in_home_assistant_and_templates_render() ->
         attrs = attributes(event, silence_dbfs=-50.0 if event.state != "silence" else 0.0)
         assert set(attrs) & ATTRIBUTES_BLOCKED == {"state"}  # the entity's own state, shown as its state
         assert attrs["mood_icon"] == discovery.mood_icon(state_of(event)) and attrs["mood_icon"].startswith("mdi:")
+        assert attrs["since"] == round(event.timestamp - event.held_s, 1) < event.timestamp
         shown = {k: env.from_string(c["value_template"]).render(value_json=attrs) for k, c in configs.items() if
                  "value_template" in c}  # fmt: skip
         assert float(shown["confidence"]) == round(100 * attrs["confidence"], 1)

@@ -102,6 +102,7 @@ def attributes(event: EmotionEvent, silence_dbfs: float) -> dict[str, Any]:
         "playing": event.level.rms_dbfs >= silence_dbfs,
         "color": color,
         "rgb": [int(color[i : i + 2], 16) for i in (1, 3, 5)],
+        "since": round(event.timestamp - event.held_s, 1),  # when what is shown began (steady between hops)
         "seq": event.seq,
         "timestamp": event.timestamp,
         "model": event.model,
