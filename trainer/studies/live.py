@@ -155,9 +155,15 @@ def compare(
                 ]
             figures[f"{model}/{condition}"] = score(rec, shown)
         rows.append({"kind": kind, "settings": settings, "figures": figures, **_verdict(figures, default)})
-    rows.sort(key=lambda r: (not r["within_targets"], -r["mean_accuracy"]))
-    tied = [r for r in rows if r["within_targets"] == rows[0]["within_targets"]]
-    tied = [r for r in tied if r["mean_accuracy"] >= rows[0]["mean_accuracy"] - TIE and r["kind"] == "mood_filter"]
+    return choose(rows)
+
+
+def choose(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows best first by the choice rule (the module's docstring), the chosen one first."""
+    rows = sorted(rows, key=lambda r: (not r["within_targets"], -r["mean_accuracy"]))
+    filters = [r for r in rows if r["kind"] == "mood_filter"]
+    tied = [r for r in filters if r["within_targets"] == filters[0]["within_targets"]]
+    tied = [r for r in tied if r["mean_accuracy"] >= tied[0]["mean_accuracy"] - TIE]
     fewest = min(r["settings"]["patches"] for r in tied)
     tied = [r for r in tied if r["settings"]["patches"] == fewest]
     fastest = min(_latency(r) for r in tied)
