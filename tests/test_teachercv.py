@@ -121,10 +121,13 @@ def test_the_card_section_shows_every_row_the_gain_and_the_choice() -> None:
                 "choice": {"teachers": "musicnn+yamnet", "cv": {}, "se": 0.01, "within_se": [], "transfer": {}},
                 "provenance": prov,
                 "musicnn_sha256": "cd" * 32,
-            }
+            },
+            {"teachers": ["musicnn", "yamnet"], "3class": _state({"student": (base, [v - 0.1 for v in base], 0.65)})},
         )
     )
     assert "| yamnet | YAMNet (local file x) | " + "ab" * 32 + " | Apache-2.0 |" in text
+    # the distilled student's own row, in the same table (its transfer beside its teachers')
+    assert "| *student of musicnn+yamnet* | 0.01 | 0.800 ± 0.014 | 0.700 ± 0.014 | - | - | 0.650 | 0.650 |" in text
     assert "| **musicnn+yamnet** | 0.01 | 0.820 ± 0.014 | 0.800 ± 0.014 | +0.020 ± 0.000 | +0.000 ± 0.000 |" in text
     assert "| musicnn | 0.01 | 0.800 ± 0.014 | 0.800 ± 0.014 | - | - | 0.700 | 0.700 |" in text
 

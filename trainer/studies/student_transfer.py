@@ -56,7 +56,9 @@ def student_pool(split: Split, data: Path, model, config) -> teachercv.Pool:
     )
 
 
-def run(data: Path, out: Path, teachers: tuple[str, ...], local: Path | None) -> dict[str, Any]:
+def run(data: Path, out: Path, teachers: tuple[str, ...], local: Path | None, record: Path) -> dict[str, Any]:
+    """The student's embeddings through the teachers' protocol per label set; the result (per-fold
+    scores, the best C's leave-one-genre-out) is written to ``record``."""
     from trainer.families.musicnn.head import config_for
     from trainer.families.musicnn.student import Targets, refitted_student, trained_student
 
@@ -71,12 +73,12 @@ def run(data: Path, out: Path, teachers: tuple[str, ...], local: Path | None) ->
         folder.mkdir(parents=True, exist_ok=True)
         state = teachercv.run(split, student_pool(split, data, model, config), folder, ("student",))
         results[key] = {"n_clips": len(state["clips"]), "rows": state["rows"], "best": state["best"]}
-    write_atomic(out / "student-transfer.json", json.dumps({"teachers": list(teachers), **results}, indent=2) + "\n")
+    write_atomic(record, json.dumps({"teachers": list(teachers), **results}, indent=2) + "\n")
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.common.paths import DEFAULT_DATA
+    from trainer.common.paths import DEFAULT_DATA, MODELS
 
     p = argparse.ArgumentParser(prog="python -m trainer student-transfer", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -85,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         "--teachers", required=True, help="the student's targets, as trainer.families.musicnn.student --teachers"
     )
     p.add_argument("--teacher-weights", type=Path)
+    p.add_argument(
+        "--record", type=Path, default=MODELS / "student-transfer.json", help="the result (the family's card shows it)"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for key, r in run(args.data, args.out, tuple(args.teachers.split(",")), args.teacher_weights).items():
+    for key, r in run(args.data, args.out, tuple(args.teachers.split(",")), args.teacher_weights, args.record).items():
         best = r["best"]["student"]
         print(f"{key}: C {best['C']:g}, genre-out clean {best['genre']['clean']:.3f} room {best['genre']['room']:.3f}")
     return 0

@@ -110,10 +110,13 @@ def ship(job: Job) -> None:
         f.name.removeprefix("metrics-").removesuffix("-musicnn.json"): json.loads(f.read_text())
         for f in sorted(models.glob("metrics-*-musicnn.json"))
     }
-    teachers = json.loads((models / "teachers.json").read_text()) if (models / "teachers.json").is_file() else None
+    teachers, transfer = (
+        json.loads(f.read_text()) if f.is_file() else None
+        for f in (models / "teachers.json", models / "student-transfer.json")
+    )
     if family:
         stamp_test_figures(models, family)
-        write_atomic(models / "README-musicnn.md", card(family, _costs(models, runs), teachers))
+        write_atomic(models / "README-musicnn.md", card(family, _costs(models, runs), teachers, transfer))
 
 
 def stamp_test_figures(models: Path, family: dict[str, dict[str, Any]]) -> list[Path]:
