@@ -8,6 +8,7 @@ which run later but tie the files just the same)."""
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
@@ -176,3 +177,11 @@ def test_the_readme_layout_is_the_packages_own() -> None:
     table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
     expected = layout_table()
     assert expected in table, "the README's layout table is out of date; it should read:\n" + expected
+
+
+def test_the_readme_names_every_trainer_tool() -> None:
+    from trainer.__main__ import TOOLS
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    sentence = readme.split("The trainer's other tools run as `python -m trainer TOOL`", 1)[1].split(". ", 1)[0]
+    assert {name for name in TOOLS if name != "train"} == set(re.findall(r"`([a-z0-9-]+)`", sentence)), sentence
