@@ -6,9 +6,8 @@ the daemon's pipeline, clean and through the `room` chain; the temperature that 
 probabilities honest (the negative log-likelihood of the song's mood, over the hops whose window
 lies inside one song) is written into the file's metadata, where the daemon's mood filter reads it.
 
-The card: each file plays the test part of its split as ``STREAMS`` seeded shuffles (``FEWER``
-for the full networks, whose cost per hop makes three a two-hour run here) into the daemon with its
-default settings (streamer.evaluation.stream), clean and through the `room` chain.
+The card: each file plays the test part of its split as ``STREAMS`` seeded shuffles into the
+daemon with its default settings (streamer.evaluation.stream), clean and through the `room` chain.
 Recordings and figures are cached by the file's weights and the settings, so that `make models`
 reruns only what changed."""
 
@@ -34,7 +33,6 @@ from streamer.util.atomic import write_atomic
 from trainer.common.chains import link_folder, split_part
 
 STREAMS = 3
-FEWER = {"3class-musicnn": 1, "4class-musicnn": 1}  # the full musicnn networks: one shuffle each
 CONDITIONS = ("clean", "room")
 TARGET_RIGHT = {"clean": 0.82, "room": 0.75}  # issue 24's targets for what a lamp sees
 TARGET_CHANGES = 4.0
@@ -113,9 +111,7 @@ def calibrate(data: Path, model: Path, out: Path) -> float:
     return fitted
 
 
-def live_figures(
-    data: Path, model: Path, out: Path, settings: Settings | None = None, streams: int = STREAMS
-) -> dict[str, dict[str, Any]]:
+def live_figures(data: Path, model: Path, out: Path, settings: Settings | None = None) -> dict[str, dict[str, Any]]:
     """{condition: evaluate_stream's result without its per-song records} for one model file."""
     settings = settings or Settings()
     runner = ModelRunner(model)
@@ -123,7 +119,7 @@ def live_figures(
         "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
         "smoothing": dataclasses.asdict(settings.smoothing),
         "hop_seconds": settings.model.hop_seconds,
-        "streams": streams,
+        "streams": STREAMS,
     }
     results = {}
     for condition in CONDITIONS:
@@ -134,7 +130,7 @@ def live_figures(
         labels = list(runner.labels)
         folder = link_folder(data, split_part(data, labels), out / f"{len(labels)}class-test")
         chain = None if condition == "clean" else condition
-        result = evaluate_stream(folder, runner, settings, chain, 0, streams)
+        result = evaluate_stream(folder, runner, settings, chain, 0, STREAMS)
         result = {k: v for k, v in result.items() if k != "records"} | {"stamp": stamp}
         write_atomic(file, json.dumps(result, indent=1) + "\n")
         results[condition] = result
@@ -167,9 +163,8 @@ def live_card(figures: dict[str, dict[str, dict[str, Any]]], default: str) -> st
         "# moodstream models, live: what a lamp sees",
         "",
         f"Each shipped model plays the test part of its own artist-disjoint split (seed 0; the clips no "
-        f"model or setting was chosen on) as {STREAMS} seeded shuffles (one for the full musicnn networks, "
-        "whose cost per hop made three a two-hour run), 30 s songs back to back, into the daemon itself "
-        f"(`moodstream evaluate DATA --stream --streams {STREAMS}`, `--chain room` for the room rows: "
+        f"model or setting was chosen on) as {STREAMS} seeded shuffles, 30 s songs back to back, into the "
+        f"daemon itself (`moodstream evaluate DATA --stream --streams {STREAMS}`, `--chain room` for the room rows: "
         "each song its own draw of room, microphone, noise, level and codec), with the default settings: "
         f"hop {some['hop_seconds']:g} s, {smoothing}. Figures with their 95 % interval, songs resampled:",
         "",
@@ -210,7 +205,7 @@ def write_live_card(data: Path, models: Path, out: Path, index: dict[str, Any]) 
     files = {short: models / f"moodstream-{short}.tflite" for short in index["models"]}
     for file in files.values():
         calibrate(data, file, out)
-    figures = {short: live_figures(data, file, out, streams=FEWER.get(short, STREAMS)) for short, file in files.items()}
+    figures = {short: live_figures(data, file, out) for short, file in files.items()}
     write_atomic(models / "live.json", json.dumps(_summary(figures), indent=1) + "\n")
     write_atomic(models / "README-live.md", live_card(figures, index["default"]))
 
