@@ -211,7 +211,7 @@ def write_live_card(data: Path, models: Path, out: Path, index: dict[str, Any]) 
 
 
 def _summary(figures: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
-    """What `make bench` and the tests read without the data: each file's figures, no hops."""
+    """The card's figures for programs (each file's, no hops), beside the card for people."""
     keep = (
         "songs",
         "accuracy",
