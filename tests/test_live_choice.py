@@ -35,3 +35,16 @@ def test_ties_go_to_one_patch_then_lower_latency_then_shorter_memory() -> None:
     assert choose(rows)[0]["settings"]["mood_seconds"] == 300.0
     rows[3]["figures"]["m/clean"]["latency_median_s"] = 4.5  # now 0.14 s slower on the mean: not tied
     assert choose(rows)[0]["settings"]["mood_seconds"] == 900.0
+
+
+def test_the_record_is_json_with_one_candidate_per_line_and_the_chosen_first() -> None:
+    import json
+
+    from trainer.studies.live import as_record
+
+    rows = choose([row(0.81234567, 5.0, mood_seconds=2.0), row(0.9, 4.0, within=False)])
+    text = as_record({"temperatures": {"m": 0.9}, "chosen": rows[0]}, rows)
+    study = json.loads(text)
+    assert study["chosen"] == study["rows"][0] and study["chosen"]["mean_accuracy"] == 0.8123
+    lines = [line for line in text.splitlines() if line.startswith("  {")]
+    assert [json.loads(line.rstrip(",")) for line in lines] == study["rows"]

@@ -41,11 +41,11 @@ from streamer.evaluation.replay import detect, replay
 from streamer.model.shipped import resolve
 from streamer.util.atomic import write_atomic
 from trainer.common.live import TARGET_CHANGES, TARGET_LATENCY_S, Recording, fit_temperature, record
-from trainer.common.paths import DEFAULT_DATA, REPO
+from trainer.common.paths import DEFAULT_DATA, MODELS, REPO
 
 log = logging.getLogger(__name__)
 
-MODELS = "3class-musicnn-student,4class-musicnn-student"
+STUDENTS = "3class-musicnn-student,4class-musicnn-student"
 CONDITIONS = (None, "room")
 GRID = {  # the change detector's song_seconds stays the prior of a typical song (180 s): not tuned here
     "mood_seconds": (120.0, 300.0, 900.0),
@@ -189,9 +189,10 @@ def _verdict(figures: dict[str, dict[str, Any]], default: str) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m trainer live", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--models", default=MODELS, help="comma-separated model files or shipped short names")
+    p.add_argument("--models", default=STUDENTS, help="comma-separated model files or shipped short names")
     p.add_argument("--streams", type=int, default=3, help="shuffles of the validation part per condition")
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "live", help="recordings and the study's JSON")
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "live", help="the recordings (a cache)")
+    p.add_argument("--record", type=Path, default=MODELS / "live-study.json", help="the study's result")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -206,12 +207,27 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = compare(recordings, temperatures, resolve("").stem)
     study = {"temperatures": temperatures, "targets": {"changes": TARGET_CHANGES, "latency_s": TARGET_LATENCY_S}}
-    write_atomic(args.out / "study.json", json.dumps({**study, "chosen": rows[0], "rows": rows}, indent=1) + "\n")
+    write_atomic(args.record, as_record({**study, "chosen": rows[0]}, rows))
     print(f"temperatures: {temperatures}")
     for row in [r for r in rows if r["kind"] == "ema"] + rows[:10]:
         print(_line(row))
     print(f"chosen: {rows[0]['settings']}")
     return 0
+
+
+def as_record(head: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The study as committed JSON: figures to 4 decimals, one candidate per line (the chosen first)."""
+
+    def rounded(value: Any) -> Any:
+        if isinstance(value, float):
+            return round(value, 4)
+        if isinstance(value, dict):
+            return {k: rounded(v) for k, v in value.items()}
+        return [rounded(v) for v in value] if isinstance(value, list) else value
+
+    lines = [json.dumps(rounded(row)) for row in rows]
+    top = json.dumps(rounded(head), indent=1)[:-2]
+    return top + ',\n "rows": [\n  ' + ",\n  ".join(lines) + "\n ]\n}\n"
 
 
 def _line(row: dict[str, Any]) -> str:
