@@ -118,15 +118,7 @@ def test_short_names_resolve_to_the_shipped_files_and_a_wrong_one_lists_them(tmp
 @pytest.mark.slow
 def test_run_with_a_short_model_name_says_where_to_look_once_listening() -> None:
     """`--model 4class` classifies with the 4-class model; the log names the page and `moodstream watch`."""
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--source", "demo", "--model", "4class", "--port", "0"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _daemon("--source", "demo", "--model", "4class", "--port", "0")
     assert proc.stderr is not None
     try:
         lines = []
@@ -263,15 +255,7 @@ def test_the_aarch64_download_line_asks_for_every_tag_the_measured_run_needed() 
 def test_a_first_run_on_the_demo_logs_in_one_format_says_where_to_look_once_and_what_plays() -> None:
     """No line in another format (LiteRT's own "INFO: Created TensorFlow Lite XNNPACK delegate"),
     "listening" once (not websockets' "server listening" beside ours), then the demo's first line."""
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--source", "demo", "--port", "0"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _daemon("--source", "demo", "--port", "0")
     assert proc.stderr is not None
     lines: list[str] = []
     try:
@@ -287,3 +271,10 @@ def test_a_first_run_on_the_demo_logs_in_one_format_says_where_to_look_once_and_
     assert sum("listening: open http://" in x or "server listening" in x for x in lines) == 1, lines
     assert 'now playing "happy" (bright major pop' in line
     assert proc.returncode == 0
+
+
+def _daemon(*args: str) -> subprocess.Popen[str]:
+    """`moodstream run ARGS` outside any service manager, its log on a pipe."""
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    cmd = [sys.executable, "-m", "streamer.cli", "run", *args]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

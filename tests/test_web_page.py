@@ -220,14 +220,7 @@ def test_history_view_marks_and_the_grey_page_after_the_daemon_stops(tmp_path: P
     async def main() -> None:
         nonlocal daemon
         async with browser_page() as page:
-            async with asyncio.timeout(60):  # the daemon loads its model first
-                while True:
-                    assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else ""
-                    try:
-                        await page.goto(f"http://127.0.0.1:{port}/?token=pw")
-                        break
-                    except Exception:
-                        await asyncio.sleep(0.3)
+            await _open(page, port, daemon)
             await until(page, "document.getElementById('conn').textContent === 'live'", timeout=30000)
             await until(page, "!document.getElementById('history').hidden")
             await until(page, "Number(document.getElementById('strip').dataset.segments) >= 6", timeout=30000)
