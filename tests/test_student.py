@@ -250,3 +250,48 @@ def test_teacher_targets_sit_side_by_side_and_weigh_the_same(tmp_path: Path) -> 
     scale = targets.scale(1224)
     assert np.sum(scale[:200] ** 2) == pytest.approx(np.sum(scale[200:] ** 2))
     assert Targets().apply(data) is data and np.all(Targets().scale(200) == 1) and Targets().key() is None
+
+
+def test_the_held_out_twin_sees_no_validation_clip_and_is_found_by_its_weights(tmp_path: Path, monkeypatch) -> None:
+    """export_tuning: the first student (distilled without a validation clip) with a head on the
+    training part alone; trainer.common.live.held_out_twin finds it from a shipped copy of the run's
+    file (other metadata, same weights) and from nothing else."""
+    import dataclasses
+
+    import trainer.families.musicnn.student as student
+    from trainer.common.export import embed_metadata
+    from trainer.common.live import held_out_twin
+
+    labels = ["angry", "happy", "sad"]
+    clips = [_clip(f"c{i}", labels[i % 3]) for i in range(9)]
+    split = Split(clips, labels, {"train": [0, 1, 2, 3, 4, 5], "val": [6, 7], "test": [8]})
+    monkeypatch.setattr(student, "load_split", lambda data_dir, labels: split)
+    by_label = {label: _patches(4.0, seed=n).astype(np.float16) for n, label in enumerate(labels)}
+    seen: list[set[str]] = []
+
+    def fake_build(clips, conds, config, cache, teacher=None, only_cached=False):
+        seen.append({c.path.stem for c in clips})
+        return {c.path: ClipData({k: by_label[c.label] for k in conds}, np.ones((4, 200), np.float32)) for c in clips}
+
+    first = build_student(width=8, dense=32)
+    monkeypatch.setattr(student, "build", fake_build)
+    monkeypatch.setattr(student, "trained_student", lambda *a, **k: (first, {}))
+    run = tmp_path / "runs" / "student-3class"
+    x = np.concatenate(list(by_label.values())).astype(np.float32)
+    head = fit_head(first.predict(x, verbose=0), np.repeat([0, 1, 2], len(x) // 3), 0.1)
+    export_student(with_head(first, head, 3), labels, CONFIG, x, run, {"teacher": "test"})
+    (run / "result.json").write_text(json.dumps({"labels": labels, "chosen_C": 0.1}))
+
+    twin = student.export_tuning(tmp_path, run, CONFIG, tmp_path / "cache", k=1)
+    assert seen == [{"c0", "c1", "c2", "c3", "c4", "c5"}]  # the training part alone
+    meta = read_metadata(twin)
+    assert meta.labels == tuple(labels) and meta.quantized
+    assert meta.training["head"]["parts"] == "train" and "held-out" in meta.training["tuning"]
+
+    shipped = tmp_path / "models" / "moodstream-3class-musicnn-student.tflite"
+    shipped.parent.mkdir()
+    source = run / "model-int8.tflite"
+    renamed = dataclasses.replace(read_metadata(source), temperature=0.9)
+    shipped.write_bytes(embed_metadata(source.read_bytes(), renamed.to_json()))
+    assert held_out_twin(shipped, tmp_path / "runs") == twin
+    assert held_out_twin(twin, tmp_path / "runs") is None  # another file's weights

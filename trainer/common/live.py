@@ -5,6 +5,9 @@ Calibration: each file plays the validation part of its own split (artist groups
 the daemon's pipeline, clean and through the `room` chain; the temperature that makes its per-hop
 probabilities honest (the negative log-likelihood of the song's mood, over the hops whose window
 lies inside one song) is written into the file's metadata, where the daemon's mood filter reads it.
+A file whose run fitted it on the validation part too (the students) plays through its held-out
+twin instead (:func:`held_out_twin`): the same recipe without the validation part, so that the
+probabilities calibrated are those of music the model never saw.
 
 The card: each file plays the test part of its split as ``STREAMS`` seeded shuffles into the
 daemon with its default settings (streamer.evaluation.stream), clean and through the `room` chain.
@@ -31,6 +34,9 @@ from streamer.model.metadata import read_metadata, weights_digest
 from streamer.model.runner import ModelRunner
 from streamer.util.atomic import write_atomic
 from trainer.common.chains import link_folder, split_part
+from trainer.common.paths import RUNS, TUNING
+
+log = logging.getLogger(__name__)
 
 STREAMS = 3
 CONDITIONS = ("clean", "room")
@@ -98,12 +104,26 @@ def fit_temperature(recordings: Sequence[Recording], window_s: float = 3.008) ->
     return round((lo + hi) / 2, 3)
 
 
-def calibrate(data: Path, model: Path, out: Path) -> float:
-    """Fit the file's temperature on its validation part (one stream, clean and room) and write it
-    into its metadata when it moved; returns it."""
+def held_out_twin(model: Path, runs: Path = RUNS) -> Path | None:
+    """The held-out twin of a file (trainer.families.musicnn.student.export_tuning) from the run that
+    made it, found by its weights (the shipped copy's metadata differs); None without one: the file's
+    validation part is held out already, or its run is not on this machine."""
+    digest = weights_digest(model.read_bytes(), str(model))
+    for made in sorted(runs.glob("*/model-int8.tflite")):
+        twin = made.parent / TUNING / "model-int8.tflite"
+        if twin.is_file() and weights_digest(made.read_bytes(), str(made)) == digest:
+            return twin
+    return None
+
+
+def calibrate(data: Path, model: Path, out: Path, runs: Path = RUNS) -> float:
+    """Fit the file's temperature on its validation part (one stream, clean and room), through its
+    held-out twin where it has one, and write it into its metadata when it moved; returns it."""
     from trainer.common.export import embed_metadata
 
-    recordings = [record(model, data, out, chain, 1) for chain in (None, "room")]
+    source = held_out_twin(model, runs) or model
+    log.info("calibrating %s on the validation part through %s", model.name, source)
+    recordings = [record(source, data, out, chain, 1) for chain in (None, "room")]
     meta = read_metadata(model)
     fitted = fit_temperature(recordings, meta.window_seconds)
     if abs(fitted - meta.temperature) > 0.005:

@@ -3,6 +3,9 @@
 1. Record: each model (default: the two shipped students) plays the validation part of its own
    split (artist groups, seed 0) as ``--streams`` shuffles into the daemon, clean and through the
    `room` chain (streamer.evaluation.stream, hops kept); cached per (model file, condition) in --out.
+   A model whose head saw the validation part (the students) plays through its held-out twin
+   (trainer.common.live.held_out_twin: the same recipe without the validation part) where its run
+   is on this machine: the settings are chosen on probabilities as confident as on unseen music.
 2. Calibrate: per model, the temperature that minimises the negative log-likelihood of each song's
    mood under ``softmax(log p / T)`` over the hops whose 3 s window lies inside one song.
 3. Compare: every candidate replays the recorded hops (streamer.evaluation.replay: the same
@@ -17,9 +20,7 @@
    (within ``LATENCY_TIE_S``: tied), then to the shorter ``mood_seconds`` (a long song that changes
    its mood is followed; 30 s clips cannot tell these apart).
 
-The shipped students' heads were fitted on the training and validation parts, so their validation
-probabilities are a little more confident than on unseen music: the test part (`make models`, the
-card) is what says how the choice holds."""
+The test part (`make models`, the card) is what says how the choice holds."""
 
 from __future__ import annotations
 
@@ -40,8 +41,15 @@ from streamer.evaluation.lamp import Hop, song_records, summarise
 from streamer.evaluation.replay import detect, replay
 from streamer.model.shipped import resolve
 from streamer.util.atomic import write_atomic
-from trainer.common.live import TARGET_CHANGES, TARGET_LATENCY_S, Recording, fit_temperature, record
-from trainer.common.paths import DEFAULT_DATA, MODELS, REPO
+from trainer.common.live import (
+    TARGET_CHANGES,
+    TARGET_LATENCY_S,
+    Recording,
+    fit_temperature,
+    held_out_twin,
+    record,
+)
+from trainer.common.paths import DEFAULT_DATA, MODELS, REPO, RUNS
 
 log = logging.getLogger(__name__)
 
@@ -193,20 +201,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=3, help="shuffles of the validation part per condition")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "live", help="the recordings (a cache)")
     p.add_argument("--record", type=Path, default=MODELS / "live-study.json", help="the study's result")
+    p.add_argument("--runs", type=Path, default=RUNS, help="the training runs, where held-out twins are found")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     recordings: dict[tuple[str, str], Recording] = {}
+    played: dict[str, str] = {}
     for spec in args.models.split(","):
         model = resolve(spec)
+        twin = held_out_twin(model, args.runs)
+        played[model.stem] = f"held-out twin, {twin.relative_to(args.runs)}" if twin else "the file itself"
         for chain in CONDITIONS:
-            log.info("recording %s %s", model.name, chain or "clean")
-            recordings[(model.stem, chain or "clean")] = record(model, args.data, args.out, chain, args.streams)
+            log.info("recording %s %s through %s", model.name, chain or "clean", played[model.stem])
+            recordings[(model.stem, chain or "clean")] = record(twin or model, args.data, args.out, chain, args.streams)
     temperatures = {
         m: fit_temperature([rec for (model, _), rec in recordings.items() if model == m]) for m, _ in recordings
     }
     rows = compare(recordings, temperatures, resolve("").stem)
-    study = {"temperatures": temperatures, "targets": {"changes": TARGET_CHANGES, "latency_s": TARGET_LATENCY_S}}
+    targets = {"changes": TARGET_CHANGES, "latency_s": TARGET_LATENCY_S}
+    study = {"played": played, "temperatures": temperatures, "targets": targets}
     write_atomic(args.record, as_record({**study, "chosen": rows[0]}, rows))
     print(f"temperatures: {temperatures}")
     for row in [r for r in rows if r["kind"] == "ema"] + rows[:10]:

@@ -16,7 +16,9 @@ condition and the log-mel settings), the trained student too, so a rerun resumes
 
 Then a logistic-regression head per label set over the student's embeddings (train + val parts,
 clean + augmented; C chosen on the val part with the first student) and one int8 TFLite file
-(student + head) with the ``musicnn_logmel`` metadata, as trainer.families.musicnn.head exports the teacher.
+(student + head) with the ``musicnn_logmel`` metadata, as trainer.families.musicnn.head exports the teacher;
+beside it, its held-out twin (:func:`export_tuning`), on which the live study and the calibration
+choose what follows the model.
 
 ``python -m trainer student --labels angry,happy,sad --out runs/models/student-3class``
 """
@@ -40,7 +42,7 @@ from streamer.util.atomic import write_atomic
 from trainer.common.cache import content_digest, save_array
 from trainer.common.dataset import Clip
 from trainer.common.heads import CS, clip_f1, fit_head, head_weights
-from trainer.common.paths import RUN_CACHE
+from trainer.common.paths import RUN_CACHE, TUNING
 from trainer.common.split import Split, load_split
 from trainer.families.musicnn.embeddings import EVALUATE_HOP_S, PATCH_FRAMES, WINDOW_S, condition_audio, patches
 
@@ -579,18 +581,10 @@ def train(
     label_of = {c.path: labels.index(c.label) for c in split.clips}
 
     def embed(model, part: str) -> dict[str, dict[Path, np.ndarray]]:
-        return {
-            cond: {
-                path: model.predict(d.inputs[cond].astype(np.float32), batch_size=256, verbose=0)
-                for path, d in data[part].items()
-                if cond in d.inputs
-            }
-            for cond in conds
-        }
+        return _embed(model, data[part], conds)
 
     def rows_of(*embs: dict[str, dict[Path, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [(e, label_of[path]) for emb in embs for cond in conds for path, e in emb[cond].items()]
-        return np.concatenate([e for e, _ in pairs]), np.concatenate([np.full(len(e), label) for e, label in pairs])
+        return _rows(embs, label_of)
 
     val = embed(first, "val")
     x, y = rows_of(embed(first, "train"))
@@ -603,9 +597,7 @@ def train(
         log.info("C=%g val macro-F1 %s", c, {k: round(f, 3) for k, (f, _) in scores.items()})
     best = max(rows, key=lambda r: r["mean"])
     head = fit_head(*rows_of(embed(student, "train"), embed(student, "val")), best["C"])
-    rng = np.random.default_rng(0)
-    train_data = list(data["train"].values())
-    rep = np.concatenate([train_data[i].inputs["clean"] for i in rng.permutation(len(train_data))[:60]])
+    rep = _representative(data["train"])
     training = {
         "data": data_dir.name,
         "protocol": "honest",
@@ -629,9 +621,7 @@ def train(
             "parts": "train+val (C chosen on val with the first run's student)",
         },
     }
-    files = export_student(
-        with_head(student, head, len(labels)), labels, config, rep.astype(np.float32), out, training, name
-    )
+    files = export_student(with_head(student, head, len(labels)), labels, config, rep, out, training, name)
     rel = {p: sorted(split.clips[i].path.relative_to(data_dir).as_posix() for i in ix) for p, ix in split.parts.items()}
     write_atomic(out / "split.json", json.dumps(rel, indent=2) + "\n")  # as trainer.families.paper.run writes it
     result = {
@@ -647,6 +637,66 @@ def train(
     }
     write_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _embed(model, data: dict[Path, ClipData], conds: tuple[str, ...]) -> dict[str, dict[Path, np.ndarray]]:
+    """{condition: {clip: the student's embedding of each of its patches}}."""
+    return {
+        cond: {
+            path: model.predict(d.inputs[cond].astype(np.float32), batch_size=256, verbose=0)
+            for path, d in data.items()
+            if cond in d.inputs
+        }
+        for cond in conds
+    }
+
+
+def _rows(embs, label_of: dict[Path, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The head's training rows: every patch of every condition of every clip, with its clip's label."""
+    pairs = [(e, label_of[path]) for emb in embs for by_clip in emb.values() for path, e in by_clip.items()]
+    return np.concatenate([e for e, _ in pairs]), np.concatenate([np.full(len(e), label) for e, label in pairs])
+
+
+def _representative(train: dict[Path, ClipData]) -> np.ndarray:
+    """Clean training patches of 60 clips (seeded) for the int8 calibration."""
+    clips = list(train.values())
+    rng = np.random.default_rng(0)
+    return np.concatenate([clips[i].inputs["clean"] for i in rng.permutation(len(clips))[:60]]).astype(np.float32)
+
+
+def export_tuning(
+    data_dir: Path,
+    out: Path,
+    config: LogMelConfig,
+    cache: Path = CACHE,
+    k: int = AUGMENT_K,
+    targets: Targets | None = None,
+) -> Path:
+    """``out``/tuning/model-int8.tflite: the held-out twin of the run's file, for choosing and
+    calibrating what follows the model (the daemon's temporal settings, the file's temperature).
+    The shipped file's student and head both saw the validation part; the twin's did not: the first
+    student (distilled without a validation clip) with a head on the training part only, at the
+    run's C. Its validation probabilities are as confident as the shipped file's are on unseen music."""
+    result = json.loads((out / "result.json").read_text())
+    labels = result["labels"]
+    targets = (targets or Targets()).load(config)
+    first, _ = trained_student(data_dir, config, cache, k, targets=targets)
+    split = load_split(data_dir, labels)
+    conds = conditions(k)
+    train = build([split.clips[i] for i in split.parts["train"]], conds, config, cache)
+    label_of = {c.path: labels.index(c.label) for c in split.clips}
+    head = fit_head(*_rows([_embed(first, train, conds)], label_of), result["chosen_C"])
+    training = {
+        "data": data_dir.name,
+        "protocol": "honest",
+        "seed": 0,
+        "teacher": targets.describe(),
+        "tuning": "held-out twin: the first student (no validation clip) and a head on the training part only",
+        "head": {"kind": "logistic regression", "C": result["chosen_C"], "parts": "train"},
+    }
+    model = with_head(first, head, len(labels))
+    files = export_student(model, labels, config, _representative(train), out / TUNING, training)
+    return files["int8"]
 
 
 def evaluate_test(data_dir: Path, out: Path) -> dict[str, Any]:
@@ -714,6 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_for(args.normalisation)
+    targets = Targets(tuple(args.teachers.split(",")), args.teacher_weights)
     if args.build_only:
         fill(args.data, config, args.cache, args.augment, args.shard)
         return 0
@@ -727,8 +778,10 @@ def main(argv: list[str] | None = None) -> int:
             args.augment,
             budget_s=args.budget,
             loss=args.loss,
-            targets=Targets(tuple(args.teachers.split(",")), args.teacher_weights),
+            targets=targets,
         )
+    if not (args.out / TUNING / "model-int8.tflite").is_file():
+        export_tuning(args.data, args.out, config, args.cache, args.augment, targets)
     if not args.no_evaluate:
         evaluate_test(args.data, args.out)
     return 0
