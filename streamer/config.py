@@ -213,7 +213,7 @@ class SmoothingSettings:
     """The temporal model (streamer/core/temporal.py): how the shown mood follows the music."""
 
     mood_seconds: float = setting(
-        120.0,
+        300.0,
         "how long a mood lasts within one song, in s: longer = steadier, shorter = quicker",
         flag="--mood-seconds",
         bounds=(1, 86400),
@@ -230,7 +230,7 @@ class SmoothingSettings:
         "look at the music. More makes the shown mood quicker and jumpier.",
     )
     switch_confidence: float = setting(
-        0.7,
+        0.8,
         "a mood is shown once believed this much (a new one replaces the one shown)",
         flag="--switch-confidence",
         bounds=(0, 1),

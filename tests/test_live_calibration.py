@@ -1,14 +1,22 @@
 """The calibration temperature the card writes into each model file (trainer.common.live): it is
 the one that makes the song's mood most probable, it scales with the model's sharpness, and it
-ignores the hops whose window still holds the song before."""
+ignores the hops whose window still holds the song before. And the live card in models/ is the
+one of the files and the default settings that ship."""
 
 from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
 
 import numpy as np
 import pytest
 
+from streamer.config import Settings
 from streamer.evaluation.lamp import Hop, Song
+from streamer.model.shipped import index
 from trainer.common.live import Recording, fit_temperature
+from trainer.common.paths import MODELS
 
 LABELS = ("angry", "happy", "sad")
 
@@ -57,3 +65,17 @@ def test_the_temperature_is_the_best_one_and_follows_sharpness() -> None:
 def test_hops_whose_window_holds_the_song_before_are_not_fitted() -> None:
     clean = fit_temperature([recording(1.0)], window_s=3.0)
     assert fit_temperature([recording(1.0, start_junk=True)], window_s=3.0) == pytest.approx(clean, rel=1e-6)
+
+
+def test_the_live_card_is_of_the_shipped_files_and_the_default_settings() -> None:
+    """A file recalibrated, or a default changed, without `make models` (or `python -m trainer
+    live-card`) rerun leaves figures of something that does not ship: this says so."""
+    card = json.loads((MODELS / "live.json").read_text())
+    assert set(card) == set(index()["models"])
+    for short, conditions in card.items():
+        data = (MODELS / f"moodstream-{short}.tflite").read_bytes()
+        for condition, figures in conditions.items():
+            stamp = figures["stamp"]
+            assert stamp["model_sha256"] == hashlib.sha256(data).hexdigest(), (short, condition)
+            assert stamp["smoothing"] == dataclasses.asdict(Settings().smoothing), (short, condition)
+            assert stamp["hop_seconds"] == Settings().model.hop_seconds

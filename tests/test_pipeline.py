@@ -15,7 +15,7 @@ import soxr
 from scipy import signal
 
 from streamer.audio.sources import FileSource
-from streamer.config import GateSettings, ModelSettings, Settings
+from streamer.config import GateSettings, ModelSettings, Settings, SmoothingSettings
 from streamer.core.events import EmotionEvent
 from streamer.core.pipeline import FLOOR_DBFS, Pipeline, clip_decision, level_of
 from streamer.model.runner import ModelRunner
@@ -24,8 +24,13 @@ from tests.conftest import TINY_LABELS
 pytestmark = pytest.mark.slow  # the tiny model trains once per session
 
 
+# the tests' own temporal settings, whatever the defaults (chosen on music, not on the tiny model)
+SMOOTHING = SmoothingSettings(mood_seconds=120.0, evidence_weight=0.3, switch_confidence=0.7, min_confidence=0.0)
+
+
 def settings_for(model: Path, hop: float = 1.0, **gate: float) -> Settings:
-    return Settings(model=ModelSettings(path=str(model), hop_seconds=hop), gate=GateSettings(**gate))
+    model_settings = ModelSettings(path=str(model), hop_seconds=hop)
+    return Settings(model=model_settings, gate=GateSettings(**gate), smoothing=SMOOTHING)
 
 
 @pytest.fixture(scope="module")

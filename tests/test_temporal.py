@@ -30,7 +30,9 @@ def run(mood: MoodFilter, summaries: list[np.ndarray], outputs: list[np.ndarray]
 
 
 def settings(**kw: float) -> SmoothingSettings:
-    return SmoothingSettings(**{"mood_seconds": 300.0, "evidence_weight": 0.3, "min_confidence": 0.5, **kw})
+    """The tests' own settings, whatever the defaults (chosen on music, not on these fake streams)."""
+    base = {"mood_seconds": 300.0, "evidence_weight": 0.3, "switch_confidence": 0.7, "min_confidence": 0.5}
+    return SmoothingSettings(**{**base, **kw})
 
 
 def test_the_detector_finds_a_song_change_and_little_else() -> None:
