@@ -5,6 +5,7 @@ family's card (trainer/families/paper/card.py) and this one are generated indepe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,13 +53,13 @@ def _cv_table(rows: list[dict[str, Any]], best: dict[str, Any]) -> list[str]:
     return out
 
 
-def _student_row(state: dict[str, Any], teachers: str) -> str:
-    """The student's row of a teachers table: its best C's fold CV and leave-one-genre-out."""
-    best = state["best"]["student"]
-    row = state["rows"][f"student C={best['C']:g}"]
+def _teachers_row(name: str, state: dict[str, Any], combo: str, gains: Sequence[str] = ("-", "-")) -> str:
+    """One row of a teachers table: ``combo``'s best C, its fold CV, the gains and leave-one-genre-out."""
+    best = state["best"][combo]
+    row = state["rows"][f"{combo} C={best['C']:g}"]
     return (
-        f"| *student of {teachers}* | {best['C']:g} | {np.mean(row['clean']):.3f} ± {np.std(row['clean']):.3f} | "
-        f"{np.mean(row['room']):.3f} ± {np.std(row['room']):.3f} | - | - | "
+        f"| {name} | {best['C']:g} | {np.mean(row['clean']):.3f} ± {np.std(row['clean']):.3f} | "
+        f"{np.mean(row['room']):.3f} ± {np.std(row['room']):.3f} | {gains[0]} | {gains[1]} | "
         f"{best['genre']['clean']:.3f} | {best['genre']['room']:.3f} |"
     )
 
@@ -178,18 +179,12 @@ def teachers_section(teachers: dict[str, Any], transfer: dict[str, Any] | None =
         for combo in COMBOS:
             if combo not in state["best"]:
                 continue
-            best = state["best"][combo]
-            row = state["rows"][f"{combo} C={best['C']:g}"]
             gains = [gain(state, combo, cond) if combo != "musicnn" else None for cond in ("clean", "room")]
             cells = ["-" if g is None else f"{g[0]:+.3f} ± {g[1]:.3f}" for g in gains]
             mark = "**" if combo == choice["teachers"] else ""
-            lines.append(
-                f"| {mark}{combo}{mark} | {best['C']:g} | {np.mean(row['clean']):.3f} ± {np.std(row['clean']):.3f} | "
-                f"{np.mean(row['room']):.3f} ± {np.std(row['room']):.3f} | {cells[0]} | {cells[1]} | "
-                f"{best['genre']['clean']:.3f} | {best['genre']['room']:.3f} |"
-            )
+            lines.append(_teachers_row(f"{mark}{combo}{mark}", state, combo, cells))
         if transfer and key in transfer:
-            lines.append(_student_row(transfer[key], "+".join(transfer["teachers"])))
+            lines.append(_teachers_row(f"*student of {'+'.join(transfer['teachers'])}*", transfer[key], "student"))
         lines.append("")
     lines += [
         f"Chosen for the student: **{choice['teachers']}** (mean over both label sets of (clean + room) / 2: "
